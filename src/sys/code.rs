@@ -1,0 +1,87 @@
+//! Shipping functions to workers of the same binary.
+//!
+//! A worker runs the very same executable as its parent (the build-id handshake checks
+//! this), so code addresses differ only by the load offset (ASLR). We send the distance of a
+//! function from [`anchor`] and the worker adds its own anchor's address back.
+//!
+//! What is shipped is never the user's function itself but a monomorphized *thunk* for its
+//! type `F`. `F` must be zero-sized (a `fn` item or a non-capturing closure), so the thunk can
+//! recreate the value out of nothing, in the worker, without any data crossing over.
+
+use std::os::fd::OwnedFd;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Runs one shipped task: reads one argument from the front of `input` (advancing it),
+/// appends the encoded outcome to `out`, and returns whether it succeeded.
+pub(crate) type TaskFn = fn(&mut &[u8], &mut Vec<u8>, &crate::bootstrap::TaskCtx) -> bool;
+
+/// The entry point of a child process: its payload and the fds passed to it; returns the
+/// process exit code.
+pub(crate) type ChildEntry = fn(&[u8], Vec<OwnedFd>) -> i32;
+
+#[inline(never)]
+fn anchor() {
+    // A distinct body so the linker cannot fold it with another empty function.
+    std::hint::black_box(0x6d70);
+}
+
+fn offset_of(addr: usize) -> i64 {
+    addr as i64 - anchor as fn() as usize as i64
+}
+
+/// The code offset of the task thunk for `F`. Fails to compile if `F` captures anything.
+pub(crate) fn ship_task<F, A, R>(_f: F) -> i64
+where
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "a process pool can only run `fn` items and non-capturing closures; \
+             pass captured data as the argument instead"
+        )
+    };
+    offset_of(thunk::<F, A, R> as TaskFn as usize)
+}
+
+fn thunk<F, A, R>(input: &mut &[u8], out: &mut Vec<u8>, ctx: &crate::bootstrap::TaskCtx) -> bool
+where
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    // SAFETY: `F` is zero-sized (asserted at compile time in `ship_task`, the only place
+    // that names this thunk), and a value of `F` existed in the parent, so the type is
+    // inhabited; a zero-sized value has no bytes to initialise.
+    let f: F = unsafe { std::mem::MaybeUninit::<F>::uninit().assume_init() };
+    crate::bootstrap::run_task(f, input, out, ctx)
+}
+
+/// The code offset of a child entry point.
+pub(crate) fn ship_entry(f: ChildEntry) -> i64 {
+    offset_of(f as usize)
+}
+
+fn at_offset(offset: i64) -> usize {
+    (anchor as fn() as usize as i64 + offset) as usize
+}
+
+/// Rebuilds a task thunk from an offset received from the parent.
+pub(crate) fn unship_task(offset: i64) -> TaskFn {
+    let addr = at_offset(offset);
+    // SAFETY: the offset came from `ship_task` in a parent running the same build (checked
+    // by the build-id handshake before any task is accepted), so `addr` is the address of a
+    // function with exactly the `TaskFn` signature in this process too.
+    unsafe { std::mem::transmute::<usize, TaskFn>(addr) }
+}
+
+/// Rebuilds a child entry point from an offset received from the parent.
+pub(crate) fn unship_entry(offset: i64) -> ChildEntry {
+    let addr = at_offset(offset);
+    // SAFETY: as for `unship_task`: the offset came from `ship_entry` in the same build.
+    unsafe { std::mem::transmute::<usize, ChildEntry>(addr) }
+}

@@ -1,0 +1,13 @@
+//! The only place with `unsafe` and raw system calls. Every block carries a `SAFETY:` note.
+//!
+//! Everything above this module is safe Rust built on the small, bounds-checked interfaces
+//! here: futex waits, shared mappings, fork, signals, fd passing and function shipping.
+
+pub(crate) mod code;
+pub(crate) mod fdpass;
+pub(crate) mod futex;
+pub(crate) mod mem;
+pub(crate) mod process;
+
+pub(crate) use futex::{futex_wait, futex_wake};
+pub(crate) use mem::SharedMapping;

@@ -1,0 +1,255 @@
+//! Process-level system calls: fork, death signals, kill, wait, limits.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::error::ExitStatus;
+
+/// What `fork` returned.
+pub(crate) enum Forked {
+    /// In the parent: the child's pid.
+    Parent(u32),
+    /// In the child.
+    Child,
+}
+
+/// Forks the calling process.
+///
+/// Only the fork server calls this, and it is single-threaded by construction (a fresh
+/// exec of the program that entered its loop before any other code ran), so the child
+/// inherits no lock held by another thread.
+pub(crate) fn fork() -> io::Result<Forked> {
+    // SAFETY: see above: the caller is single-threaded, so the child's copy of memory is
+    // consistent (no other thread was mid-way through a lock or an allocation).
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}
+
+/// Asks the kernel to SIGKILL this process when the thread that created it exits.
+pub(crate) fn die_with_parent(expected_parent: u32) {
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    // The parent may have died before the prctl took effect.
+    if std::os::unix::process::parent_id() != expected_parent {
+        exit_now(1);
+    }
+}
+
+/// Sends `sig` to `pid`. `ESRCH` (already gone) is not an error.
+pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill has no memory effects in this process.
+    if unsafe { libc::kill(pid as libc::pid_t, sig) } == -1 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a raw `wait` status.
+pub(crate) fn decode_status(status: i32) -> ExitStatus {
+    if libc::WIFEXITED(status) {
+        ExitStatus {
+            code: Some(libc::WEXITSTATUS(status)),
+            signal: None,
+        }
+    } else if libc::WIFSIGNALED(status) {
+        ExitStatus {
+            code: None,
+            signal: Some(libc::WTERMSIG(status)),
+        }
+    } else {
+        ExitStatus {
+            code: None,
+            signal: None,
+        }
+    }
+}
+
+/// Reaps one exited child without blocking: `Some((pid, status))`, or `None` if none has
+/// exited. `pid` -1 means any child.
+pub(crate) fn try_wait(pid: i32) -> Option<(u32, ExitStatus)> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer for the duration of the call.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    if r > 0 {
+        Some((r as u32, decode_status(status)))
+    } else {
+        None
+    }
+}
+
+/// Waits for child `pid` to exit and reaps it.
+pub(crate) fn wait(pid: u32) -> io::Result<ExitStatus> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer for the duration of the call.
+        let r = unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+        if r == pid as i32 {
+            return Ok(decode_status(status));
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// A pidfd for `pid` (readable once the process has exited).
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
+}
+
+/// Caps the address space of this process (`RLIMIT_AS`).
+pub(crate) fn set_memory_limit(bytes: u64) -> io::Result<()> {
+    let lim = rustix::process::Rlimit {
+        current: Some(bytes),
+        maximum: Some(bytes),
+    };
+    Ok(rustix::process::setrlimit(
+        rustix::process::Resource::As,
+        lim,
+    )?)
+}
+
+/// Ends this process at once with `code`, after flushing Rust's stdout, without running
+/// `atexit` handlers or destructors that belong to the parent's copy of the program.
+pub(crate) fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` ends the process; nothing runs after it.
+    unsafe { libc::_exit(code) }
+}
+
+/// Clears `FD_CLOEXEC` so `fd` survives an exec.
+pub(crate) fn inherit_fd(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd number has no memory effects.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    // SAFETY: as above.
+    if flags == -1 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of an inherited fd number given to us by our parent.
+pub(crate) fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only checks that the number is open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd is open (checked) and was handed to this process for it to own; nothing
+    // else in this process refers to that number.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let _ = rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC);
+    Ok(owned)
+}
+
+/// Closes every fd above 2 except those in `keep` (for freshly forked children).
+pub(crate) fn close_fds_except(keep: &[RawFd]) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing an fd number this fresh child owns and will not use again.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Restores default dispositions for signals a parent may have changed.
+pub(crate) fn reset_signals() {
+    for sig in [libc::SIGCHLD, libc::SIGPIPE, libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: SIG_DFL is always a valid disposition.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
+/// Ignores SIGPIPE (writes to a closed pipe return EPIPE instead of killing us).
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: SIG_IGN is always a valid disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Fd number of anything that has one.
+pub(crate) fn raw(fd: &impl AsRawFd) -> RawFd {
+    fd.as_raw_fd()
+}
+
+/// Reads and removes an environment variable that a parent set for us.
+///
+/// Called only by `init` when the variable is present, i.e. in a process that multiproc just
+/// started and that has not yet run any user code or started a thread.
+pub(crate) fn take_env(name: &str) -> Option<String> {
+    let v = std::env::var(name).ok()?;
+    // SAFETY: see above: the process is single-threaded here, so no other thread can be
+    // reading the environment concurrently.
+    unsafe { std::env::remove_var(name) };
+    Some(v)
+}
+
+/// Starts `exe` as a child that dies with the calling thread, with `fd` inherited at the
+/// same number, and `envs` set.
+pub(crate) fn spawn_exec(
+    exe: &std::path::Path,
+    fd: RawFd,
+    envs: &[(&str, String)],
+) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.envs(envs.iter().map(|(k, v)| (k, v)));
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
+    // (prctl, getppid, fcntl, _exit); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags == -1 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    cmd.spawn()
+}
+
+/// Sends `sig` through a pidfd (no pid-reuse race). A process that is already gone is
+/// not an error.
+pub(crate) fn pidfd_kill(pidfd: &impl AsRawFd, sig: i32) -> io::Result<()> {
+    // SAFETY: the syscall reads only its integer arguments (a null siginfo is allowed).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<u8>(),
+            0,
+        )
+    };
+    if r == -1 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
