@@ -11,4 +11,10 @@ pub use bootstrap::{StartMethod, freeze_support, init};
 pub use error::{Error, ExitStatus, Result, TaskError, signal_name};
 mod process;
 
-pub use process::Process;
+pub use process::{
+    CurrentProcess, Process, ProcessBuilder, active_children, cpu_count, current_process,
+};
+mod ipc;
+
+pub use ipc::connection;
+pub use ipc::{Connection, Pipe};
