@@ -17,4 +17,4 @@ pub use process::{
 mod ipc;
 
 pub use ipc::connection;
-pub use ipc::{Connection, Pipe};
+pub use ipc::{Connection, JoinableQueue, Pipe, Queue, QueueBuilder, SimpleQueue};

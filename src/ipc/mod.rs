@@ -5,6 +5,9 @@ mod auth;
 pub mod connection;
 pub(crate) mod fdctx;
 mod pipe;
+mod queue;
+mod ring;
 
 pub use connection::Connection;
 pub use pipe::Pipe;
+pub use queue::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
