@@ -105,6 +105,19 @@ fn deadline(timeout: Duration) -> Option<Instant> {
     Some(Instant::now() + timeout)
 }
 
+impl Queue<()> {
+    /// Options: item limit and ring size; the item type is chosen by `build`.
+    ///
+    /// ```
+    /// let q: multiproc::Queue<u8> =
+    ///     multiproc::Queue::builder().maxsize(10).capacity_bytes(1 << 20).build().unwrap();
+    /// assert_eq!(q.maxsize(), Some(10));
+    /// ```
+    pub fn builder() -> QueueBuilder {
+        QueueBuilder::default()
+    }
+}
+
 impl<T> Queue<T> {
     /// A queue with no item limit.
     pub fn new() -> Result<Queue<T>> {
@@ -114,11 +127,6 @@ impl<T> Queue<T> {
     /// A queue of at most `maxsize` items (`Queue(maxsize)`).
     pub fn bounded(maxsize: usize) -> Result<Queue<T>> {
         QueueBuilder::default().maxsize(maxsize.max(1)).build()
-    }
-
-    /// Options: item limit and ring size.
-    pub fn builder() -> QueueBuilder {
-        QueueBuilder::default()
     }
 
     /// The number of items now (approximate while others put and get; Python's `qsize`).
