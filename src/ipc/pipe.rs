@@ -48,6 +48,7 @@ impl Pipe {
     }
 
     /// `Pipe(duplex)`: [`duplex`](Self::duplex) or [`simplex`](Self::simplex).
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(duplex: bool) -> Result<(Connection, Connection)> {
         if duplex {
             Self::duplex()
