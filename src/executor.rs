@@ -189,9 +189,13 @@ impl<R> Drop for Imap<'_, R> {
     }
 }
 
-/// Python's automatic chunk size: `len / (4 × workers)`, rounded up.
+/// Largest automatic chunk: past this, bigger chunks save nothing measurable, while they
+/// would hold more memory and balance work worse.
+const MAX_AUTO_CHUNK: usize = 1024;
+
+/// Python's automatic chunk size, `len / (4 × workers)` rounded up, capped.
 pub(crate) fn auto_chunksize(len: usize, workers: usize) -> usize {
-    len.div_ceil(4 * workers.max(1)).max(1)
+    len.div_ceil(4 * workers.max(1)).clamp(1, MAX_AUTO_CHUNK)
 }
 
 /// The known length of an iterator, if its size hint is exact.
@@ -205,7 +209,7 @@ pub(crate) fn exact_len(it: &impl Iterator) -> Option<usize> {
 /// How a map-style call splits its input.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Chunksize {
-    /// Python's rule: `len / (4 × workers)` when the length is known, else 1.
+    /// Python's rule, `len / (4 × workers)` (at most 1024) when the length is known, else 1.
     #[default]
     Auto,
     /// This many items per chunk.
