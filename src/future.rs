@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -26,7 +26,6 @@ pub(crate) trait Canceller: Send + Sync {
 pub(crate) struct FutureState<R> {
     state: AtomicU32,
     sleepers: AtomicU32,
-    has_extras: AtomicBool,
     result: Mutex<Slot<R>>,
     extras: Mutex<Extras<R>>,
     index: Option<usize>,
@@ -49,7 +48,6 @@ impl<R> FutureState<R> {
         Arc::new(FutureState {
             state: AtomicU32::new(PENDING),
             sleepers: AtomicU32::new(0),
-            has_extras: AtomicBool::new(false),
             result: Mutex::new(Slot::Empty),
             extras: Mutex::new(Extras {
                 callbacks: Vec::new(),
@@ -65,36 +63,33 @@ impl<R> FutureState<R> {
     }
 
     /// Sets the outcome. Returns false (and drops `r`) if it was already set (cancelled).
+    ///
+    /// Lock order: `result`, then `extras`. The DONE transition happens under both, so a
+    /// callback added concurrently is either taken here or sees DONE and runs at once.
     pub(crate) fn complete(&self, r: Result<R, TaskError>) -> bool {
-        {
-            let mut slot = self.result.lock().unwrap();
-            if !matches!(*slot, Slot::Empty) {
-                return false;
-            }
-            *slot = Slot::Ready(r);
-            // SeqCst (a locked swap): the loads of `sleepers` and `has_extras` below must not
-            // move before this store, or a waiter that just announced itself would sleep forever.
-            self.state.swap(DONE, Ordering::SeqCst);
+        let mut slot = self.result.lock().unwrap();
+        if !matches!(*slot, Slot::Empty) {
+            return false;
         }
+        *slot = Slot::Ready(r);
+        let (callbacks, waker) = {
+            let mut ex = self.extras.lock().unwrap();
+            // SeqCst (a locked swap): the load of `sleepers` below must not move before
+            // this store, or a waiter that just announced itself would sleep forever.
+            self.state.swap(DONE, Ordering::SeqCst);
+            (std::mem::take(&mut ex.callbacks), ex.waker.take())
+        };
         if self.sleepers.load(Ordering::SeqCst) > 0 {
             futex_wake(&self.state, u32::MAX);
         }
-        if self.has_extras.load(Ordering::SeqCst) {
-            let (callbacks, waker) = {
-                let mut ex = self.extras.lock().unwrap();
-                (std::mem::take(&mut ex.callbacks), ex.waker.take())
-            };
-            if let Some(w) = waker {
-                w.wake();
+        if let Slot::Ready(r) = &*slot {
+            for cb in callbacks {
+                cb(r);
             }
-            if !callbacks.is_empty() {
-                let slot = self.result.lock().unwrap();
-                if let Slot::Ready(r) = &*slot {
-                    for cb in callbacks {
-                        cb(r);
-                    }
-                }
-            }
+        }
+        drop(slot);
+        if let Some(w) = waker {
+            w.wake();
         }
         true
     }
@@ -241,14 +236,7 @@ impl<R> TaskFuture<R> {
             let mut ex = self.state.extras.lock().unwrap();
             if !self.state.is_done() {
                 ex.callbacks.push(Box::new(f));
-                self.state.has_extras.store(true, Ordering::SeqCst);
-                // Re-check: `complete` may have missed the flag.
-                if !self.state.is_done() {
-                    return;
-                }
-                let f = ex.callbacks.pop().expect("just pushed");
-                drop(ex);
-                return self.run_now(f);
+                return;
             }
         }
         self.run_now(Box::new(f));
@@ -276,9 +264,8 @@ impl<R> Future for TaskFuture<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if !self.state.is_done() {
             let mut ex = self.state.extras.lock().unwrap();
-            ex.waker = Some(cx.waker().clone());
-            self.state.has_extras.store(true, Ordering::SeqCst);
             if !self.state.is_done() {
+                ex.waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }
         }

@@ -230,10 +230,6 @@ impl Dispatcher {
         &self.inner.cfg
     }
 
-    fn next_id(&self) -> u64 {
-        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
     pub(crate) fn run(mut self) {
         loop {
             let mut progress = self.intake();

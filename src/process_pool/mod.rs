@@ -436,9 +436,8 @@ impl ProcessPool {
     /// Stops taking tasks. With `cancel_pending`, tasks not yet started fail as
     /// `Cancelled`; running ones finish. With `wait`, returns once every worker has exited.
     pub fn shutdown(&self, wait: bool, cancel_pending: bool) {
-        if !self.inner.closed.swap(true, Ordering::AcqRel) {
-            let _ = self.inner.send(Msg::Shutdown { cancel_pending });
-        } else if cancel_pending {
+        let first = !self.inner.closed.swap(true, Ordering::AcqRel);
+        if first || cancel_pending {
             let _ = self.inner.send(Msg::Shutdown { cancel_pending });
         }
         if wait {
