@@ -11,10 +11,31 @@ pub use bootstrap::{StartMethod, freeze_support, init};
 pub use error::{Error, ExitStatus, Result, TaskError, signal_name};
 mod process;
 
-pub use process::{
-    CurrentProcess, Process, ProcessBuilder, active_children, cpu_count, current_process,
-};
+pub use process::{CurrentProcess, Process, ProcessBuilder, active_children, current_process};
 mod ipc;
 
 pub use ipc::connection;
 pub use ipc::{Connection, JoinableQueue, Pipe, Queue, QueueBuilder, SimpleQueue};
+mod executor;
+mod future;
+mod thread_pool;
+
+pub use executor::{Chunksize, Executor, Imap, StarFn};
+pub use future::{AsCompleted, Return, TaskFuture, Waited, as_completed, wait};
+pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
+
+/// Number of CPUs this process may run on (Python's `os.cpu_count()`, affinity-aware).
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+mod process_pool;
+
+pub use process_pool::{ProcessPool, ProcessPoolBuilder};
+
+/// Crashes the calling process with a segfault (a null write). For fault-injection tests.
+#[doc(hidden)]
+pub fn __test_segfault() -> ! {
+    sys::process::segfault()
+}

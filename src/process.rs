@@ -92,16 +92,6 @@ pub fn active_children() -> Vec<Process> {
     c.clone()
 }
 
-/// The number of CPUs this process may run on (its affinity mask and cgroup quota taken
-/// into account, like Python 3.13's `process_cpu_count()`).
-///
-/// ```
-/// assert!(multiproc::cpu_count() >= 1);
-/// ```
-pub fn cpu_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// At exit (of the main program, or of a child's function): terminate daemonic children,
 /// then wait for every child, as Python does.
 fn join_children_at_exit() {
@@ -300,7 +290,7 @@ impl Process {
 }
 
 fn process_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
-    bootstrap::task::capture_panics(true);
+    bootstrap::task::capture_panics();
     let Ok(p) = postcard::from_bytes::<Payload>(payload) else {
         return 97;
     };

@@ -62,9 +62,7 @@ fn eof_when_peer_is_gone_even_mid_message() {
 
         // A header promising 1000 bytes, then only 10, then the peer dies.
         let (a, b) = Pipe::duplex().unwrap();
-        let raw = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(
-            unsafe_free_into_fd(a),
-        ));
+        let raw = std::os::unix::net::UnixStream::from(raw_fd(a));
         use std::io::Write;
         (&raw).write_all(&1000i32.to_be_bytes()).unwrap();
         (&raw).write_all(&[1; 10]).unwrap();
@@ -76,8 +74,8 @@ fn eof_when_peer_is_gone_even_mid_message() {
     });
 }
 
-/// Turns a Connection back into its socket by sending it through a process-free fd dup.
-fn unsafe_free_into_fd(c: Connection) -> std::os::fd::OwnedFd {
+/// The socket under a Connection (a dup), to write malformed frames by hand.
+fn raw_fd(c: Connection) -> std::os::fd::OwnedFd {
     use std::os::fd::AsFd;
     c.as_fd().try_clone_to_owned().unwrap()
 }
@@ -86,7 +84,7 @@ fn unsafe_free_into_fd(c: Connection) -> std::os::fd::OwnedFd {
 fn oversized_and_malformed_lengths_are_typed_errors() {
     deadline(10, || {
         let (a, b) = Pipe::duplex().unwrap();
-        let raw = unsafe_free_into_fd(a);
+        let raw = raw_fd(a);
         let s = std::os::unix::net::UnixStream::from(raw);
         use std::io::Write;
         // Claims 2^62 bytes: must be refused without allocating.
@@ -100,7 +98,7 @@ fn oversized_and_malformed_lengths_are_typed_errors() {
         assert!(matches!(b.recv_bytes(), Err(Error::Protocol(_))));
 
         let (a, b) = Pipe::duplex().unwrap();
-        let s = std::os::unix::net::UnixStream::from(unsafe_free_into_fd(a));
+        let s = std::os::unix::net::UnixStream::from(raw_fd(a));
         (&s).write_all(&(-7i32).to_be_bytes()).unwrap();
         assert!(matches!(b.recv_bytes(), Err(Error::Protocol(_))));
 
@@ -146,7 +144,7 @@ fn timeouts_are_honoured_and_partial_messages_resume() {
         }
         assert!(!b.poll(Duration::from_millis(10)).unwrap());
         // Half a large message, a timeout, then the rest.
-        let s = std::os::unix::net::UnixStream::from(unsafe_free_into_fd(a));
+        let s = std::os::unix::net::UnixStream::from(raw_fd(a));
         use std::io::Write;
         let big = vec![9u8; 200_000];
         (&s).write_all(&(200_000i32).to_be_bytes()).unwrap();
@@ -179,14 +177,14 @@ fn echo_doubled(c: Connection) {
 fn send_then_die(c: Connection) {
     c.send_bytes(&[7; 100]).unwrap();
     // A header and half a message, then SIGKILL ourselves.
-    let s = std::os::unix::net::UnixStream::from(unsafe_free_into_fd(c));
+    let s = std::os::unix::net::UnixStream::from(raw_fd(c));
     use std::io::Write;
     (&s).write_all(&(1000i32).to_be_bytes()).unwrap();
     (&s).write_all(&[1; 500]).unwrap();
-    unsafe_kill_self();
+    kill_self();
 }
 
-fn unsafe_kill_self() {
+fn kill_self() {
     let _ = std::process::Command::new("kill")
         .args(["-9", &std::process::id().to_string()])
         .status();

@@ -119,7 +119,7 @@ struct Even(u32);
 impl TryFrom<u32> for Even {
     type Error = String;
     fn try_from(v: u32) -> Result<Even, String> {
-        if v % 2 == 0 {
+        if v.is_multiple_of(2) {
             Ok(Even(v))
         } else {
             Err(format!("{v} is odd"))
@@ -158,7 +158,9 @@ fn produce(args: (Queue<(u32, u64)>, u32, u64)) {
     }
 }
 
-fn consume(args: (Queue<(u32, u64)>, Queue<Vec<(u32, u64)>>)) {
+type Item = (u32, u64);
+
+fn consume(args: (Queue<Item>, Queue<Vec<Item>>)) {
     let (q, out) = args;
     let mut got = Vec::new();
     while let Ok(item) = q.get() {

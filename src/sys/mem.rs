@@ -47,22 +47,12 @@ impl SharedMapping {
         })
     }
 
-    /// Length in bytes.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// The base address (for pointer identity and diagnostics only).
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
     fn check(&self, off: usize, len: usize, align: usize) {
         assert!(
             off.checked_add(len).is_some_and(|end| end <= self.len),
             "shared memory access out of bounds"
         );
-        assert!(off % align == 0, "misaligned shared memory access");
+        assert!(off.is_multiple_of(align), "misaligned shared memory access");
     }
 
     /// The `AtomicU32` at byte offset `off` (4-aligned).
@@ -132,4 +122,17 @@ pub(crate) fn memfd(name: &str, size: u64) -> Result<OwnedFd> {
         .map_err(|e| Error::io("memfd_create", e))?;
     rustix::fs::ftruncate(&fd, size).map_err(|e| Error::io("ftruncate memfd", e))?;
     Ok(fd)
+}
+
+// Used by `sys::ring` (the queue ring borrows ranges of a mapping for one (de)serialization).
+impl SharedMapping {
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The base address.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
 }
