@@ -147,10 +147,10 @@ impl ProcessBuilder {
             type_name: std::any::type_name::<A>(),
             message: fdctx::describe(&e),
         })?;
-        if fds.len() > crate::sys::fdpass::MAX_FDS - 1 {
+        if fds.len() > fdctx::MAX_CHILD_FDS {
             return Err(Error::InvalidArgument(format!(
                 "a Process argument can carry at most {} connections or queues, not {}",
-                crate::sys::fdpass::MAX_FDS - 1,
+                fdctx::MAX_CHILD_FDS,
                 fds.len()
             )));
         }

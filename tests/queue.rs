@@ -423,3 +423,52 @@ fn no_fd_or_shm_left_behind() {
         .collect();
     assert!(new.is_empty(), "{new:?}");
 }
+
+// ---- queues in a process pool: through the initializer, as in Python ----
+
+static POOL_QUEUE: std::sync::OnceLock<Queue<u64>> = std::sync::OnceLock::new();
+
+fn keep_queue(q: Queue<u64>) {
+    POOL_QUEUE.set(q).unwrap();
+}
+
+fn record(x: u64) -> u64 {
+    POOL_QUEUE.get().unwrap().put(&(x * 10)).unwrap();
+    x
+}
+
+fn takes_queue(_q: Queue<u64>) -> u64 {
+    0
+}
+
+#[test]
+fn queue_passed_to_a_pool_initializer_works_in_workers() {
+    use multiproc::{Executor, ProcessPool};
+    deadline(120, || {
+        for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+            let q: Queue<u64> = Queue::new().unwrap();
+            let pool = ProcessPool::builder()
+                .workers(2)
+                .start_method(method)
+                .initializer(keep_queue, q.clone())
+                .build()
+                .unwrap();
+            let out: Vec<u64> = pool.map(record, 0..50u64).unwrap();
+            assert_eq!(out, (0..50).collect::<Vec<_>>());
+            let mut got: Vec<u64> = (0..50)
+                .map(|_| q.get_timeout(Duration::from_secs(10)).unwrap())
+                .collect();
+            got.sort();
+            assert_eq!(got, (0..50).map(|x| x * 10).collect::<Vec<_>>());
+            // A queue as a task's argument is refused with a message saying where it can go.
+            match pool.submit(takes_queue, q.clone()) {
+                Err(Error::Serialize { message, .. }) => {
+                    assert!(message.contains("initializer"), "{message}")
+                }
+                Ok(f) => panic!("accepted: {:?}", f.result()),
+                Err(e) => panic!("{e}"),
+            }
+            pool.shutdown(true, false);
+        }
+    });
+}

@@ -19,6 +19,9 @@
 use std::cell::RefCell;
 use std::os::fd::{AsFd, OwnedFd};
 
+/// The most fds a child's start request carries (one more may be taken by a large payload).
+pub(crate) const MAX_CHILD_FDS: usize = crate::sys::fdpass::MAX_FDS - 1;
+
 enum Ctx {
     Collect(Vec<OwnedFd>),
     Provide(Vec<Option<OwnedFd>>),
@@ -91,7 +94,8 @@ pub(crate) fn push_fd(fd: impl AsFd, what: &str) -> Result<u32, String> {
         }
         _ => fail(format!(
             "a {what} can only be sent to another process as (part of) the argument of a \
-             Process or a pool task, not through a queue or a connection"
+             Process or of a process pool's initializer, not through a queue, a connection \
+             or a pool task's argument"
         )),
     })
 }
@@ -107,7 +111,8 @@ pub(crate) fn take_fd(index: u32, what: &str) -> Result<OwnedFd, String> {
                 Ok,
             ),
         _ => fail(format!(
-            "a {what} can only be received as (part of) the argument of a Process or a pool task"
+            "a {what} can only be received as (part of) the argument of a Process or of a \
+             process pool's initializer"
         )),
     })
 }
