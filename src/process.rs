@@ -193,7 +193,7 @@ impl ProcessBuilder {
 /// stderr and ends the child with exit code 1. Dropping a `Process` neither waits for nor
 /// stops it; a program that returns from `main` waits for its non-daemon children first.
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::Process;
 /// fn greet(name: String) { println!("hello, {name}"); }
@@ -211,7 +211,7 @@ pub struct Process {
 impl Process {
     /// Options: name, daemon, start method.
     ///
-    /// ```
+    /// ```standalone_crate
     /// # multiproc::init();
     /// let p = multiproc::Process::builder().name("worker").daemon(true)
     ///     .start(|x: u32| assert_eq!(x, 7), 7).unwrap();

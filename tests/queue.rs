@@ -472,3 +472,26 @@ fn queue_passed_to_a_pool_initializer_works_in_workers() {
         }
     });
 }
+
+#[derive(serde::Serialize, Debug, PartialEq)]
+struct Touchy(u32);
+
+impl<'de> serde::Deserialize<'de> for Touchy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Touchy, D::Error> {
+        let v = u32::deserialize(d)?;
+        assert_ne!(v, 13, "unlucky");
+        Ok(Touchy(v))
+    }
+}
+
+#[test]
+fn a_panicking_deserialize_consumes_its_item_and_releases_the_lock() {
+    deadline(20, || {
+        let q: Queue<Touchy> = Queue::new().unwrap();
+        q.put(&Touchy(13)).unwrap();
+        q.put(&Touchy(1)).unwrap();
+        let q2 = q.clone();
+        assert!(std::thread::spawn(move || q2.get()).join().is_err());
+        assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), Touchy(1));
+    });
+}

@@ -57,7 +57,7 @@ struct ReadState {
 ///
 /// ```
 /// let (a, b) = multiproc::Pipe::duplex().unwrap();
-/// a.send(&("hello", 42)).unwrap();
+/// a.send(&("hello", 42u32)).unwrap();
 /// let (s, n): (String, u32) = b.recv().unwrap();
 /// assert_eq!((s.as_str(), n), ("hello", 42));
 /// ```

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 
 /// Creates a pair of connected [`Connection`]s (a Unix socket pair).
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Connection, Pipe, Process};
 ///

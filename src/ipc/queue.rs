@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 /// is also limited by the bytes of its ring (256 MiB by default, virtual: pages are only
 /// touched as the queue fills; see [`QueueBuilder::capacity_bytes`]).
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Process, Queue};
 ///
@@ -324,7 +324,7 @@ impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
 /// every item put must be marked [`task_done`](Self::task_done) by its consumer, and
 /// [`join`](Self::join) waits until all are. It has every method of [`Queue`].
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{JoinableQueue, Process};
 ///

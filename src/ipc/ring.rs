@@ -500,12 +500,16 @@ impl Ring {
                             .into(),
                     ));
                 }
-                let r = with_bytes(
-                    &self.map,
-                    self.data(pos) + FRAME_HEAD as usize,
-                    len as usize,
-                    |b| postcard::from_bytes::<T>(b),
-                );
+                // A panicking `Deserialize` impl must not leave the item stuck at the head:
+                // the item is consumed either way, then the panic goes on.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    with_bytes(
+                        &self.map,
+                        self.data(pos) + FRAME_HEAD as usize,
+                        len as usize,
+                        |b| postcard::from_bytes::<T>(b),
+                    )
+                }));
                 let mut new_h = pos + s;
                 if new_h == self.cap {
                     new_h = 0;
@@ -515,6 +519,7 @@ impl Ring {
                     .store(pack(gets.wrapping_add(1), new_h), SeqCst);
                 drop(guard);
                 wake(self.word(OFF_NOT_FULL));
+                let r = r.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 return r.map_err(|e| Error::Deserialize {
                     type_name: std::any::type_name::<T>(),
                     message: e.to_string(),

@@ -79,7 +79,7 @@ impl Canceller for Inner {
 /// The program must call [`init`](crate::init) first thing in `main` (or, in a test file,
 /// use [`test_support!`](crate::test_support)).
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Executor, ProcessPool};
 /// fn fib(n: u64) -> u64 { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }
