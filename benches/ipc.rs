@@ -219,5 +219,38 @@ fn bench_process(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_queue, bench_pipe, bench_process);
+// ---------------------------------------------------------- Python, same run
+
+/// Runs the CPython equivalents (`bench/python/ipc_*.py`) so one `cargo bench --bench ipc`
+/// prints both sides. Skipped with a filter that does not mention `python`, or with
+/// `MULTIPROC_BENCH_PYTHON=0`, or without `python3`.
+fn python_side_by_side(_: &mut Criterion) {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if std::env::var("MULTIPROC_BENCH_PYTHON").as_deref() == Ok("0")
+        || !(filters.is_empty() || filters.iter().any(|f| f.contains("python")))
+    {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/python");
+    for script in ["ipc_queue.py", "ipc_pipe.py", "ipc_process.py"] {
+        match std::process::Command::new("python3")
+            .arg(dir.join(script))
+            .output()
+        {
+            Ok(out) => print!("{}", String::from_utf8_lossy(&out.stdout)),
+            Err(e) => println!("python3 {script}: not run ({e})"),
+        }
+    }
+}
+
+criterion_group!(
+    benches,
+    bench_queue,
+    bench_pipe,
+    bench_process,
+    python_side_by_side
+);
 criterion_main!(benches);

@@ -227,3 +227,28 @@ fn a_connection_cannot_be_sent_through_a_connection() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn wait_on_several_connections() {
+    deadline(10, || {
+        let (a, b) = Pipe::duplex().unwrap();
+        let (c, d) = Pipe::duplex().unwrap();
+        let t0 = Instant::now();
+        let none = multiproc::connection::wait(&[&b, &d], Some(Duration::from_millis(50))).unwrap();
+        assert!(none.is_empty());
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        let c2 = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            c.send(&2u8).unwrap();
+            c
+        });
+        assert_eq!(multiproc::connection::wait(&[&b, &d], None).unwrap(), [1]);
+        a.send(&1u8).unwrap();
+        a.send(&1u8).unwrap();
+        let _: u8 = b.recv().unwrap(); // the second message is now buffered in `b`
+        let ready = multiproc::connection::wait(&[&b, &d], Some(Duration::ZERO)).unwrap();
+        assert_eq!(ready, [0, 1]);
+        drop(a);
+        drop(c2.join().unwrap());
+    });
+}

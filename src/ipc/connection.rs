@@ -546,6 +546,62 @@ impl<'de> Deserialize<'de> for Connection {
     }
 }
 
+/// Waits until at least one of `conns` has a message (or end of stream) to read, for at
+/// most `timeout` (`None`: no limit); returns the indices of the ready ones, in order
+/// (empty on timeout). Python's `multiprocessing.connection.wait`.
+///
+/// ```
+/// use std::time::Duration;
+/// let (a, b) = multiproc::Pipe::duplex().unwrap();
+/// let (c, d) = multiproc::Pipe::duplex().unwrap();
+/// c.send(&1u8).unwrap();
+/// let ready = multiproc::connection::wait(&[&b, &d], Some(Duration::from_secs(1))).unwrap();
+/// assert_eq!(ready, [1]);
+/// # drop(a);
+/// ```
+pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    let buffered: Vec<usize> = conns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            let st = c.read.lock().unwrap_or_else(|e| e.into_inner());
+            st.buf.len() > st.start || st.pending.is_some()
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let deadline = match (buffered.is_empty(), timeout) {
+        (false, _) => Some(Instant::now()),
+        (true, t) => t.map(|t| Instant::now() + t),
+    };
+    loop {
+        let rem = remaining(deadline);
+        let ts = rem.map(|d| {
+            let us = d.as_nanos().div_ceil(1000);
+            rustix::event::Timespec {
+                tv_sec: (us / 1_000_000).min(i64::MAX as u128) as i64,
+                tv_nsec: (us % 1_000_000) as i64 * 1000,
+            }
+        });
+        let mut pfds: Vec<PollFd<'_>> = conns
+            .iter()
+            .map(|c| PollFd::new(&c.fd, PollFlags::IN))
+            .collect();
+        match rustix::event::poll(&mut pfds, ts.as_ref()) {
+            Ok(_) => {
+                let mut ready: Vec<usize> = (0..conns.len())
+                    .filter(|&i| !pfds[i].revents().is_empty() || buffered.contains(&i))
+                    .collect();
+                ready.dedup();
+                if !ready.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(ready);
+                }
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(io_err("poll", e)),
+        }
+    }
+}
+
 // ------------------------------------------------------------------ Listener / Client
 
 /// Where a [`Listener`] listens and a [`Client`] connects: a Unix socket path or a TCP
