@@ -35,24 +35,22 @@ fn exit_codes_follow_python() {
             let p = Process::start_with(method, panics, "boom".into()).unwrap();
             assert!(p.join_timeout(Duration::from_secs(10)));
             assert_eq!(p.exitcode(), Some(1));
-            let p = Process::start_with(
-                method,
-                |_: ()| std::thread::sleep(Duration::from_secs(30)),
-                (),
-            )
-            .unwrap();
+            let p = Process::builder()
+                .daemon(true) // a failed assertion must not leave the exit hook waiting 30 s
+                .start_method(method)
+                .start(|_: ()| std::thread::sleep(Duration::from_secs(30)), ())
+                .unwrap();
             assert!(p.is_alive());
             assert_eq!(p.exitcode(), None);
             assert!(!p.join_timeout(Duration::from_millis(50)));
             p.terminate().unwrap();
             assert!(p.join_timeout(Duration::from_secs(10)));
             assert_eq!(p.exitcode(), Some(-15));
-            let p = Process::start_with(
-                method,
-                |_: ()| std::thread::sleep(Duration::from_secs(30)),
-                (),
-            )
-            .unwrap();
+            let p = Process::builder()
+                .daemon(true) // a failed assertion must not leave the exit hook waiting 30 s
+                .start_method(method)
+                .start(|_: ()| std::thread::sleep(Duration::from_secs(30)), ())
+                .unwrap();
             p.kill().unwrap();
             assert!(p.join_timeout(Duration::from_secs(10)));
             assert_eq!(p.exitcode(), Some(-9));
@@ -115,7 +113,10 @@ fn wait_for_close(q: Queue<u8>) {
 fn active_children_lists_running_ones() {
     deadline(30, || {
         let q: Queue<u8> = Queue::new().unwrap();
-        let p = Process::start(wait_for_close, q.clone()).unwrap();
+        let p = Process::builder()
+            .daemon(true)
+            .start(wait_for_close, q.clone())
+            .unwrap();
         assert!(
             multiproc::active_children()
                 .iter()

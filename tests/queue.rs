@@ -233,7 +233,11 @@ fn producer_killed_anywhere_loses_and_corrupts_nothing() {
         let mut total = 0;
         for round in 0..12u64 {
             let (mine, theirs) = Pipe::duplex().unwrap();
-            let p = Process::start(put_forever, (q.clone(), theirs)).unwrap();
+            // Daemon: if an assertion fails before the kill, the exit hook must not wait forever.
+            let p = Process::builder()
+                .daemon(true)
+                .start(put_forever, (q.clone(), theirs))
+                .unwrap();
             mine.recv_timeout::<()>(Duration::from_secs(20)).unwrap();
             // Consume while it produces, so the kill lands in the middle of a put.
             let mut expect = 0u64;
@@ -285,7 +289,11 @@ fn consumer_killed_mid_get_loses_at_most_its_item() {
                 q.put(&i).unwrap();
             }
             let (mine, theirs) = Pipe::duplex().unwrap();
-            let p = Process::start(get_forever, (q.clone(), theirs)).unwrap();
+            // Daemon: if an assertion fails before the kill, the exit hook must not wait forever.
+            let p = Process::builder()
+                .daemon(true)
+                .start(get_forever, (q.clone(), theirs))
+                .unwrap();
             assert_eq!(
                 mine.recv_timeout::<u64>(Duration::from_secs(20)).unwrap(),
                 u64::MAX
