@@ -84,7 +84,10 @@ impl QueueBuilder {
     }
 
     /// Size of the shared ring in bytes (4 KiB to 2 GiB; default 256 MiB). The largest
-    /// message is 8 bytes less. Only the part of the ring in use is ever backed by memory.
+    /// message is 8 bytes less, and `put` waits while the items queued fill it, even on a
+    /// queue without item limit. Only the part of the ring in use is ever backed by memory,
+    /// but every process using the queue maps all of it: with a pool's `memory_limit`
+    /// (`RLIMIT_AS`), pass the workers a smaller queue.
     pub fn capacity_bytes(mut self, bytes: u64) -> Self {
         self.capacity = bytes;
         self
