@@ -223,3 +223,59 @@ fn at_exit_non_daemon_children_are_joined_daemons_stopped() {
         let _ = std::fs::remove_file(format!("{}.pids", file.display()));
     });
 }
+
+#[test]
+#[ignore = "helper, run by children_die_when_their_parent_is_killed"]
+fn helper_start_children_and_wait() {
+    let path = std::env::var("MP_TEST_FILE").unwrap();
+    let p = Process::start(sleep_long, ()).unwrap();
+    let d = Process::builder()
+        .daemon(true)
+        .start(sleep_long, ())
+        .unwrap();
+    std::fs::write(&path, format!("{} {}", p.pid(), d.pid())).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z"))
+        .unwrap_or(false)
+}
+
+#[test]
+fn children_die_when_their_parent_is_killed() {
+    deadline(60, || {
+        let file = std::env::temp_dir().join(format!("mp-kill-{}", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "helper_start_children_and_wait", "--ignored"])
+            .env("MP_TEST_FILE", &file)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(30);
+        let pids: Vec<u32> = loop {
+            if let Ok(s) = std::fs::read_to_string(&file)
+                && let Ok(p) = s
+                    .split(' ')
+                    .map(str::parse)
+                    .collect::<Result<Vec<u32>, _>>()
+                && p.len() == 2
+            {
+                break p;
+            }
+            assert!(Instant::now() < end, "helper did not start its children");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(pids.iter().all(|&p| running(p)));
+        parent.kill().unwrap(); // SIGKILL: no exit hook runs
+        parent.wait().unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while pids.iter().any(|&p| running(p)) {
+            assert!(Instant::now() < end, "a child outlived its killed parent");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_file(&file);
+    });
+}

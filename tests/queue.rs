@@ -391,6 +391,10 @@ fn simple_queue() {
     q.put(&("a".into(), 1)).unwrap();
     assert!(!q.is_empty());
     assert_eq!(q.get().unwrap(), ("a".to_string(), 1));
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(10)),
+        Err(Error::Timeout(_))
+    ));
     q.close();
     assert!(matches!(q.put(&("b".into(), 2)), Err(Error::Closed(_))));
 }

@@ -309,6 +309,11 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     pub fn get(&self) -> Result<T> {
         self.0.get()
     }
+
+    /// Like [`get`](Self::get), waiting at most `timeout` ([`Error::Timeout`]).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.0.get_timeout(timeout)
+    }
 }
 
 impl<T> Serialize for SimpleQueue<T> {
