@@ -507,3 +507,58 @@ fn a_panicking_deserialize_consumes_its_item_and_releases_the_lock() {
         assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), Touchy(1));
     });
 }
+
+#[test]
+fn threads_stress_a_tiny_ring_with_varied_sizes() {
+    // 4 producers and 4 consumers on a 4 KiB ring: constant wrapping, full and empty
+    // waits, lock contention. Every item arrives once, in order per producer, intact.
+    deadline(120, || {
+        let q: Queue<(u32, u32, Vec<u8>)> = Queue::builder()
+            .capacity_bytes(4096)
+            .build()
+            .unwrap();
+        let n = 5_000u32;
+        let producers: Vec<_> = (0..4u32)
+            .map(|w| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..n {
+                        let len = ((i * 37 + w * 11) % 700) as usize;
+                        q.put(&(w, i, vec![(i % 251) as u8; len])).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..4)
+            .map(|_| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    while let Ok((w, i, v)) = q.get() {
+                        assert_eq!(v.len(), ((i * 37 + w * 11) % 700) as usize);
+                        assert!(v.iter().all(|&b| b == (i % 251) as u8));
+                        got.push((w, i));
+                    }
+                    got
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        q.close();
+        let mut all = Vec::new();
+        for c in consumers {
+            let got = c.join().unwrap();
+            for w in 0..4 {
+                let seq: Vec<u32> = got.iter().filter(|x| x.0 == w).map(|x| x.1).collect();
+                assert!(seq.windows(2).all(|p| p[0] < p[1]), "order per producer");
+            }
+            all.extend(got);
+        }
+        all.sort();
+        assert_eq!(all.len(), 4 * n as usize);
+        all.dedup();
+        assert_eq!(all.len(), 4 * n as usize);
+    });
+}
