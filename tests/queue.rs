@@ -513,10 +513,7 @@ fn threads_stress_a_tiny_ring_with_varied_sizes() {
     // 4 producers and 4 consumers on a 4 KiB ring: constant wrapping, full and empty
     // waits, lock contention. Every item arrives once, in order per producer, intact.
     deadline(120, || {
-        let q: Queue<(u32, u32, Vec<u8>)> = Queue::builder()
-            .capacity_bytes(4096)
-            .build()
-            .unwrap();
+        let q: Queue<(u32, u32, Vec<u8>)> = Queue::builder().capacity_bytes(4096).build().unwrap();
         let n = 5_000u32;
         let producers: Vec<_> = (0..4u32)
             .map(|w| {
