@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 
 use super::layout::*;
 use super::ring::{Bell, Ring};
@@ -115,7 +115,6 @@ pub(crate) struct Slot {
 
 pub(crate) struct Dispatcher {
     inner: Arc<Inner>,
-    rx: Receiver<Msg>,
     slots: Vec<Slot>,
     pending: VecDeque<Job>,
     memfd: OwnedFd,
@@ -206,15 +205,9 @@ fn u64_at(map: &SharedMapping, off: usize) -> u64 {
 }
 
 impl Dispatcher {
-    pub(crate) fn new(
-        inner: Arc<Inner>,
-        rx: Receiver<Msg>,
-        slots: Vec<Slot>,
-        memfd: OwnedFd,
-    ) -> Dispatcher {
+    pub(crate) fn new(inner: Arc<Inner>, slots: Vec<Slot>, memfd: OwnedFd) -> Dispatcher {
         Dispatcher {
             inner,
-            rx,
             slots,
             pending: VecDeque::new(),
             memfd,
@@ -230,40 +223,26 @@ impl Dispatcher {
         &self.inner.cfg
     }
 
-    pub(crate) fn run(mut self) {
-        loop {
-            let mut progress = self.intake();
-            progress |= self.collect();
-            progress |= self.dispatch();
-            let timeout = self.check_timeouts();
-            if self.finished() {
-                break;
-            }
-            if !progress {
-                let timeout = if self.closing {
-                    Some(timeout.unwrap_or(Duration::from_millis(50)))
-                } else {
-                    timeout
-                };
-                let (rx, slots, map) = (&self.rx, &self.slots, &self.inner.map);
-                // Everything that can make progress possible: a message, a result, or a
-                // replacement worker that became ready.
-                self.inner.bell.wait(3000, timeout, || {
-                    !rx.is_empty()
-                        || slots.iter().enumerate().any(|(i, s)| {
-                            s.results.has_data()
-                                || (!s.ready
-                                    && s.child.is_some()
-                                    && map.atomic_u32(base(i) + STATE).load(Ordering::Acquire)
-                                        != STATE_STARTING)
-                        })
-                });
-            }
+    /// One round of work: messages, results, dispatch, timeouts. Returns whether anything
+    /// happened and how long the caller may sleep at most (a task deadline).
+    pub(crate) fn round(&mut self) -> (bool, Option<Duration>) {
+        let mut progress = self.intake();
+        progress |= self.collect();
+        progress |= self.dispatch();
+        let timeout = self.check_timeouts();
+        for (i, s) in self.slots.iter().enumerate() {
+            self.inner.awaiting[i].store(!s.ready && s.child.is_some(), Ordering::Relaxed);
         }
+        let timeout = if self.closing {
+            Some(timeout.unwrap_or(Duration::from_millis(50)))
+        } else {
+            timeout
+        };
+        (progress, timeout)
     }
 
     /// Done once closing and every worker has exited.
-    fn finished(&mut self) -> bool {
+    pub(crate) fn finished(&mut self) -> bool {
         if !self.closing {
             return false;
         }
@@ -285,7 +264,7 @@ impl Dispatcher {
 
     fn intake(&mut self) -> bool {
         let mut any = false;
-        while let Ok(msg) = self.rx.try_recv() {
+        while let Ok(msg) = self.inner.rx.try_recv() {
             any = true;
             match msg {
                 Msg::Job(job) => {
