@@ -257,6 +257,26 @@ pub trait Executor {
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static;
 
+    /// Python's `Pool.apply_async`: the same as [`submit`](Executor::submit).
+    fn apply_async<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.submit(f, arg)
+    }
+
+    /// Python's `Pool.apply`: runs `f(arg)` in the pool and waits for the result.
+    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Ok(self.submit(f, arg)?.result()?)
+    }
+
     /// Sends one chunk: the first `n` items of `items`, the first having index `start`.
     #[doc(hidden)]
     fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)

@@ -334,8 +334,17 @@ fn a_different_build_is_refused_with_binary_mismatch() {
     deadline(60, || {
         // The `multiproc` CLI calls init() too, but it is another build.
         for method in [StartMethod::ForkServer, StartMethod::Spawn] {
-            match ProcessPool::builder().workers(1).start_method(method).executable(env!("CARGO_BIN_EXE_multiproc")).build() {
-                Err(Error::BinaryMismatch { path, expected, found }) => {
+            match ProcessPool::builder()
+                .workers(1)
+                .start_method(method)
+                .executable(env!("CARGO_BIN_EXE_multiproc"))
+                .build()
+            {
+                Err(Error::BinaryMismatch {
+                    path,
+                    expected,
+                    found,
+                }) => {
                     assert!(path.ends_with("multiproc"));
                     assert_ne!(expected, found);
                 }
@@ -348,8 +357,15 @@ fn a_different_build_is_refused_with_binary_mismatch() {
 #[test]
 fn progress_bar_does_not_change_results() {
     deadline(60, || {
-        let pool = ProcessPool::builder().workers(2).progress(true).build().unwrap();
-        assert_eq!(pool.map(fib, 0..20).unwrap(), (0..20).map(fib).collect::<Vec<_>>());
+        let pool = ProcessPool::builder()
+            .workers(2)
+            .progress(true)
+            .build()
+            .unwrap();
+        assert_eq!(
+            pool.map(fib, 0..20).unwrap(),
+            (0..20).map(fib).collect::<Vec<_>>()
+        );
     });
 }
 
