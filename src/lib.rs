@@ -70,7 +70,7 @@ mod executor;
 mod future;
 mod thread_pool;
 
-pub use executor::{Chunksize, Executor, Imap, StarFn};
+pub use executor::{Chunksize, Executor, Imap, Payload, PoolFn, StarFn};
 pub use future::{AsCompleted, Return, TaskFuture, Waited, as_completed, wait};
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 

@@ -43,6 +43,13 @@ impl Job {
         self.offsets.len()
     }
 
+    /// Fails items `from..` with the error `err()` makes.
+    fn fail_from(&self, from: usize, err: impl Fn() -> TaskError) {
+        for k in from..self.len() {
+            self.sink.fail(self.start + k, err());
+        }
+    }
+
     /// Items `from..` as a new job with a fresh id.
     fn tail(&self, from: usize, id: u64) -> Job {
         self.slice(from, self.len(), id)
@@ -242,6 +249,16 @@ impl Dispatcher {
     }
 
     /// Done once closing and every worker has exited.
+    /// Fails every job not yet sent to a worker.
+    fn fail_pending(&mut self, why: &str) {
+        for job in std::mem::take(&mut self.pending) {
+            job.fail_from(0, || TaskError::PoolClosed {
+                index: None,
+                reason: why.to_string(),
+            });
+        }
+    }
+
     pub(crate) fn finished(&mut self) -> bool {
         if !self.closing {
             return false;
@@ -269,15 +286,10 @@ impl Dispatcher {
             match msg {
                 Msg::Job(job) => {
                     if let Some(why) = &self.broken {
-                        for i in 0..job.len() {
-                            job.sink.fail(
-                                job.start + i,
-                                TaskError::PoolClosed {
-                                    index: None,
-                                    reason: why.clone(),
-                                },
-                            );
-                        }
+                        job.fail_from(0, || TaskError::PoolClosed {
+                            index: None,
+                            reason: why.clone(),
+                        });
                     } else {
                         self.pending.push_back(job)
                     }
@@ -293,10 +305,7 @@ impl Dispatcher {
                     self.closing = true;
                     if cancel_pending {
                         for job in std::mem::take(&mut self.pending) {
-                            for i in 0..job.len() {
-                                job.sink
-                                    .fail(job.start + i, TaskError::Cancelled { index: None });
-                            }
+                            job.fail_from(0, || TaskError::Cancelled { index: None });
                         }
                     }
                 }
@@ -310,28 +319,13 @@ impl Dispatcher {
         self.closing = true;
         self.terminating = true;
         let why = "the pool was terminated".to_string();
-        for job in std::mem::take(&mut self.pending) {
-            for i in 0..job.len() {
-                job.sink.fail(
-                    job.start + i,
-                    TaskError::PoolClosed {
-                        index: None,
-                        reason: why.clone(),
-                    },
-                );
-            }
-        }
+        self.fail_pending(&why);
         for s in self.slots.iter_mut() {
             for inf in s.inflight.drain(..) {
-                for i in inf.done..inf.job.len() {
-                    inf.job.sink.fail(
-                        inf.job.start + i,
-                        TaskError::PoolClosed {
-                            index: None,
-                            reason: why.clone(),
-                        },
-                    );
-                }
+                inf.job.fail_from(inf.done, || TaskError::PoolClosed {
+                    index: None,
+                    reason: why.clone(),
+                });
             }
             s.inflight_items = 0;
             s.stopping = true;
@@ -457,10 +451,7 @@ impl Dispatcher {
         while let Some(job) = self.pending.front() {
             if job.sink.is_cancelled() {
                 let job = self.pending.pop_front().unwrap();
-                for i in 0..job.len() {
-                    job.sink
-                        .fail(job.start + i, TaskError::Cancelled { index: None });
-                }
+                job.fail_from(0, || TaskError::Cancelled { index: None });
                 continue;
             }
             // The least-loaded ready worker with room.
@@ -652,17 +643,7 @@ impl Dispatcher {
     fn respawn(&mut self, i: usize) {
         if let Some(why) = self.broken.clone() {
             self.slots[i].sock = None;
-            for job in std::mem::take(&mut self.pending) {
-                for k in 0..job.len() {
-                    job.sink.fail(
-                        job.start + k,
-                        TaskError::PoolClosed {
-                            index: None,
-                            reason: why.clone(),
-                        },
-                    );
-                }
-            }
+            self.fail_pending(&why);
             return;
         }
         let generation = self.slots[i].generation + 1;
@@ -686,17 +667,7 @@ impl Dispatcher {
                 self.slots[i].sock = None;
                 if self.slots.iter().all(|s| s.child.is_none()) {
                     let why = format!("no worker could be restarted: {e}");
-                    for job in std::mem::take(&mut self.pending) {
-                        for k in 0..job.len() {
-                            job.sink.fail(
-                                job.start + k,
-                                TaskError::PoolClosed {
-                                    index: None,
-                                    reason: why.clone(),
-                                },
-                            );
-                        }
-                    }
+                    self.fail_pending(&why);
                     self.broken = Some(why);
                 }
             }

@@ -23,7 +23,7 @@ use self::layout::*;
 use self::ring::Bell;
 use crate::bootstrap::{Child, StartMethod};
 use crate::error::{Error, Result, TaskError};
-use crate::executor::{Executor, MapState};
+use crate::executor::{Executor, MapState, Payload, PoolFn};
 use crate::future::{FutureState, PoolLink, TaskFuture};
 use crate::sys::SharedMapping;
 
@@ -402,9 +402,9 @@ impl ProcessPool {
     /// here, before anything is sent.
     pub fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
     {
         self.check_open()?;
         let data = postcard::to_stdvec(&arg).map_err(|e| Error::Serialize {
@@ -431,9 +431,9 @@ impl ProcessPool {
 
     fn dispatch<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
     {
         let thunk = crate::sys::code::ship_task(f);
         let mut data = Vec::new();
@@ -536,18 +536,18 @@ impl Executor for ProcessPool {
 
     fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
     {
         ProcessPool::submit(self, f, arg)
     }
 
     fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
     {
         self.dispatch(f, start, items, sink)
     }
