@@ -17,10 +17,14 @@ const DONE: u32 = 1;
 
 type Callback<R> = Box<dyn FnOnce(&Result<R, TaskError>) + Send>;
 
-/// Something that can stop a task that is already running (a process pool kills the
-/// worker). Called after the future already reports `Cancelled`.
-pub(crate) trait Canceller: Send + Sync {
+/// The pool behind a future, for what only it can do.
+pub(crate) trait PoolLink: Send + Sync {
+    /// Stops a task that may be running (a process pool kills the worker). Called after
+    /// the future already reports `Cancelled`.
     fn cancel(&self, task_id: u64);
+    /// Does a round of the pool's own work on this thread, if nobody else is: a waiting
+    /// caller that collects its own result saves a cross-CPU wake-up.
+    fn help(&self);
 }
 
 pub(crate) struct FutureState<R> {
@@ -29,6 +33,7 @@ pub(crate) struct FutureState<R> {
     result: Mutex<Slot<R>>,
     extras: Mutex<Extras<R>>,
     index: Option<usize>,
+    link: std::sync::OnceLock<(std::sync::Weak<dyn PoolLink>, u64)>,
 }
 
 enum Slot<R> {
@@ -40,7 +45,6 @@ enum Slot<R> {
 struct Extras<R> {
     callbacks: Vec<Callback<R>>,
     waker: Option<Waker>,
-    canceller: Option<(std::sync::Weak<dyn Canceller>, u64)>,
 }
 
 impl<R> FutureState<R> {
@@ -52,9 +56,9 @@ impl<R> FutureState<R> {
             extras: Mutex::new(Extras {
                 callbacks: Vec::new(),
                 waker: None,
-                canceller: None,
             }),
             index,
+            link: std::sync::OnceLock::new(),
         })
     }
 
@@ -94,18 +98,27 @@ impl<R> FutureState<R> {
         true
     }
 
-    pub(crate) fn set_canceller(&self, c: std::sync::Weak<dyn Canceller>, id: u64) {
-        self.extras.lock().unwrap().canceller = Some((c, id));
+    pub(crate) fn set_link(&self, link: std::sync::Weak<dyn PoolLink>, id: u64) {
+        let _ = self.link.set((link, id));
+    }
+
+    fn help(&self) {
+        if let Some(l) = self.link.get().and_then(|(l, _)| l.upgrade()) {
+            l.help();
+        }
     }
 
     /// Waits until done or the deadline passes; returns whether it is done.
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
         // Spin briefly: a cross-CPU wake-up costs far more than a short task here.
+        // While spinning, help the pool collect results: then no other thread has to wake.
         for i in 0..2000u32 {
             if self.is_done() {
                 return true;
             }
-            if i < 200 {
+            if i % 16 == 0 {
+                self.help();
+            } else if i < 200 {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
@@ -211,11 +224,10 @@ impl<R> TaskFuture<R> {
         })) {
             return false;
         }
-        let c = self.state.extras.lock().unwrap().canceller.take();
-        if let Some((c, id)) = c
-            && let Some(c) = c.upgrade()
+        if let Some((l, id)) = self.state.link.get()
+            && let Some(l) = l.upgrade()
         {
-            c.cancel(id);
+            l.cancel(*id);
         }
         true
     }

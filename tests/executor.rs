@@ -29,6 +29,8 @@ fn fails_on_3(x: u64) -> u64 {
 /// One generic function, run unchanged on either pool.
 fn exercise(pool: &impl Executor) {
     assert_eq!(pool.submit(square, 7).unwrap().result().unwrap(), 49);
+    assert_eq!(pool.apply(square, 8).unwrap(), 64);
+    assert_eq!(pool.apply_async(square, 9).unwrap().result().unwrap(), 81);
     assert_eq!(
         pool.map(square, 0..100u64).unwrap(),
         (0..100u64).map(square).collect::<Vec<_>>()

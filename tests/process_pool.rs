@@ -330,6 +330,46 @@ fn a_wrong_binary_is_a_clear_error() {
 }
 
 #[test]
+fn a_different_build_is_refused_with_binary_mismatch() {
+    deadline(60, || {
+        // The `multiproc` CLI calls init() too, but it is another build.
+        for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+            match ProcessPool::builder()
+                .workers(1)
+                .start_method(method)
+                .executable(env!("CARGO_BIN_EXE_multiproc"))
+                .build()
+            {
+                Err(Error::BinaryMismatch {
+                    path,
+                    expected,
+                    found,
+                }) => {
+                    assert!(path.ends_with("multiproc"));
+                    assert_ne!(expected, found);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn progress_bar_does_not_change_results() {
+    deadline(60, || {
+        let pool = ProcessPool::builder()
+            .workers(2)
+            .progress(true)
+            .build()
+            .unwrap();
+        assert_eq!(
+            pool.map(fib, 0..20).unwrap(),
+            (0..20).map(fib).collect::<Vec<_>>()
+        );
+    });
+}
+
+#[test]
 fn cancel_pending_and_running_tasks() {
     deadline(60, || {
         fn sleep_ms(ms: u64) -> u64 {

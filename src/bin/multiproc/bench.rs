@@ -181,7 +181,7 @@ pub fn run(quick: bool, with_python: bool) -> Result<()> {
         pool.map(ident, 0..big).unwrap();
         t.elapsed().as_secs_f64() * 1e6 / big as f64
     });
-    let fib_n = if quick { 27 } else { 30 };
+    let fib_n = if quick { 32 } else { 35 };
     let fib_in = vec![fib_n; 16];
     let serial = reps(r, || {
         let t = Instant::now();
