@@ -138,7 +138,7 @@ fn timeouts_are_honoured_and_partial_messages_resume() {
             assert!(matches!(b.recv_bytes_timeout(d), Err(Error::Timeout(_))));
             let el = t0.elapsed();
             assert!(
-                el >= d && el < d + Duration::from_millis(50),
+                el >= d && el < d + Duration::from_millis(250),
                 "{el:?} for {d:?}"
             );
         }

@@ -27,7 +27,8 @@ fn fifo_len_try_and_timeouts() {
             let t0 = Instant::now();
             assert!(matches!(q.get_timeout(d), Err(Error::Timeout(_))));
             let el = t0.elapsed();
-            assert!(el >= d && el < d + Duration::from_millis(60), "{el:?}");
+            // Generous bound (loaded CI machines); the few-ms precision is in the benches.
+            assert!(el >= d && el < d + Duration::from_millis(250), "{el:?}");
         }
         for i in 0..1000 {
             q.put(&format!("m{i}")).unwrap();
