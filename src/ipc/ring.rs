@@ -82,8 +82,13 @@ fn frame_size(len: u64) -> u64 {
     FRAME_HEAD + len.div_ceil(8) * 8
 }
 
+/// Values that serialize to at most this many bytes are encoded once, into a per-thread
+/// buffer, and copied into the ring.
+const SMALL_MESSAGE: usize = 4096;
+
 thread_local! {
     static TID: Cell<u32> = const { Cell::new(0) };
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 fn my_tid() -> u32 {
@@ -409,12 +414,46 @@ impl Ring {
         if self.is_closed() {
             return Err(Error::Closed("the queue is closed".into()));
         }
-        let len = postcard::experimental::serialized_size(value).map_err(ser_err)? as u64;
+        // Small values: one serialization into a per-thread buffer, copied into the ring
+        // under the lock. Large ones: measure first, then serialize straight into the ring
+        // (one copy of a big message instead of two).
+        let mut scratch = SCRATCH.with(|b| b.take());
+        if scratch.len() < SMALL_MESSAGE {
+            scratch = vec![0; SMALL_MESSAGE];
+        }
+        let small = match postcard::to_slice(value, &mut scratch[..]) {
+            Ok(out) => Some(out.len()),
+            Err(postcard::Error::SerializeBufferFull) => None,
+            Err(e) => {
+                SCRATCH.with(|b| b.replace(scratch));
+                return Err(ser_err(e));
+            }
+        };
+        let r = self.put_encoded(value, small, &scratch, deadline);
+        SCRATCH.with(|b| b.replace(scratch));
+        r
+    }
+
+    fn put_encoded<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        small: Option<usize>,
+        scratch: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let ser_err = |e: postcard::Error| Error::Serialize {
+            type_name: std::any::type_name::<T>(),
+            message: super::fdctx::describe(&e),
+        };
+        let len = match small {
+            Some(n) => n as u64,
+            None => postcard::experimental::serialized_size(value).map_err(ser_err)? as u64,
+        };
         let s = frame_size(len);
         if s > self.cap {
             return Err(Error::InvalidArgument(format!(
                 "a message of {len} bytes does not fit in a queue of {} bytes \
-                 (make the queue larger with Queue::with_capacity)",
+                 (make it larger with Queue::builder().capacity_bytes(..))",
                 self.cap
             )));
         }
@@ -435,7 +474,13 @@ impl Ring {
                     &self.map,
                     start + FRAME_HEAD as usize,
                     len as usize,
-                    |buf| postcard::to_slice(value, buf).map(|out| out.len()),
+                    |buf| match small {
+                        Some(n) => {
+                            buf.copy_from_slice(&scratch[..n]);
+                            Ok(n)
+                        }
+                        None => postcard::to_slice(value, buf).map(|out| out.len()),
+                    },
                 )
                 .map_err(ser_err)?;
                 if written as u64 != len {
