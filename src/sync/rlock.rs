@@ -79,28 +79,22 @@ impl RLock {
         &self,
         timeout: Option<Duration>,
     ) -> std::result::Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
-        let guard = RLockGuard {
+        let guard = || RLockGuard {
             lock: self,
             _not_send: PhantomData,
         };
         if self.word().load(Ordering::Relaxed) & TID_MASK == current_tid() {
             // Only the holder touches the depth.
             self.depth_word().fetch_add(1, Ordering::Relaxed);
-            return Ok(guard);
+            return Ok(guard());
         }
         let raw = raw_lock(self.word(), timeout);
+        // The guard is built only once the lock is ours: dropping one releases a level.
         wrap(raw, timeout, |consistent| {
             self.depth_word().store(1, Ordering::Relaxed);
             self.inconsistent()
                 .store(u32::from(!consistent), Ordering::Relaxed);
-            consistent
-        })
-        .map(|_| guard)
-        .map_err(|e| {
-            e.map(|_| RLockGuard {
-                lock: self,
-                _not_send: PhantomData,
-            })
+            guard()
         })
     }
 
