@@ -72,7 +72,7 @@ fn unlink_and_persist() {
     drop(a); // nothing left to unlink: no error, no panic
 
     let mut c = SharedMemory::create_named("multiproc-test-persist", 64).unwrap();
-    c.persist();
+    c.persist().unwrap();
     drop(c);
     assert!(exists("multiproc-test-persist"));
     SharedMemory::open("multiproc-test-persist")
@@ -161,8 +161,10 @@ fn create_and_hang((names, ready): (Array<u8>, Event)) {
     let random = SharedMemory::create(4096).unwrap();
     let named = SharedMemory::create_named(&format!("multiproc-test-kill-{}", std::process::id()), 64)
         .unwrap();
+    let mut kept = SharedMemory::create(64).unwrap();
+    kept.persist().unwrap();
     let lock = multiproc::Lock::new().unwrap();
-    let list = format!("{} {} {}", random.name(), named.name(), {
+    let list = format!("{} {} {} {}", kept.name(), random.name(), named.name(), {
         // A Lock's segment name, through its serialized handle.
         let bytes = postcard::to_stdvec(&lock).unwrap();
         let (name, _): (String, u32) = postcard::from_bytes(&bytes).unwrap();
@@ -186,14 +188,16 @@ fn segments_of_a_sigkilled_creator_are_swept() {
         assert!(ready.wait_timeout(Duration::from_secs(30)));
         let list = names.to_vec().unwrap();
         let list = String::from_utf8(list.into_iter().take_while(|&b| b != 0).collect()).unwrap();
-        let list: Vec<&str> = list.split(' ').collect();
-        assert_eq!(list.len(), 3);
+        let mut list: Vec<&str> = list.split(' ').collect();
+        assert_eq!(list.len(), 4);
+        let kept = list.remove(0);
+        assert!(exists(kept));
         assert!(list.iter().all(|n| exists(n)));
         let registry_of = |pid: u32| {
-            std::fs::read_dir("/dev/shm")
-                .unwrap()
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with(&format!("mp-{pid}-")))
+            std::fs::read_dir("/dev/shm").unwrap().flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with(&format!("mp-{pid}-")) && n.ends_with("-registry")
+            })
         };
         assert!(registry_of(p.pid()));
 
@@ -209,6 +213,8 @@ fn segments_of_a_sigkilled_creator_are_swept() {
             assert!(!exists(n), "{n} survived the sweep");
         }
         assert!(!registry_of(p.pid()));
+        assert!(exists(kept), "a persisted segment survives its creator");
+        SharedMemory::open(kept).unwrap().unlink().unwrap();
     }
 }
 

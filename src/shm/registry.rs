@@ -1,170 +1,289 @@
 //! The owner registry: how segments whose creator died without unlinking them (SIGKILL,
 //! `_exit`, a crash) are found and unlinked by someone else. See `README.md` beside this
 //! file.
+//!
+//! * Segments with a random name are called `mp-<pid>-<start>-<random>`: the name itself
+//!   says who owns them, and costs nothing to record.
+//! * Segments with a caller-chosen name are recorded, with their inode, in the creator's
+//!   registry file `mp-<pid>-<start>-registry`, and so are random-named segments that the
+//!   creator chose to keep. The file exists only while it has something to say.
+//!
+//! `<start>` is the creator's start time (clock ticks since boot), so a reused pid does not
+//! make a dead owner look alive.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 
 use crate::sys::shm::{SHM_DIR, shm_inode, shm_unlink, task_stat};
 
-/// Prefix of registry files: `mp-<pid>-<start time>-registry` in `/dev/shm`.
-const PREFIX: &str = "mp-";
-const SUFFIX: &str = "-registry";
+const REGISTRY: &str = "registry";
+/// Rewrite the registry file once it is this large and mostly stale.
+const COMPACT_AT: usize = 64 << 10;
+
+/// What the registry says about one name.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Entry {
+    /// A caller-named segment with this inode, to unlink if the owner dies.
+    Owned(u64),
+    /// A random-named segment its creator chose to keep.
+    Kept,
+}
 
 struct Registry {
     pid: u32,
-    name: String,
-    file: Option<File>,
-    live: usize,
+    /// `mp-<pid>-<start>-`
+    prefix: String,
+    file: Option<std::fs::File>,
+    written: usize,
+    entries: HashMap<String, Entry>,
     swept: bool,
 }
 
 static STATE: Mutex<Option<Registry>> = Mutex::new(None);
 
-/// This process's (pid, start time), which together name it uniquely even across pid reuse.
-fn me() -> (u32, u64) {
-    let pid = std::process::id();
-    let start = task_stat(pid).map(|(_, s)| s).unwrap_or(0);
-    (pid, start)
-}
-
 fn with_state<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
     let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
     let pid = std::process::id();
     if guard.as_ref().is_none_or(|r| r.pid != pid) {
-        // First use, or a forked child that inherited its parent's registry: start afresh
+        // First use, or a forked child that inherited its parent's state: start afresh
         // (the parent's file stays the parent's).
-        let (pid, start) = me();
+        let start = task_stat(pid).map(|(_, s)| s).unwrap_or(0);
         *guard = Some(Registry {
             pid,
-            name: format!("{PREFIX}{pid}-{start}{SUFFIX}"),
+            prefix: format!("mp-{pid}-{start}-"),
             file: None,
-            live: 0,
+            written: 0,
+            entries: HashMap::new(),
             swept: false,
         });
     }
     f(guard.as_mut().expect("registry initialised"))
 }
 
-/// Records that this process created segment `name` (inode `ino`) and must unlink it. The
-/// first call in a process also sweeps the segments of dead owners.
-pub(crate) fn register(name: &str, ino: u64) -> io::Result<()> {
-    let sweep = with_state(|r| {
-        if r.file.is_none() {
-            let file = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(format!("{SHM_DIR}/{}", r.name))?;
-            r.file = Some(file);
+impl Registry {
+    fn path(&self) -> String {
+        format!("{SHM_DIR}/{}{REGISTRY}", self.prefix)
+    }
+
+    fn line(name: &str, e: Option<Entry>) -> String {
+        match e {
+            Some(Entry::Owned(ino)) => format!("+{ino} {name}\n"),
+            Some(Entry::Kept) => format!("k {name}\n"),
+            None => format!("- {name}\n"),
         }
-        writeln!(r.file.as_ref().expect("open"), "+{ino} {name}")?;
-        r.live += 1;
-        Ok::<_, io::Error>(!std::mem::replace(&mut r.swept, true))
-    })?;
+    }
+
+    /// Records a change: in memory, then one append to the file (one `write`).
+    fn record(&mut self, name: &str, e: Option<Entry>) -> io::Result<()> {
+        match e {
+            Some(e) => {
+                self.entries.insert(name.to_owned(), e);
+            }
+            None => {
+                if self.entries.remove(name).is_none() {
+                    return Ok(());
+                }
+            }
+        }
+        if self.entries.is_empty() {
+            // Nothing left to say: no file.
+            self.file = None;
+            self.written = 0;
+            return match shm_unlink(&format!("{}{REGISTRY}", self.prefix)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        }
+        if self.written > COMPACT_AT && self.written > 16 * 64 * self.entries.len() {
+            return self.rewrite();
+        }
+        if self.file.is_none() {
+            self.file = Some(open_append(&self.path(), false)?);
+        }
+        let line = Self::line(name, e);
+        self.file.as_ref().expect("open").write_all(line.as_bytes())?;
+        self.written += line.len();
+        Ok(())
+    }
+
+    /// Replaces the file by one with only the live entries (atomically, by rename).
+    fn rewrite(&mut self) -> io::Result<()> {
+        let tmp = format!("{}-tmp", self.path());
+        let _ = std::fs::remove_file(&tmp);
+        let mut text = String::new();
+        for (name, e) in &self.entries {
+            text.push_str(&Self::line(name, Some(*e)));
+        }
+        let mut f = open_append(&tmp, true)?;
+        f.write_all(text.as_bytes())?;
+        std::fs::rename(&tmp, self.path())?;
+        self.file = Some(f);
+        self.written = text.len();
+        Ok(())
+    }
+}
+
+fn open_append(path: &str, create_new: bool) -> io::Result<std::fs::File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .create_new(create_new)
+        .mode(0o600)
+        .open(path)
+}
+
+/// A fresh name for a random-named segment of this process. The first call in each process
+/// sweeps the segments of dead owners.
+pub(crate) fn random_name() -> io::Result<String> {
+    let mut r = [0u8; 8];
+    getrandom::fill(&mut r).map_err(|e| io::Error::other(e.to_string()))?;
+    let (name, sweep) = with_state(|reg| {
+        let name = format!("{}{:016x}", reg.prefix, u64::from_ne_bytes(r));
+        (name, !std::mem::replace(&mut reg.swept, true))
+    });
     if sweep {
         sweep_dead_owners();
     }
-    Ok(())
+    Ok(name)
 }
 
-/// Records that segment `name` no longer needs unlinking by a sweep (it was unlinked, or
-/// its creator chose to keep it). Removes the registry file when nothing is left in it.
-pub(crate) fn unregister(name: &str, ino: u64) {
+/// Called before creating a segment with a caller-chosen name: the first creation in each
+/// process sweeps the segments of dead owners.
+pub(crate) fn before_create() {
+    if with_state(|r| !std::mem::replace(&mut r.swept, true)) {
+        sweep_dead_owners();
+    }
+}
+
+/// Records that this process created segment `name` (inode `ino`) and must unlink it.
+pub(crate) fn register(name: &str, ino: u64) -> io::Result<()> {
+    with_state(|r| r.record(name, Some(Entry::Owned(ino))))
+}
+
+/// Records that segment `name`, registered before, was unlinked by its creator.
+pub(crate) fn unregister(name: &str) {
+    let _ = with_state(|r| r.record(name, None));
+}
+
+/// Records that segment `name` must survive its creator: a random name is marked kept; a
+/// registered caller-chosen name is simply forgotten.
+pub(crate) fn keep(name: &str, registered: bool) -> io::Result<()> {
     with_state(|r| {
-        if let Some(file) = r.file.as_ref() {
-            let _ = writeln!(&*file, "-{ino} {name}");
-            r.live = r.live.saturating_sub(1);
-            if r.live == 0 {
-                r.file = None;
-                let _ = shm_unlink(&r.name);
-            }
+        if registered {
+            r.record(name, None)
+        } else if name.starts_with(&r.prefix) {
+            r.record(name, Some(Entry::Kept))
+        } else {
+            Ok(())
         }
-    });
+    })
 }
 
-/// The live entries of a registry file: name → inode.
-fn parse(text: &str) -> HashMap<&str, u64> {
-    let mut live = HashMap::new();
+/// The entries of a registry file, last word wins.
+fn parse(text: &str) -> HashMap<&str, Entry> {
+    let mut entries = HashMap::new();
     for line in text.lines() {
         let Some((head, name)) = line.split_once(' ') else {
             continue;
         };
-        let (op, ino) = head.split_at(head.len().min(1));
-        let Ok(ino) = ino.parse::<u64>() else {
-            continue;
-        };
-        match op {
-            "+" => {
-                live.insert(name, ino);
-            }
-            "-" => {
-                if live.get(name) == Some(&ino) {
-                    live.remove(name);
+        match head.split_at(head.len().min(1)) {
+            ("+", ino) => {
+                if let Ok(ino) = ino.parse() {
+                    entries.insert(name, Entry::Owned(ino));
                 }
+            }
+            ("k", "") => {
+                entries.insert(name, Entry::Kept);
+            }
+            ("-", "") => {
+                entries.remove(name);
             }
             _ => {}
         }
     }
-    live
+    entries
+}
+
+/// `(pid, start)` of an `mp-<pid>-<start>-...` name.
+fn owner_of(name: &str) -> Option<(u32, u64)> {
+    let mut parts = name.strip_prefix("mp-")?.splitn(3, '-');
+    let pid = parts.next()?.parse().ok()?;
+    let start = parts.next()?.parse().ok()?;
+    parts.next()?;
+    Some((pid, start))
 }
 
 /// Unlinks every segment whose creating process is dead, and that process's registry.
 /// Returns how many segments it unlinked.
-///
-/// Runs once in every process at its first segment creation; long-lived owners (the
-/// process pool's manager thread) may call it any time. A segment is unlinked only if the
-/// object under its name is still the very one the dead creator made (same inode), so a
-/// name reused since is left alone.
 pub fn sweep_dead_owners() -> usize {
     let Ok(dir) = std::fs::read_dir(SHM_DIR) else {
         return 0;
     };
-    let mut removed = 0;
+    let mut dead: HashMap<(u32, u64), Vec<String>> = HashMap::new();
+    let mut alive: HashMap<(u32, u64), bool> = HashMap::new();
     for entry in dir.flatten() {
-        let Some(file) = entry.file_name().to_str().map(str::to_owned) else {
+        let Ok(file) = entry.file_name().into_string() else {
             continue;
         };
-        let Some(owner) = file
-            .strip_prefix(PREFIX)
-            .and_then(|s| s.strip_suffix(SUFFIX))
-        else {
+        let Some(owner) = owner_of(&file) else {
             continue;
         };
-        let Some((pid, start)) = owner.split_once('-') else {
-            continue;
-        };
-        let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
-            continue;
-        };
-        let alive = matches!(task_stat(pid), Some((state, s))
-            if s == start && !matches!(state, b'Z' | b'X' | b'x'));
-        if alive {
-            continue;
+        let is_alive = *alive.entry(owner).or_insert_with(|| {
+            matches!(task_stat(owner.0), Some((state, s))
+                if s == owner.1 && !matches!(state, b'Z' | b'X' | b'x'))
+        });
+        if !is_alive {
+            dead.entry(owner).or_default().push(file);
         }
-        if let Ok(text) = std::fs::read_to_string(entry.path()) {
-            for (name, ino) in parse(&text) {
-                if shm_inode(name) == Some(ino) && shm_unlink(name).is_ok() {
-                    removed += 1;
-                }
+    }
+    let mut removed = 0;
+    for ((pid, start), files) in dead {
+        let registry = format!("mp-{pid}-{start}-{REGISTRY}");
+        let text = std::fs::read_to_string(format!("{SHM_DIR}/{registry}")).unwrap_or_default();
+        let entries = parse(&text);
+        for (name, e) in &entries {
+            if let Entry::Owned(ino) = e
+                && shm_inode(name) == Some(*ino)
+                && shm_unlink(name).is_ok()
+            {
+                removed += 1;
             }
         }
-        let _ = shm_unlink(&file);
+        for file in files {
+            if entries.get(file.as_str()) == Some(&Entry::Kept) {
+                continue;
+            }
+            let is_segment = !file.ends_with(REGISTRY) && !file.ends_with("-tmp");
+            if shm_unlink(&file).is_ok() && is_segment {
+                removed += 1;
+            }
+        }
     }
     removed
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn parse_keeps_only_live_entries() {
-        let live = super::parse("+1 a\n+2 b\n-1 a\n+3 c\n-9 c\ngarbage\n");
-        assert_eq!(live.len(), 2);
-        assert_eq!(live["b"], 2);
-        assert_eq!(live["c"], 3);
+    fn parse_keeps_the_last_word() {
+        let e = parse("+1 a\n+2 b\n- a\n+3 c\nk d\n- c\n+4 c\ngarbage\n");
+        assert_eq!(e.len(), 3);
+        assert_eq!(e["b"], Entry::Owned(2));
+        assert_eq!(e["c"], Entry::Owned(4));
+        assert_eq!(e["d"], Entry::Kept);
+    }
+
+    #[test]
+    fn owners_come_from_names() {
+        assert_eq!(owner_of("mp-12-345-00ff"), Some((12, 345)));
+        assert_eq!(owner_of("mp-12-345-registry"), Some((12, 345)));
+        assert_eq!(owner_of("mp-12-345"), None);
+        assert_eq!(owner_of("psm_1234"), None);
+        assert_eq!(owner_of("mp-x-1-2"), None);
     }
 }

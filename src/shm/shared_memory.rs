@@ -59,9 +59,10 @@ pub struct SharedMemory {
     map: SharedMapping,
     name: String,
     len: usize,
-    ino: u64,
     /// Created by this handle and to be unlinked on drop.
     owner: bool,
+    /// Recorded in this process's owner registry (a caller-chosen name).
+    registered: bool,
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -84,11 +85,9 @@ impl SharedMemory {
     /// ```
     pub fn create(size: usize) -> Result<SharedMemory> {
         loop {
-            let mut r = [0u8; 8];
-            getrandom::fill(&mut r)
-                .map_err(|e| Error::io("getrandom", std::io::Error::other(e.to_string())))?;
-            let name = format!("mp_{:016x}", u64::from_ne_bytes(r));
-            match Self::create_named(&name, size) {
+            let name = registry::random_name()
+                .map_err(|e| Error::io("choosing a shared memory name", e))?;
+            match Self::create_inner(name, size, false) {
                 Err(Error::AlreadyExists(_)) => continue,
                 other => return other,
             }
@@ -107,34 +106,46 @@ impl SharedMemory {
     /// ```
     pub fn create_named(name: &str, size: usize) -> Result<SharedMemory> {
         check_name(name)?;
+        registry::before_create();
+        Self::create_inner(name.to_owned(), size, true)
+    }
+
+    fn create_inner(name: String, size: usize, register: bool) -> Result<SharedMemory> {
         if size == 0 {
             return Err(Error::InvalidArgument(
                 "a shared memory segment needs at least one byte".into(),
             ));
         }
-        let (fd, ino) = shm_create(name, size).map_err(|e| match e.kind() {
+        let fd = shm_create(&name, size).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => {
                 Error::AlreadyExists(format!("shared memory segment {name:?}"))
             }
             _ => Error::io(format!("creating shared memory segment {name:?}"), e),
         })?;
-        let map = match SharedMapping::map(&fd, size) {
-            Ok(map) => map,
-            Err(e) => {
-                let _ = shm_unlink(name);
-                return Err(e);
-            }
+        let unlink_on_error = |e: Error| {
+            let _ = shm_unlink(&name);
+            e
         };
-        if let Err(e) = registry::register(name, ino) {
-            let _ = shm_unlink(name);
-            return Err(Error::io("recording the segment in the owner registry", e));
+        let map = SharedMapping::map(&fd, size).map_err(unlink_on_error)?;
+        if register {
+            // A caller-chosen name does not say who owns it: record it, with its inode so
+            // that a sweep never unlinks a later segment of the same name.
+            let recorded = rustix::fs::fstat(&fd)
+                .map_err(std::io::Error::from)
+                .and_then(|st| registry::register(&name, st.st_ino));
+            if let Err(e) = recorded {
+                return Err(unlink_on_error(Error::io(
+                    "recording the segment in the owner registry",
+                    e,
+                )));
+            }
         }
         Ok(SharedMemory {
             map,
-            name: name.to_owned(),
+            name,
             len: size,
-            ino,
             owner: true,
+            registered: register,
         })
     }
 
@@ -149,7 +160,7 @@ impl SharedMemory {
     /// ```
     pub fn open(name: &str) -> Result<SharedMemory> {
         check_name(name)?;
-        let (fd, len, ino) = shm_open(name).map_err(|e| match e.kind() {
+        let (fd, len) = shm_open(name).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
                 Error::NotFound(format!("shared memory segment {name:?}"))
             }
@@ -165,8 +176,8 @@ impl SharedMemory {
             map,
             name: name.to_owned(),
             len,
-            ino,
             owner: false,
+            registered: false,
         })
     }
 
@@ -237,7 +248,7 @@ impl SharedMemory {
         });
         if self.owner {
             self.owner = false;
-            registry::unregister(&self.name, self.ino);
+            self.forget_registration();
         }
         r
     }
@@ -248,17 +259,20 @@ impl SharedMemory {
     /// ```
     /// use multiproc::SharedMemory;
     /// let mut a = SharedMemory::create(8).unwrap();
-    /// a.persist();
+    /// a.persist().unwrap();
     /// let name = a.name().to_owned();
     /// drop(a);
     /// let mut b = SharedMemory::open(&name).unwrap();
     /// b.unlink().unwrap();
     /// ```
-    pub fn persist(&mut self) {
+    pub fn persist(&mut self) -> Result<()> {
         if self.owner {
+            registry::keep(&self.name, self.registered)
+                .map_err(|e| Error::io("recording the segment in the owner registry", e))?;
             self.owner = false;
-            registry::unregister(&self.name, self.ino);
+            self.registered = false;
         }
+        Ok(())
     }
 
     /// Unlinks the segments of creators that died without doing it (SIGKILL, crash, `_exit`)
@@ -271,6 +285,12 @@ impl SharedMemory {
         registry::sweep_dead_owners()
     }
 
+    fn forget_registration(&mut self) {
+        if std::mem::take(&mut self.registered) {
+            registry::unregister(&self.name);
+        }
+    }
+
     pub(crate) fn mapping(&self) -> &SharedMapping {
         &self.map
     }
@@ -280,7 +300,7 @@ impl Drop for SharedMemory {
     fn drop(&mut self) {
         if self.owner {
             let _ = shm_unlink(&self.name);
-            registry::unregister(&self.name, self.ino);
+            self.forget_registration();
         }
     }
 }

@@ -17,26 +17,25 @@ use super::mem::SharedMapping;
 pub(crate) const SHM_DIR: &str = "/dev/shm";
 
 /// `shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600)` then `ftruncate(size)`, exactly what
-/// CPython's `SharedMemory(create=True)` does. Returns the fd and the object's inode.
-pub(crate) fn shm_create(name: &str, size: usize) -> io::Result<(OwnedFd, u64)> {
+/// CPython's `SharedMemory(create=True)` does.
+pub(crate) fn shm_create(name: &str, size: usize) -> io::Result<OwnedFd> {
     let fd = rustix::shm::open(
         name,
         OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
         Mode::from_raw_mode(0o600),
     )?;
-    let st = rustix::fs::fstat(&fd)?;
     if let Err(e) = rustix::fs::ftruncate(&fd, size as u64) {
         let _ = rustix::shm::unlink(name);
         return Err(e.into());
     }
-    Ok((fd, st.st_ino))
+    Ok(fd)
 }
 
-/// `shm_open(name, O_RDWR)`: returns the fd, the object's size and its inode.
-pub(crate) fn shm_open(name: &str) -> io::Result<(OwnedFd, usize, u64)> {
+/// `shm_open(name, O_RDWR)`: returns the fd and the object's size.
+pub(crate) fn shm_open(name: &str) -> io::Result<(OwnedFd, usize)> {
     let fd = rustix::shm::open(name, OFlags::RDWR, Mode::empty())?;
     let st = rustix::fs::fstat(&fd)?;
-    Ok((fd, st.st_size as usize, st.st_ino))
+    Ok((fd, st.st_size as usize))
 }
 
 /// `shm_unlink(name)`.
