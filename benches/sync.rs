@@ -152,6 +152,37 @@ fn shm_lifecycle(c: &mut Criterion) {
             drop(a);
         })
     });
+    // The OS floor: the same system calls with nothing around them (shm_open + ftruncate +
+    // mmap, shm_open + fstat + mmap, munmap twice, shm_unlink).
+    let mut i = 0u64;
+    g.bench_function("os_floor_raw_syscalls", |b| {
+        b.iter(|| {
+            use rustix::{fs::Mode, shm};
+            i += 1;
+            let name = format!("mp-bench-floor-{}-{i}", std::process::id());
+            let fd = shm::open(
+                name.as_str(),
+                shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+                Mode::from_raw_mode(0o600),
+            )
+            .unwrap();
+            rustix::fs::ftruncate(&fd, 4096).unwrap();
+            let fd2 = shm::open(name.as_str(), shm::OFlags::RDWR, Mode::empty()).unwrap();
+            let len = rustix::fs::fstat(&fd2).unwrap().st_size as usize;
+            // SAFETY: fresh shared mappings of live fds, unmapped right after; no Rust
+            // reference is made into them.
+            unsafe {
+                use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
+                let rw = ProtFlags::READ | ProtFlags::WRITE;
+                let a = mmap(std::ptr::null_mut(), 4096, rw, MapFlags::SHARED, &fd, 0).unwrap();
+                let b = mmap(std::ptr::null_mut(), len, rw, MapFlags::SHARED, &fd2, 0).unwrap();
+                munmap(b, len).unwrap();
+                munmap(a, 4096).unwrap();
+            }
+            drop((fd, fd2));
+            shm::unlink(name.as_str()).unwrap();
+        })
+    });
     // The same with another segment alive in this process (the usual case), so the owner
     // registry file is not created and removed on every iteration.
     let _keep = SharedMemory::create(4096).unwrap();
