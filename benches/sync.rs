@@ -18,7 +18,9 @@ multiproc::test_support!();
 
 /// A `pthread_mutex_t` (PTHREAD_PROCESS_SHARED) at offset 64 of `shm`, counter at 0.
 fn init_pthread_mutex(shm: &mut SharedMemory) {
-    let m = shm.as_mut_slice()[64..].as_mut_ptr().cast::<libc::pthread_mutex_t>();
+    let m = shm.as_mut_slice()[64..]
+        .as_mut_ptr()
+        .cast::<libc::pthread_mutex_t>();
     // SAFETY: `m` points into a live, 64-aligned mapping large enough for the mutex; the
     // attribute object is local and destroyed after use.
     unsafe {
@@ -125,7 +127,10 @@ fn uncontended(c: &mut Criterion) {
     });
     let mut shm = SharedMemory::create(4096).unwrap();
     init_pthread_mutex(&mut shm);
-    let m = shm.as_slice()[64..].as_ptr().cast_mut().cast::<libc::pthread_mutex_t>();
+    let m = shm.as_slice()[64..]
+        .as_ptr()
+        .cast_mut()
+        .cast::<libc::pthread_mutex_t>();
     g.bench_function("pthread_mutex_pshared", |b| {
         // SAFETY: initialised above; the mapping outlives the benchmark.
         b.iter(|| unsafe {

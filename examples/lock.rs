@@ -42,7 +42,10 @@ fn main() -> multiproc::Result<()> {
     let killed = Instant::now();
     match lock.acquire_timeout(Duration::from_secs(5)) {
         Err(AcquireError::OwnerDied(mut guard)) => {
-            println!("the holder died; we hold the lock after {:?}", killed.elapsed());
+            println!(
+                "the holder died; we hold the lock after {:?}",
+                killed.elapsed()
+            );
             // ... repair the data the lock protects, then:
             guard.mark_consistent();
         }

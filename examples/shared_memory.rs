@@ -11,7 +11,10 @@ use multiproc::{Array, Process, SharedMemory};
 fn fill((data, part, parts): (Array<f64>, usize, usize)) {
     let mut values = data.lock().unwrap();
     let chunk = values.len() / parts;
-    for (i, x) in values[part * chunk..(part + 1) * chunk].iter_mut().enumerate() {
+    for (i, x) in values[part * chunk..(part + 1) * chunk]
+        .iter_mut()
+        .enumerate()
+    {
         *x = ((part * chunk + i) as f64).sqrt();
     }
 }
@@ -29,12 +32,19 @@ fn main() -> multiproc::Result<()> {
         assert!(w.join_timeout(Duration::from_secs(60)));
     }
     let sum: f64 = data.lock().unwrap().iter().sum();
-    println!("4 processes filled 1 Mi f64 in place in {:?}; sum = {sum:.1}", t.elapsed());
+    println!(
+        "4 processes filled 1 Mi f64 in place in {:?}; sum = {sum:.1}",
+        t.elapsed()
+    );
 
     // 2. Raw bytes that a Python process can read, by name.
     let mut shm = SharedMemory::create(64)?;
     shm.as_mut_slice()[..14].copy_from_slice(b"hello, python!");
-    println!("segment {} ({} bytes). From Python 3:", shm.name(), shm.len());
+    println!(
+        "segment {} ({} bytes). From Python 3:",
+        shm.name(),
+        shm.len()
+    );
     println!("  from multiprocessing import shared_memory, resource_tracker");
     println!("  s = shared_memory.SharedMemory(name={:?})", shm.name());
     println!("  resource_tracker.unregister(s._name, 'shared_memory')  # CPython gh-82300");
@@ -50,7 +60,10 @@ fn main() -> multiproc::Result<()> {
         ))
         .output()
     {
-        println!("python says: {}", String::from_utf8_lossy(&out.stdout).trim());
+        println!(
+            "python says: {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
     }
     Ok(()) // `shm` and `data` are unlinked here, by their creator
 }

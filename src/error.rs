@@ -84,9 +84,7 @@ pub enum Error {
     OwnerDied,
     /// A lock's holder died, and the lock was then released without repairing the data it
     /// protects (without `mark_consistent`): the lock cannot be used any more.
-    #[error(
-        "the lock is not recoverable: a holder died and the data was not marked consistent"
-    )]
+    #[error("the lock is not recoverable: a holder died and the data was not marked consistent")]
     NotRecoverable,
     /// A [`Barrier`](crate::Barrier) was aborted, reset or timed out while waiting.
     #[error("the barrier is broken (aborted, reset, or a waiter timed out)")]

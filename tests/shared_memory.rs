@@ -41,9 +41,15 @@ fn create_open_and_errors() {
         Err(Error::NotFound(_))
     ));
     for bad in ["", "a/b", ".."] {
-        assert!(matches!(SharedMemory::open(bad), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            SharedMemory::open(bad),
+            Err(Error::InvalidArgument(_))
+        ));
     }
-    assert!(matches!(SharedMemory::create(0), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        SharedMemory::create(0),
+        Err(Error::InvalidArgument(_))
+    ));
     let name = a.name().to_owned();
     drop(b);
     drop(a);
@@ -94,11 +100,12 @@ fn a_child_process_writes_the_parent_reads() {
     for method in METHODS {
         let shm = SharedMemory::create(1 << 20).unwrap();
         join_ok(&Process::start_with(method, write_pattern, shm.clone_handle().unwrap()).unwrap());
-        assert!(shm
-            .as_slice()
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| b == (i % 251) as u8));
+        assert!(
+            shm.as_slice()
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == (i % 251) as u8)
+        );
     }
 }
 
@@ -117,7 +124,10 @@ fn value_and_array_cross_processes() {
     for method in METHODS {
         let a = Array::from_slice(&(0..1000u64).collect::<Vec<_>>()).unwrap();
         join_ok(&Process::start_with(method, double_all, a.clone()).unwrap());
-        assert_eq!(a.to_vec().unwrap(), (0..1000u64).map(|x| 2 * x).collect::<Vec<_>>());
+        assert_eq!(
+            a.to_vec().unwrap(),
+            (0..1000u64).map(|x| 2 * x).collect::<Vec<_>>()
+        );
         assert_eq!(a.get(999).unwrap(), 1998);
         a.set(0, 7).unwrap();
         assert_eq!(a.get(0).unwrap(), 7);
@@ -159,8 +169,9 @@ fn a_process_using_primitives_leaves_nothing_behind() {
 
 fn create_and_hang((names, ready): (Array<u8>, Event)) {
     let random = SharedMemory::create(4096).unwrap();
-    let named = SharedMemory::create_named(&format!("multiproc-test-kill-{}", std::process::id()), 64)
-        .unwrap();
+    let named =
+        SharedMemory::create_named(&format!("multiproc-test-kill-{}", std::process::id()), 64)
+            .unwrap();
     let mut kept = SharedMemory::create(64).unwrap();
     kept.persist().unwrap();
     let lock = multiproc::Lock::new().unwrap();
@@ -184,7 +195,8 @@ fn segments_of_a_sigkilled_creator_are_swept() {
     for method in METHODS {
         let names = Array::<u8>::new(512).unwrap();
         let ready = Event::new().unwrap();
-        let p = Process::start_with(method, create_and_hang, (names.clone(), ready.clone())).unwrap();
+        let p =
+            Process::start_with(method, create_and_hang, (names.clone(), ready.clone())).unwrap();
         assert!(ready.wait_timeout(Duration::from_secs(30)));
         let list = names.to_vec().unwrap();
         let list = String::from_utf8(list.into_iter().take_while(|&b| b != 0).collect()).unwrap();
@@ -207,7 +219,10 @@ fn segments_of_a_sigkilled_creator_are_swept() {
 
         p.kill().unwrap();
         assert!(p.join_timeout(Duration::from_secs(10)));
-        assert!(list.iter().all(|n| exists(n)), "nothing unlinks them by itself");
+        assert!(
+            list.iter().all(|n| exists(n)),
+            "nothing unlinks them by itself"
+        );
         assert!(SharedMemory::sweep_dead_owners() >= 3);
         for n in &list {
             assert!(!exists(n), "{n} survived the sweep");
@@ -222,7 +237,12 @@ fn segments_of_a_sigkilled_creator_are_swept() {
 
 /// Runs a Python 3 script; `None` if there is no `python3` on this machine.
 fn python(script: &str, args: &[&str]) -> Option<String> {
-    let out = match Command::new("python3").arg("-c").arg(script).args(args).output() {
+    let out = match Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+    {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!("SKIPPED: python3 not found; Python interoperability not checked");

@@ -6,8 +6,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use multiproc::{
-    AcquireError, Array, Barrier, BoundedSemaphore, Condition, Error, Event, Lock, Process,
-    RLock, Semaphore, SharedMemory, StartMethod, Value,
+    AcquireError, Array, Barrier, BoundedSemaphore, Condition, Error, Event, Lock, Process, RLock,
+    Semaphore, SharedMemory, StartMethod, Value,
 };
 
 multiproc::test_support!();
@@ -157,7 +157,10 @@ fn sigkilled_holder_is_reported_as_owner_died_within_100ms() {
         let lock = Lock::new().unwrap();
         let held = Event::new().unwrap();
         let p = Process::start_with(method, hold_forever, (lock.clone(), held.clone())).unwrap();
-        assert!(held.wait_timeout(Duration::from_secs(30)), "child never took the lock");
+        assert!(
+            held.wait_timeout(Duration::from_secs(30)),
+            "child never took the lock"
+        );
 
         // A waiter already blocked (no timeout) when the holder dies.
         let (tx, rx) = mpsc::channel();
@@ -185,7 +188,10 @@ fn sigkilled_holder_is_reported_as_owner_died_within_100ms() {
             .expect("the waiter is still blocked 5 s after the holder died");
         let latency = at.saturating_duration_since(killed);
         assert_eq!(outcome, "owner died");
-        assert!(latency < Duration::from_millis(100), "noticed after {latency:?}");
+        assert!(
+            latency < Duration::from_millis(100),
+            "noticed after {latency:?}"
+        );
         // Marked consistent: the lock works normally again.
         drop(lock.acquire_timeout(Duration::from_secs(1)).unwrap());
     }
@@ -274,9 +280,11 @@ fn timeouts_are_honoured() {
         let l2 = lock.clone();
         std::thread::scope(|s| {
             s.spawn(|| {
-                assert_times_out("Lock", t, |t| {
-                    matches!(l2.acquire_timeout(t), Err(AcquireError::Timeout(d)) if d == t)
-                })
+                assert_times_out(
+                    "Lock",
+                    t,
+                    |t| matches!(l2.acquire_timeout(t), Err(AcquireError::Timeout(d)) if d == t),
+                )
             });
         });
         let rl = RLock::new().unwrap();
@@ -304,7 +312,10 @@ fn timeouts_are_honoured() {
         assert_times_out("Barrier", t, |t| {
             matches!(b.wait_timeout(t), Err(Error::Timeout(_)))
         });
-        assert!(b.broken(), "a barrier wait that timed out breaks the barrier");
+        assert!(
+            b.broken(),
+            "a barrier wait that timed out breaks the barrier"
+        );
     });
 }
 
@@ -421,9 +432,7 @@ fn event_wakes_waiters_in_another_process() {
 fn consumer((cond, items, n): (Condition, Value<u32>, u32)) {
     for _ in 0..n {
         let g = cond.acquire().unwrap();
-        let g = cond
-            .wait_for(g, || items.get_unsynchronized() > 0)
-            .unwrap();
+        let g = cond.wait_for(g, || items.get_unsynchronized() > 0).unwrap();
         items.set_unsynchronized(items.get_unsynchronized() - 1);
         drop(g);
     }
@@ -496,10 +505,18 @@ fn rlock_is_reentrant_for_its_holder_only() {
     for method in METHODS {
         let out = Value::new(0u32).unwrap();
         join_all(&[Process::start_with(method, try_rlock, (rl.clone(), out.clone())).unwrap()]);
-        assert_eq!(out.get().unwrap(), 1, "another process acquired a held RLock");
+        assert_eq!(
+            out.get().unwrap(),
+            1,
+            "another process acquired a held RLock"
+        );
     }
     let rl2 = rl.clone();
-    assert!(std::thread::spawn(move || rl2.try_acquire().is_err()).join().unwrap());
+    assert!(
+        std::thread::spawn(move || rl2.try_acquire().is_err())
+            .join()
+            .unwrap()
+    );
     drop(g2);
     assert!(rl.locked());
     drop(g1);
@@ -569,5 +586,11 @@ fn a_handle_of_the_wrong_kind_is_refused() {
     let bytes = postcard::to_stdvec(&v).unwrap();
     assert!(postcard::from_bytes::<Value<u32>>(&bytes).is_err());
     assert!(postcard::from_bytes::<Array<u64>>(&bytes).is_err());
-    assert_eq!(postcard::from_bytes::<Value<u64>>(&bytes).unwrap().get().unwrap(), 1);
+    assert_eq!(
+        postcard::from_bytes::<Value<u64>>(&bytes)
+            .unwrap()
+            .get()
+            .unwrap(),
+        1
+    );
 }

@@ -104,7 +104,10 @@ impl Registry {
             self.file = Some(open_append(&self.path(), false)?);
         }
         let line = Self::line(name, e);
-        self.file.as_ref().expect("open").write_all(line.as_bytes())?;
+        self.file
+            .as_ref()
+            .expect("open")
+            .write_all(line.as_bytes())?;
         self.written += line.len();
         Ok(())
     }

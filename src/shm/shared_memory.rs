@@ -66,8 +66,7 @@ pub struct SharedMemory {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 250 || name.contains('/') || name == "." || name == ".."
-    {
+    if name.is_empty() || name.len() > 250 || name.contains('/') || name == "." || name == ".." {
         return Err(Error::InvalidArgument(format!(
             "shared memory name {name:?}: must be 1 to 250 bytes without '/'"
         )));
@@ -244,7 +243,10 @@ impl SharedMemory {
             std::io::ErrorKind::NotFound => {
                 Error::NotFound(format!("shared memory segment {:?}", self.name))
             }
-            _ => Error::io(format!("unlinking shared memory segment {:?}", self.name), e),
+            _ => Error::io(
+                format!("unlinking shared memory segment {:?}", self.name),
+                e,
+            ),
         });
         if self.owner {
             self.owner = false;

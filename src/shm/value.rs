@@ -48,8 +48,12 @@ impl<T: Pod> Block<T> {
             .ok_or_else(|| Error::InvalidArgument(format!("{len} values is too many")))?;
         let seg = Cell::segment(bytes)?;
         let header = Cell::init(&seg, 0, kind);
-        header.word(0).store(size_of::<T>() as u32, Ordering::Relaxed);
-        header.word(1).store(align_of::<T>() as u32, Ordering::Relaxed);
+        header
+            .word(0)
+            .store(size_of::<T>() as u32, Ordering::Relaxed);
+        header
+            .word(1)
+            .store(align_of::<T>() as u32, Ordering::Relaxed);
         header.word64(8).store(len as u64, Ordering::Release);
         let lock = Lock::from_cell(Cell::init(&seg, CELL, Kind::Lock));
         Ok(Block {
@@ -95,9 +99,7 @@ impl<T: Pod> Block<T> {
     }
 
     fn elems(&self) -> &[T] {
-        self.shm()
-            .mapping()
-            .pod_slice(data_offset::<T>(), self.len)
+        self.shm().mapping().pod_slice(data_offset::<T>(), self.len)
     }
 
     #[allow(clippy::mut_from_ref)]
@@ -108,14 +110,22 @@ impl<T: Pod> Block<T> {
     }
 
     fn read(&self, i: usize) -> T {
-        assert!(i < self.len, "index {i} out of range for length {}", self.len);
+        assert!(
+            i < self.len,
+            "index {i} out of range for length {}",
+            self.len
+        );
         self.shm()
             .mapping()
             .read_pod(data_offset::<T>() + i * size_of::<T>())
     }
 
     fn write(&self, i: usize, v: T) {
-        assert!(i < self.len, "index {i} out of range for length {}", self.len);
+        assert!(
+            i < self.len,
+            "index {i} out of range for length {}",
+            self.len
+        );
         self.shm()
             .mapping()
             .write_pod(data_offset::<T>() + i * size_of::<T>(), v)
@@ -211,9 +221,7 @@ impl<T: Pod> Value<T> {
     }
 
     /// Takes the lock and gives access to the value until the guard is dropped.
-    pub fn lock(
-        &self,
-    ) -> std::result::Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
+    pub fn lock(&self) -> std::result::Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
         let make = |g| ValueGuard {
             guard: g,
             value: &mut self.block.elems_mut()[0],
@@ -346,9 +354,7 @@ impl<T: Pod> Array<T> {
     }
 
     /// Takes the lock and gives access to the values until the guard is dropped.
-    pub fn lock(
-        &self,
-    ) -> std::result::Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
+    pub fn lock(&self) -> std::result::Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
         let make = |g| ArrayGuard {
             guard: g,
             values: self.block.elems_mut(),

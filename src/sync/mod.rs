@@ -77,7 +77,8 @@ impl Cell {
             off,
         };
         let map = seg.mapping();
-        map.atomic_u32(off + 4).store(kind as u32, Ordering::Relaxed);
+        map.atomic_u32(off + 4)
+            .store(kind as u32, Ordering::Relaxed);
         map.atomic_u32(off).store(MAGIC, Ordering::Release);
         cell
     }
@@ -151,7 +152,10 @@ impl Cell {
 macro_rules! cell_serde {
     ($ty:ident, $kind:expr) => {
         impl serde::Serialize for $ty {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
                 self.cell.to_ref().serialize(s)
             }
         }

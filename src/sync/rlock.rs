@@ -69,9 +69,7 @@ impl RLock {
     }
 
     /// Acquires only if free now or held by this thread.
-    pub fn try_acquire(
-        &self,
-    ) -> std::result::Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
+    pub fn try_acquire(&self) -> std::result::Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
         self.acquire_inner(Some(Duration::ZERO))
     }
 
@@ -141,6 +139,8 @@ impl Drop for RLockGuard<'_> {
 
 impl fmt::Debug for RLockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RLockGuard").field("lock", self.lock).finish()
+        f.debug_struct("RLockGuard")
+            .field("lock", self.lock)
+            .finish()
     }
 }

@@ -66,8 +66,7 @@ fn give(cell: &Cell, n: u32, bound: Option<u32>) -> Result<()> {
                         "BoundedSemaphore released too many times (its bound is {max})"
                     )));
                 }
-                match count.compare_exchange_weak(c, c + n, Ordering::SeqCst, Ordering::Relaxed)
-                {
+                match count.compare_exchange_weak(c, c + n, Ordering::SeqCst, Ordering::Relaxed) {
                     Ok(_) => break,
                     Err(now) => c = now,
                 }
@@ -246,7 +245,9 @@ impl SemaphoreGuard<'_> {
 
 impl Drop for SemaphoreGuard<'_> {
     fn drop(&mut self) {
-        let bound = self.bounded.then(|| self.cell.word(2).load(Ordering::Relaxed));
+        let bound = self
+            .bounded
+            .then(|| self.cell.word(2).load(Ordering::Relaxed));
         // A permit we took always fits back under the bound, unless someone released
         // extra meanwhile; that error belongs to that release, not to us.
         let _ = give(self.cell, 1, bound);
