@@ -93,7 +93,7 @@ impl Process {
 }
 
 fn process_entry(payload: &[u8], _fds: Vec<OwnedFd>) -> i32 {
-    bootstrap::task::capture_panics(true);
+    bootstrap::task::capture_panics();
     let Ok(p) = postcard::from_bytes::<Payload>(payload) else {
         return 97;
     };

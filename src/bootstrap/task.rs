@@ -20,10 +20,14 @@ thread_local! {
     static LAST_PANIC: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
 }
 
-/// Installs a panic hook that records the message and location of the last panic on this
-/// thread, so a caught panic can be reported with both. With `print`, the default hook
-/// still prints it (for `Process` children, whose stderr is the user's log).
-pub(crate) fn capture_panics(print: bool) {
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs (once per process) a panic hook that records the message and location of the
+/// last panic on each thread, so a caught panic can be reported with both, then chains to
+/// the previous hook unless this thread is quiet (see [`set_quiet`]).
+pub(crate) fn capture_panics() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let prev = std::panic::take_hook();
@@ -33,11 +37,17 @@ pub(crate) fn capture_panics(print: bool) {
                 .location()
                 .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
             LAST_PANIC.with(|p| *p.borrow_mut() = Some((msg, loc)));
-            if print {
+            if !QUIET.with(|q| q.get()) {
                 prev(info);
             }
         }));
     });
+}
+
+/// Makes panics on this thread silent: a pool reports them through the task's error.
+pub(crate) fn set_quiet(quiet: bool) {
+    capture_panics();
+    QUIET.with(|q| q.set(quiet));
 }
 
 /// Takes the last recorded panic of this thread, as `(message, location)`.

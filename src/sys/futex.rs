@@ -18,5 +18,6 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 
 /// Wakes up to `n` waiters sleeping on `word`. Returns how many were woken.
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
-    futex::wake(word, futex::Flags::empty(), n).unwrap_or(0)
+    // The kernel reads the count as an int: cap it so "all" does not become -1.
+    futex::wake(word, futex::Flags::empty(), n.min(i32::MAX as u32)).unwrap_or(0)
 }

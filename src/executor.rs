@@ -1,0 +1,422 @@
+//! The `Executor` trait shared by every pool, and the machinery behind `map` and `imap`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result, TaskError};
+use crate::future::TaskFuture;
+
+/// Where finished results of one `map`/`imap` call gather until the caller takes them.
+///
+/// Results arrive in batches (a chunk, or part of one) of consecutive indices.
+#[doc(hidden)]
+pub struct MapState<R> {
+    inner: Mutex<MapInner<R>>,
+    cv: Condvar,
+    cancelled: AtomicBool,
+    ordered: bool,
+}
+
+struct MapInner<R> {
+    /// Ordered mode: batches by first index.
+    by_index: BTreeMap<usize, Vec<Result<R, TaskError>>>,
+    /// Unordered mode: batches in completion order.
+    fifo: VecDeque<(usize, Vec<Result<R, TaskError>>)>,
+    waiting: bool,
+}
+
+impl<R> MapState<R> {
+    pub(crate) fn new(ordered: bool) -> Arc<MapState<R>> {
+        Arc::new(MapState {
+            inner: Mutex::new(MapInner {
+                by_index: BTreeMap::new(),
+                fifo: VecDeque::new(),
+                waiting: false,
+            }),
+            cv: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+            ordered,
+        })
+    }
+
+    /// Hands over the results of items `start..start + results.len()`.
+    pub(crate) fn deliver(&self, start: usize, results: Vec<Result<R, TaskError>>) {
+        if results.is_empty() {
+            return;
+        }
+        let mut g = self.inner.lock().unwrap();
+        if self.ordered {
+            g.by_index.insert(start, results);
+        } else {
+            g.fifo.push_back((start, results));
+        }
+        if g.waiting {
+            g.waiting = false;
+            drop(g);
+            self.cv.notify_one();
+        }
+    }
+
+    /// Whether the consumer gave up (remaining items need not run).
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Blocks until the batch starting at `next` (ordered) or any batch (unordered) is in.
+    fn take(&self, next: usize) -> (usize, Vec<Result<R, TaskError>>) {
+        let mut g = self.inner.lock().unwrap();
+        loop {
+            if self.ordered {
+                if let Some(b) = g.by_index.remove(&next) {
+                    return (next, b);
+                }
+            } else if let Some(b) = g.fifo.pop_front() {
+                return b;
+            }
+            g.waiting = true;
+            g = self.cv.wait(g).unwrap();
+        }
+    }
+}
+
+/// Sends one chunk of items (with the index of the first) to the pool, results to go into
+/// the given state. Type-erased so [`Imap`] does not depend on the pool type.
+pub(crate) type Feeder<'a, R> = Box<dyn FnMut(usize, &Arc<MapState<R>>) -> usize + 'a>;
+
+/// The lazy iterator of `imap` and `imap_unordered`: yields each task's outcome, in input
+/// order (`imap`) or as they finish (`imap_unordered`). At most a bounded number of items
+/// is in flight, so memory does not grow with the input. Dropping it cancels what has not
+/// started.
+pub struct Imap<'a, R> {
+    feeder: Feeder<'a, R>,
+    state: Arc<MapState<R>>,
+    chunksize: usize,
+    window: usize,
+    submitted: usize,
+    yielded: usize,
+    next: usize,
+    exhausted: bool,
+    local: VecDeque<Result<R, TaskError>>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl<'a, R> Imap<'a, R> {
+    pub(crate) fn new(
+        feeder: Feeder<'a, R>,
+        ordered: bool,
+        chunksize: usize,
+        workers: usize,
+        total: Option<usize>,
+        progress: bool,
+    ) -> Imap<'a, R> {
+        let chunksize = chunksize.max(1);
+        // Enough in flight to keep every worker busy while results travel back; bounded so
+        // memory does not grow with the input.
+        let window = (chunksize * 4 * workers.max(1)).max(2048);
+        let bar = progress.then(|| match total {
+            Some(n) => indicatif::ProgressBar::new(n as u64),
+            None => indicatif::ProgressBar::new_spinner(),
+        });
+        Imap {
+            feeder,
+            state: MapState::new(ordered),
+            chunksize,
+            window,
+            submitted: 0,
+            yielded: 0,
+            next: 0,
+            exhausted: false,
+            local: VecDeque::new(),
+            bar,
+        }
+    }
+
+    fn fill(&mut self) {
+        while !self.exhausted
+            && self.submitted - self.yielded + self.chunksize <= self.window.max(self.chunksize)
+        {
+            let n = (self.feeder)(self.submitted, &self.state);
+            if n == 0 {
+                self.exhausted = true;
+            }
+            self.submitted += n;
+        }
+    }
+}
+
+impl<R> Iterator for Imap<'_, R> {
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Result<R, TaskError>> {
+        if self.local.is_empty() {
+            self.fill();
+            if self.yielded == self.submitted {
+                if let Some(b) = &self.bar {
+                    b.finish();
+                }
+                return None;
+            }
+            let (start, batch) = self.state.take(self.next);
+            debug_assert!(!self.state.ordered || start == self.next);
+            self.next = start + batch.len();
+            self.local.extend(batch);
+        }
+        let r = self.local.pop_front()?;
+        self.yielded += 1;
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+        Some(r)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let pending = self.submitted - self.yielded;
+        (pending, if self.exhausted { Some(pending) } else { None })
+    }
+}
+
+impl<R> Drop for Imap<'_, R> {
+    fn drop(&mut self) {
+        self.state.cancel();
+    }
+}
+
+/// Python's automatic chunk size: `len / (4 × workers)`, rounded up.
+pub(crate) fn auto_chunksize(len: usize, workers: usize) -> usize {
+    len.div_ceil(4 * workers.max(1)).max(1)
+}
+
+/// The known length of an iterator, if its size hint is exact.
+pub(crate) fn exact_len(it: &impl Iterator) -> Option<usize> {
+    match it.size_hint() {
+        (lo, Some(hi)) if lo == hi => Some(lo),
+        _ => None,
+    }
+}
+
+/// How a map-style call splits its input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Chunksize {
+    /// Python's rule: `len / (4 × workers)` when the length is known, else 1.
+    #[default]
+    Auto,
+    /// This many items per chunk.
+    Fixed(usize),
+}
+
+impl Chunksize {
+    pub(crate) fn resolve(self, len: Option<usize>, workers: usize) -> usize {
+        match (self, len) {
+            (Chunksize::Fixed(n), _) => n.max(1),
+            (Chunksize::Auto, Some(len)) => auto_chunksize(len, workers),
+            (Chunksize::Auto, None) => 1,
+        }
+    }
+}
+
+/// What every pool can do: the `concurrent.futures.Executor` and `multiprocessing.Pool`
+/// API, over threads ([`ThreadPool`](crate::ThreadPool)) or processes
+/// ([`ProcessPool`](crate::ProcessPool)). Code written against it runs unchanged on either.
+///
+/// `f` is a `fn` item or a non-capturing closure; arguments and results are serializable
+/// so they can cross into a worker process.
+///
+/// ```
+/// use multiproc::{Executor, ThreadPool};
+/// fn square(x: u64) -> u64 { x * x }
+/// fn sum_of_squares(pool: &impl Executor, n: u64) -> u64 {
+///     pool.map(square, 0..n).unwrap().into_iter().sum()
+/// }
+/// assert_eq!(sum_of_squares(&ThreadPool::new(2).unwrap(), 4), 14);
+/// ```
+pub trait Executor {
+    /// Number of workers.
+    fn workers(&self) -> usize;
+
+    /// Whether map-style calls show a progress bar.
+    fn progress(&self) -> bool {
+        false
+    }
+
+    /// Schedules `f(arg)` and returns its future.
+    fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Sends one chunk: the first `n` items of `items`, the first having index `start`.
+    #[doc(hidden)]
+    fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static;
+
+    /// `imap` with an explicit chunk size (Python: `imap(f, it, chunksize)`).
+    fn imap_chunked<F, A, R, I>(&self, f: F, iter: I, chunksize: Chunksize) -> Imap<'_, R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'static,
+        Self: Sized,
+    {
+        make_imap(self, f, iter.into_iter(), chunksize, true)
+    }
+
+    /// `imap_unordered` with an explicit chunk size.
+    fn imap_unordered_chunked<F, A, R, I>(&self, f: F, iter: I, chunksize: Chunksize) -> Imap<'_, R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'static,
+        Self: Sized,
+    {
+        make_imap(self, f, iter.into_iter(), chunksize, false)
+    }
+
+    /// Lazily applies `f` to every item, yielding outcomes in input order. Each error is
+    /// yielded in its place and the rest go on.
+    fn imap<F, A, R, I>(&self, f: F, iter: I) -> Imap<'_, R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'static,
+        Self: Sized,
+    {
+        self.imap_chunked(f, iter, Chunksize::Auto)
+    }
+
+    /// Like [`imap`](Executor::imap), yielding outcomes as they finish.
+    fn imap_unordered<F, A, R, I>(&self, f: F, iter: I) -> Imap<'_, R>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'static,
+        Self: Sized,
+    {
+        self.imap_unordered_chunked(f, iter, Chunksize::Auto)
+    }
+
+    /// `map` with an explicit chunk size.
+    fn map_chunked<F, A, R, I>(&self, f: F, iter: I, chunksize: Chunksize) -> Result<Vec<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        Self: Sized,
+    {
+        // Like Python, `map` takes the whole input first (so the chunk size can be chosen);
+        // `imap` is the lazy form.
+        let items: Vec<A> = iter.into_iter().collect();
+        let n = items.len();
+        let mut out = Vec::with_capacity(n);
+        let mut it = self.imap_chunked(f, items, chunksize);
+        for r in &mut it {
+            match r {
+                Ok(v) => out.push(v),
+                // Dropping the iterator cancels everything not yet started.
+                Err(e) => return Err(Error::Task(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies `f` to every item and returns the results in input order, or the first
+    /// error in input order (after cancelling the rest).
+    fn map<F, A, R, I>(&self, f: F, iter: I) -> Result<Vec<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+        Self: Sized,
+    {
+        self.map_chunked(f, iter, Chunksize::Auto)
+    }
+
+    /// `map` for functions of several arguments (Python's `starmap`): each item is the
+    /// tuple of arguments, so `add(a, b)` runs over `vec![(1, 2), (3, 4)]`.
+    fn starmap<F, Args, R, I>(&self, f: F, iter: I) -> Result<Vec<R>>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = Args>,
+        Self: Sized,
+    {
+        self.map(move |args: Args| f.call_star(args), iter)
+    }
+}
+
+/// A function of several arguments that [`starmap`](Executor::starmap) calls with a tuple.
+/// Implemented for every `Fn` of 1 to 4 arguments that a pool can run.
+pub trait StarFn<Args>: Copy + Send + Sync + 'static {
+    /// What it returns.
+    type Output;
+    /// Calls it with the tuple's elements as arguments.
+    fn call_star(&self, args: Args) -> Self::Output;
+}
+
+macro_rules! star_fn {
+    ($($a:ident),+) => {
+        impl<Func, $($a,)+ Ret> StarFn<($($a,)+)> for Func
+        where
+            Func: Fn($($a),+) -> Ret + Copy + Send + Sync + 'static,
+        {
+            type Output = Ret;
+            #[allow(non_snake_case)]
+            fn call_star(&self, ($($a,)+): ($($a,)+)) -> Ret {
+                self($($a),+)
+            }
+        }
+    };
+}
+star_fn!(A1);
+star_fn!(A1, A2);
+star_fn!(A1, A2, A3);
+star_fn!(A1, A2, A3, A4);
+
+fn make_imap<'a, E, F, A, R, It>(
+    pool: &'a E,
+    f: F,
+    mut iter: It,
+    chunksize: Chunksize,
+    ordered: bool,
+) -> Imap<'a, R>
+where
+    E: Executor,
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+    It: Iterator<Item = A> + 'a,
+{
+    let total = exact_len(&iter);
+    let cs = chunksize.resolve(total, pool.workers());
+    let feeder: Feeder<'a, R> = Box::new(move |start, sink| {
+        let items: Vec<A> = iter.by_ref().take(cs).collect();
+        let n = items.len();
+        if n > 0 {
+            pool.dispatch_chunk(f, start, items, sink);
+        }
+        n
+    });
+    Imap::new(feeder, ordered, cs, pool.workers(), total, pool.progress())
+}

@@ -1,0 +1,402 @@
+//! `TaskFuture`: the handle `submit` returns, and the free functions `wait` and
+//! `as_completed` (Python's `concurrent.futures.Future`, `wait`, `as_completed`).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, TaskError};
+use crate::sys::{futex_wait, futex_wake};
+
+const PENDING: u32 = 0;
+const DONE: u32 = 1;
+
+type Callback<R> = Box<dyn FnOnce(&Result<R, TaskError>) + Send>;
+
+/// Something that can stop a task that is already running (a process pool kills the
+/// worker). Called after the future already reports `Cancelled`.
+pub(crate) trait Canceller: Send + Sync {
+    fn cancel(&self, task_id: u64);
+}
+
+pub(crate) struct FutureState<R> {
+    state: AtomicU32,
+    sleepers: AtomicU32,
+    has_extras: AtomicBool,
+    result: Mutex<Slot<R>>,
+    extras: Mutex<Extras<R>>,
+    index: Option<usize>,
+}
+
+enum Slot<R> {
+    Empty,
+    Ready(Result<R, TaskError>),
+    Taken,
+}
+
+struct Extras<R> {
+    callbacks: Vec<Callback<R>>,
+    waker: Option<Waker>,
+    canceller: Option<(std::sync::Weak<dyn Canceller>, u64)>,
+}
+
+impl<R> FutureState<R> {
+    pub(crate) fn new(index: Option<usize>) -> Arc<FutureState<R>> {
+        Arc::new(FutureState {
+            state: AtomicU32::new(PENDING),
+            sleepers: AtomicU32::new(0),
+            has_extras: AtomicBool::new(false),
+            result: Mutex::new(Slot::Empty),
+            extras: Mutex::new(Extras {
+                callbacks: Vec::new(),
+                waker: None,
+                canceller: None,
+            }),
+            index,
+        })
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DONE
+    }
+
+    /// Sets the outcome. Returns false (and drops `r`) if it was already set (cancelled).
+    pub(crate) fn complete(&self, r: Result<R, TaskError>) -> bool {
+        {
+            let mut slot = self.result.lock().unwrap();
+            if !matches!(*slot, Slot::Empty) {
+                return false;
+            }
+            *slot = Slot::Ready(r);
+            // SeqCst (a locked swap): the loads of `sleepers` and `has_extras` below must not
+            // move before this store, or a waiter that just announced itself would sleep forever.
+            self.state.swap(DONE, Ordering::SeqCst);
+        }
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            futex_wake(&self.state, u32::MAX);
+        }
+        if self.has_extras.load(Ordering::SeqCst) {
+            let (callbacks, waker) = {
+                let mut ex = self.extras.lock().unwrap();
+                (std::mem::take(&mut ex.callbacks), ex.waker.take())
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+            if !callbacks.is_empty() {
+                let slot = self.result.lock().unwrap();
+                if let Slot::Ready(r) = &*slot {
+                    for cb in callbacks {
+                        cb(r);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    pub(crate) fn set_canceller(&self, c: std::sync::Weak<dyn Canceller>, id: u64) {
+        self.extras.lock().unwrap().canceller = Some((c, id));
+    }
+
+    /// Waits until done or the deadline passes; returns whether it is done.
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        // Spin briefly: a cross-CPU wake-up costs far more than a short task here.
+        for i in 0..2000u32 {
+            if self.is_done() {
+                return true;
+            }
+            if i < 200 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        loop {
+            if self.is_done() {
+                return true;
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    Some(d - now)
+                }
+            };
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            if !self.is_done() {
+                futex_wait(&self.state, PENDING, timeout);
+            }
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn take(&self) -> Option<Result<R, TaskError>> {
+        let mut slot = self.result.lock().unwrap();
+        match std::mem::replace(&mut *slot, Slot::Taken) {
+            Slot::Ready(r) => Some(r),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+}
+
+/// The pending result of one submitted task (Python's `concurrent.futures.Future`).
+///
+/// Get the value with [`result`](TaskFuture::result), poll with
+/// [`done`](TaskFuture::done), or `.await` it in async code.
+///
+/// ```
+/// use multiproc::{Executor, ThreadPool};
+/// let pool = ThreadPool::new(2).unwrap();
+/// let fut = pool.submit(|x: u64| x * 2, 21).unwrap();
+/// assert_eq!(fut.result().unwrap(), 42);
+/// ```
+pub struct TaskFuture<R> {
+    pub(crate) state: Arc<FutureState<R>>,
+}
+
+impl<R> fmt::Debug for TaskFuture<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskFuture")
+            .field("done", &self.done())
+            .finish()
+    }
+}
+
+impl<R> TaskFuture<R> {
+    pub(crate) fn from_state(state: Arc<FutureState<R>>) -> TaskFuture<R> {
+        TaskFuture { state }
+    }
+
+    /// Whether the task has finished (with a value, an error or by cancellation).
+    pub fn done(&self) -> bool {
+        self.state.is_done()
+    }
+
+    /// Waits for the task and returns its outcome.
+    pub fn result(self) -> Result<R, TaskError> {
+        self.state.wait_until(None);
+        self.state
+            .take()
+            .unwrap_or_else(|| Err(already_taken(self.state.index)))
+    }
+
+    /// Waits at most `timeout`. On timeout the future is still usable: the error is
+    /// [`Error::Timeout`]. Otherwise the outcome is taken out of the future.
+    pub fn result_timeout(&self, timeout: Duration) -> Result<R, Error> {
+        if !self.state.wait_until(Some(Instant::now() + timeout)) {
+            return Err(Error::Timeout(timeout));
+        }
+        match self.state.take() {
+            Some(r) => r.map_err(Error::Task),
+            None => Err(Error::Task(already_taken(self.state.index))),
+        }
+    }
+
+    /// Waits at most `timeout` for the task to finish; returns whether it has.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.state.wait_until(Some(Instant::now() + timeout))
+    }
+
+    /// Cancels the task. A pending task is never run; a task running on a process pool has
+    /// its worker killed (and replaced). Returns `false` if it had already finished.
+    pub fn cancel(&self) -> bool {
+        if !self.state.complete(Err(TaskError::Cancelled {
+            index: self.state.index,
+        })) {
+            return false;
+        }
+        let c = self.state.extras.lock().unwrap().canceller.take();
+        if let Some((c, id)) = c
+            && let Some(c) = c.upgrade()
+        {
+            c.cancel(id);
+        }
+        true
+    }
+
+    /// Whether it was cancelled.
+    pub fn cancelled(&self) -> bool {
+        matches!(
+            &*self.state.result.lock().unwrap(),
+            Slot::Ready(Err(TaskError::Cancelled { .. }))
+        )
+    }
+
+    /// Calls `f` with the outcome once the task has finished (at once if it has). It runs
+    /// on the thread that completes the task: keep it short and do not call `result` on
+    /// this same future inside it.
+    pub fn add_done_callback(&self, f: impl FnOnce(&Result<R, TaskError>) + Send + 'static) {
+        {
+            let mut ex = self.state.extras.lock().unwrap();
+            if !self.state.is_done() {
+                ex.callbacks.push(Box::new(f));
+                self.state.has_extras.store(true, Ordering::SeqCst);
+                // Re-check: `complete` may have missed the flag.
+                if !self.state.is_done() {
+                    return;
+                }
+                let f = ex.callbacks.pop().expect("just pushed");
+                drop(ex);
+                return self.run_now(f);
+            }
+        }
+        self.run_now(Box::new(f));
+    }
+
+    fn run_now(&self, f: Callback<R>) {
+        let slot = self.state.result.lock().unwrap();
+        match &*slot {
+            Slot::Ready(r) => f(r),
+            _ => f(&Err(already_taken(self.state.index))),
+        }
+    }
+}
+
+fn already_taken(index: Option<usize>) -> TaskError {
+    TaskError::PoolClosed {
+        index,
+        reason: "the result was already taken from this future".into(),
+    }
+}
+
+impl<R> Future for TaskFuture<R> {
+    type Output = Result<R, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if !self.state.is_done() {
+            let mut ex = self.state.extras.lock().unwrap();
+            ex.waker = Some(cx.waker().clone());
+            self.state.has_extras.store(true, Ordering::SeqCst);
+            if !self.state.is_done() {
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(
+            self.state
+                .take()
+                .unwrap_or_else(|| Err(already_taken(self.state.index))),
+        )
+    }
+}
+
+/// When [`wait`] returns (Python's `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Return {
+    /// As soon as any future finishes.
+    FirstCompleted,
+    /// As soon as any future fails (or all finish).
+    FirstException,
+    /// When all have finished.
+    AllCompleted,
+}
+
+/// Indices of futures that are done and not done, as [`wait`] returns them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Waited {
+    /// Indices (into the slice given to `wait`) of finished futures.
+    pub done: Vec<usize>,
+    /// Indices of futures still running.
+    pub not_done: Vec<usize>,
+}
+
+fn failed<R>(f: &TaskFuture<R>) -> bool {
+    matches!(&*f.state.result.lock().unwrap(), Slot::Ready(Err(_)))
+}
+
+/// Waits for futures (Python's `concurrent.futures.wait`). Returns which are done.
+///
+/// ```
+/// use multiproc::{Executor, Return, ThreadPool, wait};
+/// let pool = ThreadPool::new(2).unwrap();
+/// let futs: Vec<_> = (0..4u64).map(|i| pool.submit(|x: u64| x + 1, i).unwrap()).collect();
+/// let w = wait(&futs, Return::AllCompleted, None);
+/// assert_eq!(w.done.len(), 4);
+/// ```
+pub fn wait<R: Send + 'static>(
+    futs: &[TaskFuture<R>],
+    when: Return,
+    timeout: Option<Duration>,
+) -> Waited {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let (tx, rx) = crossbeam_channel::unbounded::<usize>();
+    for (i, f) in futs.iter().enumerate() {
+        let tx = tx.clone();
+        f.add_done_callback(move |_| {
+            let _ = tx.send(i);
+        });
+    }
+    drop(tx);
+    let satisfied = |futs: &[TaskFuture<R>]| {
+        let done = futs.iter().filter(|f| f.done()).count();
+        match when {
+            Return::AllCompleted => done == futs.len(),
+            Return::FirstCompleted => done > 0 || futs.is_empty(),
+            Return::FirstException => {
+                done == futs.len() || futs.iter().any(|f| f.done() && failed(f))
+            }
+        }
+    };
+    while !satisfied(futs) {
+        let got = match deadline {
+            None => rx.recv().ok(),
+            Some(d) => rx.recv_deadline(d).ok(),
+        };
+        if got.is_none() {
+            break;
+        }
+    }
+    let (done, not_done) = (0..futs.len()).partition(|&i| futs[i].done());
+    Waited { done, not_done }
+}
+
+/// Yields futures as they finish (Python's `concurrent.futures.as_completed`).
+///
+/// ```
+/// use multiproc::{Executor, ThreadPool, as_completed};
+/// let pool = ThreadPool::new(2).unwrap();
+/// let futs: Vec<_> = (0..4u64).map(|i| pool.submit(|x: u64| x * x, i).unwrap()).collect();
+/// let mut all: Vec<u64> = as_completed(futs).map(|f| f.result().unwrap()).collect();
+/// all.sort();
+/// assert_eq!(all, vec![0, 1, 4, 9]);
+/// ```
+pub fn as_completed<R: Send + 'static>(futs: Vec<TaskFuture<R>>) -> AsCompleted<R> {
+    let (tx, rx) = crossbeam_channel::unbounded::<usize>();
+    for (i, f) in futs.iter().enumerate() {
+        let tx = tx.clone();
+        f.add_done_callback(move |_| {
+            let _ = tx.send(i);
+        });
+    }
+    let futs = futs.into_iter().map(Some).collect();
+    AsCompleted { futs, rx }
+}
+
+/// The iterator [`as_completed`] returns.
+pub struct AsCompleted<R> {
+    futs: Vec<Option<TaskFuture<R>>>,
+    rx: crossbeam_channel::Receiver<usize>,
+}
+
+impl<R> Iterator for AsCompleted<R> {
+    type Item = TaskFuture<R>;
+
+    fn next(&mut self) -> Option<TaskFuture<R>> {
+        loop {
+            let i = self.rx.recv().ok()?;
+            if let Some(f) = self.futs.get_mut(i).and_then(Option::take) {
+                return Some(f);
+            }
+        }
+    }
+}

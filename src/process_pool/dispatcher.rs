@@ -1,0 +1,730 @@
+//! The parent side of a process pool: one thread that owns every worker.
+//!
+//! It takes jobs from submitters, feeds them to workers' task rings, collects results,
+//! notices deaths (reported by the manager thread), timeouts and cancellations, and starts
+//! replacement workers. See `README.md` beside this file.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::layout::*;
+use super::ring::{Bell, Ring};
+use super::sink::ByteSink;
+use super::worker::now_ns;
+use super::{Config, Inner};
+use crate::bootstrap::{Child, ChildSpec, start_child};
+use crate::error::{Error, ExitStatus, Result, TaskError};
+use crate::sys::SharedMapping;
+use crate::sys::fdpass::{recv_with_fds, send_with_fds};
+
+/// A chunk of items (often one) with the code to run them and where results go.
+pub(crate) struct Job {
+    pub id: u64,
+    pub thunk: i64,
+    /// Concatenated encoded arguments.
+    pub data: Vec<u8>,
+    /// Where each item starts in `data`.
+    pub offsets: Vec<u32>,
+    /// Index (in its map) of the first item.
+    pub start: usize,
+    pub sink: Arc<dyn ByteSink>,
+    /// How many times this job's items were retried after a worker died.
+    pub attempts: u32,
+}
+
+impl Job {
+    fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Items `from..` as a new job with a fresh id.
+    fn tail(&self, from: usize, id: u64) -> Job {
+        self.slice(from, self.len(), id)
+    }
+
+    fn slice(&self, from: usize, to: usize, id: u64) -> Job {
+        let b = self.offsets[from] as usize;
+        let e = if to == self.len() {
+            self.data.len()
+        } else {
+            self.offsets[to] as usize
+        };
+        Job {
+            id,
+            thunk: self.thunk,
+            data: self.data[b..e].to_vec(),
+            offsets: self.offsets[from..to]
+                .iter()
+                .map(|o| o - b as u32)
+                .collect(),
+            start: self.start + from,
+            sink: self.sink.clone(),
+            attempts: self.attempts,
+        }
+    }
+}
+
+/// Messages to the dispatcher.
+pub(crate) enum Msg {
+    Job(Job),
+    Cancel(u64),
+    Died {
+        slot: usize,
+        generation: u64,
+        pid: u32,
+        status: ExitStatus,
+    },
+    Shutdown {
+        cancel_pending: bool,
+    },
+    Terminate,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum KillReason {
+    Timeout,
+    Cancel,
+    Terminate,
+}
+
+struct Inflight {
+    job: Job,
+    /// Items whose results came back.
+    done: usize,
+}
+
+pub(crate) struct Slot {
+    child: Option<Child>,
+    generation: u64,
+    inflight: VecDeque<Inflight>,
+    inflight_items: usize,
+    tasks: Ring,
+    results: Ring,
+    task_bell: Bell,
+    sock: Option<OwnedFd>,
+    kill: Option<(u64, u64, KillReason)>,
+    ready: bool,
+    stopping: bool,
+}
+
+pub(crate) struct Dispatcher {
+    inner: Arc<Inner>,
+    rx: Receiver<Msg>,
+    slots: Vec<Slot>,
+    pending: VecDeque<Job>,
+    memfd: OwnedFd,
+    avg_item_ns: f64,
+    closing: bool,
+    terminating: bool,
+    broken: Option<String>,
+    buf: Vec<u8>,
+}
+
+fn base(slot: usize) -> usize {
+    slot_base(slot)
+}
+
+/// Starts the worker process for `slot`.
+pub(crate) fn start_worker(
+    cfg: &Config,
+    map: &Arc<SharedMapping>,
+    memfd: &OwnedFd,
+    tx: &Sender<Msg>,
+    slot: usize,
+    generation: u64,
+) -> Result<(Child, OwnedFd)> {
+    let b = base(slot);
+    for off in [STATE, CURRENT_TASK, CURRENT_ITEM, STARTED_NS] {
+        map.atomic_u64(b + off).store(0, Ordering::SeqCst);
+    }
+    Ring::new(map.clone(), task_ring(slot), RING_CAP).reset();
+    Ring::new(map.clone(), result_ring(slot), RING_CAP).reset();
+    let (mine, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::io("socketpair", e))?;
+    let wc = WorkerConfig {
+        slot,
+        workers: cfg.workers,
+        memory_limit: cfg.memory_limit,
+        max_tasks: cfg.max_tasks_per_child,
+        timed: cfg.task_timeout.is_some(),
+        initializer: cfg.initializer.clone(),
+    };
+    let mut spec = ChildSpec::new(
+        super::worker::worker_entry,
+        postcard::to_stdvec(&wc).expect("config serializes"),
+    );
+    spec.fds = vec![
+        memfd.try_clone().map_err(|e| Error::io("dup memfd", e))?,
+        theirs,
+    ];
+    spec.executable = cfg.executable.clone();
+    let (tx, bell) = (tx.clone(), Bell::new(map.clone(), POOL_BELL));
+    spec.on_exit = Some(Box::new(move |pid, status| {
+        let _ = tx.send(Msg::Died {
+            slot,
+            generation,
+            pid,
+            status,
+        });
+        bell.ring();
+    }));
+    let child = start_child(cfg.start_method, spec)?;
+    Ok((child, mine))
+}
+
+impl Slot {
+    pub(crate) fn new(map: &Arc<SharedMapping>, i: usize, child: Child, sock: OwnedFd) -> Slot {
+        Slot {
+            child: Some(child),
+            generation: 0,
+            inflight: VecDeque::new(),
+            inflight_items: 0,
+            tasks: Ring::new(map.clone(), task_ring(i), RING_CAP),
+            results: Ring::new(map.clone(), result_ring(i), RING_CAP),
+            task_bell: Bell::new(map.clone(), base(i) + TASK_BELL),
+            sock: Some(sock),
+            kill: None,
+            ready: true,
+            stopping: false,
+        }
+    }
+}
+
+fn u64_at(map: &SharedMapping, off: usize) -> u64 {
+    map.atomic_u64(off).load(Ordering::Acquire)
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        rx: Receiver<Msg>,
+        slots: Vec<Slot>,
+        memfd: OwnedFd,
+    ) -> Dispatcher {
+        Dispatcher {
+            inner,
+            rx,
+            slots,
+            pending: VecDeque::new(),
+            memfd,
+            avg_item_ns: 50_000.0,
+            closing: false,
+            terminating: false,
+            broken: None,
+            buf: Vec::new(),
+        }
+    }
+
+    fn cfg(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn run(mut self) {
+        loop {
+            let mut progress = self.intake();
+            progress |= self.collect();
+            progress |= self.dispatch();
+            let timeout = self.check_timeouts();
+            if self.finished() {
+                break;
+            }
+            if !progress {
+                let timeout = if self.closing {
+                    Some(timeout.unwrap_or(Duration::from_millis(50)))
+                } else {
+                    timeout
+                };
+                let (rx, slots, map) = (&self.rx, &self.slots, &self.inner.map);
+                // Everything that can make progress possible: a message, a result, or a
+                // replacement worker that became ready.
+                self.inner.bell.wait(3000, timeout, || {
+                    !rx.is_empty()
+                        || slots.iter().enumerate().any(|(i, s)| {
+                            s.results.has_data()
+                                || (!s.ready
+                                    && s.child.is_some()
+                                    && map.atomic_u32(base(i) + STATE).load(Ordering::Acquire)
+                                        != STATE_STARTING)
+                        })
+                });
+            }
+        }
+    }
+
+    /// Done once closing and every worker has exited.
+    fn finished(&mut self) -> bool {
+        if !self.closing {
+            return false;
+        }
+        let idle = self.pending.is_empty() && self.slots.iter().all(|s| s.inflight.is_empty());
+        if idle {
+            for s in self.slots.iter_mut() {
+                if !s.stopping && s.child.is_some() {
+                    s.stopping = true;
+                    if s.tasks.try_push(K_STOP, &[]) {
+                        s.task_bell.ring();
+                    } else if let Some(c) = &s.child {
+                        let _ = c.signal(libc::SIGKILL);
+                    }
+                }
+            }
+        }
+        idle && self.slots.iter().all(|s| s.child.is_none())
+    }
+
+    fn intake(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(msg) = self.rx.try_recv() {
+            any = true;
+            match msg {
+                Msg::Job(job) => {
+                    if let Some(why) = &self.broken {
+                        for i in 0..job.len() {
+                            job.sink.fail(
+                                job.start + i,
+                                TaskError::PoolClosed {
+                                    index: None,
+                                    reason: why.clone(),
+                                },
+                            );
+                        }
+                    } else {
+                        self.pending.push_back(job)
+                    }
+                }
+                Msg::Cancel(id) => self.cancel(id),
+                Msg::Died {
+                    slot,
+                    generation,
+                    pid,
+                    status,
+                } => self.died(slot, generation, pid, status),
+                Msg::Shutdown { cancel_pending } => {
+                    self.closing = true;
+                    if cancel_pending {
+                        for job in std::mem::take(&mut self.pending) {
+                            for i in 0..job.len() {
+                                job.sink
+                                    .fail(job.start + i, TaskError::Cancelled { index: None });
+                            }
+                        }
+                    }
+                }
+                Msg::Terminate => self.terminate(),
+            }
+        }
+        any
+    }
+
+    fn terminate(&mut self) {
+        self.closing = true;
+        self.terminating = true;
+        let why = "the pool was terminated".to_string();
+        for job in std::mem::take(&mut self.pending) {
+            for i in 0..job.len() {
+                job.sink.fail(
+                    job.start + i,
+                    TaskError::PoolClosed {
+                        index: None,
+                        reason: why.clone(),
+                    },
+                );
+            }
+        }
+        for s in self.slots.iter_mut() {
+            for inf in s.inflight.drain(..) {
+                for i in inf.done..inf.job.len() {
+                    inf.job.sink.fail(
+                        inf.job.start + i,
+                        TaskError::PoolClosed {
+                            index: None,
+                            reason: why.clone(),
+                        },
+                    );
+                }
+            }
+            s.inflight_items = 0;
+            s.stopping = true;
+            s.kill = Some((0, 0, KillReason::Terminate));
+            if let Some(c) = &s.child {
+                let _ = c.signal(libc::SIGKILL);
+            }
+        }
+    }
+
+    fn cancel(&mut self, id: u64) {
+        let map = &self.inner.map;
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if s.inflight.iter().any(|inf| inf.job.id == id)
+                && u64_at(map, base(i) + CURRENT_TASK) == id
+            {
+                let item = u64_at(map, base(i) + CURRENT_ITEM);
+                s.kill = Some((id, item, KillReason::Cancel));
+                if let Some(c) = &s.child {
+                    let _ = c.signal(libc::SIGKILL);
+                }
+            }
+        }
+    }
+
+    /// Reads every result frame waiting in any slot.
+    fn collect(&mut self) -> bool {
+        let mut any = false;
+        for i in 0..self.slots.len() {
+            any |= self.collect_slot(i);
+        }
+        any
+    }
+
+    fn collect_slot(&mut self, i: usize) -> bool {
+        let mut any = false;
+        let mut buf = std::mem::take(&mut self.buf);
+        while let Some(kind) = self.slots[i].results.pop(&mut buf) {
+            any = true;
+            let oob;
+            let body: &[u8] = if kind & OOB != 0 {
+                let len = get_u64(&buf, RESULTS_HDR.min(buf.len().saturating_sub(8))) as usize;
+                oob = self.read_oob(i, len);
+                &oob
+            } else {
+                &buf[RESULTS_HDR.min(buf.len())..]
+            };
+            match kind & !OOB {
+                K_RESULTS if buf.len() >= RESULTS_HDR => {
+                    let (id, first, count) = (
+                        get_u64(&buf, 0),
+                        get_u32(&buf, 8) as usize,
+                        get_u32(&buf, 12) as usize,
+                    );
+                    let elapsed = get_u64(&buf, 16) as f64;
+                    if count > 0 {
+                        let per = elapsed / count as f64;
+                        self.avg_item_ns = 0.8 * self.avg_item_ns + 0.2 * per;
+                    }
+                    let s = &mut self.slots[i];
+                    if let Some(front) = s.inflight.front_mut()
+                        && front.job.id == id
+                        && first == front.done
+                    {
+                        front.job.sink.deliver(front.job.start + first, count, body);
+                        front.done += count;
+                        s.inflight_items -= count;
+                        if front.done >= front.job.len() {
+                            s.inflight.pop_front();
+                        }
+                    }
+                }
+                K_INIT_FAILED => {
+                    let err =
+                        postcard::from_bytes::<TaskError>(body).unwrap_or(TaskError::PoolClosed {
+                            index: None,
+                            reason: "a worker initializer failed".into(),
+                        });
+                    self.broken = Some(format!("a replacement worker's initializer failed: {err}"));
+                }
+                _ => {}
+            }
+        }
+        self.buf = buf;
+        if !self.slots[i].ready
+            && self.slots[i].child.is_some()
+            && self
+                .inner
+                .map
+                .atomic_u32(base(i) + STATE)
+                .load(Ordering::Acquire)
+                == STATE_READY
+        {
+            self.slots[i].ready = true;
+            any = true;
+        }
+        any
+    }
+
+    fn read_oob(&self, i: usize, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        if let Some(sock) = &self.slots[i].sock {
+            let mut one = [0u8; 1];
+            if let Ok((_, mut fds)) = recv_with_fds(sock, &mut one)
+                && let Some(fd) = fds.pop()
+            {
+                let mut f = std::fs::File::from(fd);
+                let _ = std::io::Seek::rewind(&mut f).and_then(|_| f.read_to_end(&mut out));
+            }
+        }
+        out
+    }
+
+    /// How many items a worker should hold: enough to cover ~200 µs of work, so a short
+    /// task never waits for a round trip, but long tasks are not hoarded by one worker.
+    fn depth(&self) -> usize {
+        ((200_000.0 / self.avg_item_ns.max(1.0)) as usize).clamp(2, 8192)
+    }
+
+    fn dispatch(&mut self) -> bool {
+        let mut any = false;
+        let depth = self.depth();
+        while let Some(job) = self.pending.front() {
+            if job.sink.is_cancelled() {
+                let job = self.pending.pop_front().unwrap();
+                for i in 0..job.len() {
+                    job.sink
+                        .fail(job.start + i, TaskError::Cancelled { index: None });
+                }
+                continue;
+            }
+            // The least-loaded ready worker with room.
+            let n = job.len();
+            let best = (0..self.slots.len())
+                .filter(|&i| {
+                    let s = &self.slots[i];
+                    s.ready
+                        && !s.stopping
+                        && s.child.is_some()
+                        && s.kill.is_none()
+                        && (s.inflight.is_empty() || s.inflight_items + n <= depth)
+                })
+                .min_by_key(|&i| self.slots[i].inflight_items);
+            let Some(i) = best else { break };
+            let job = self.pending.pop_front().unwrap();
+            if !self.send_job(i, &job) {
+                self.pending.push_front(job);
+                break;
+            }
+            let s = &mut self.slots[i];
+            s.inflight_items += n;
+            s.inflight.push_back(Inflight { job, done: 0 });
+            any = true;
+        }
+        if any {
+            for s in &self.slots {
+                s.task_bell.ring();
+            }
+        }
+        any
+    }
+
+    fn send_job(&self, i: usize, job: &Job) -> bool {
+        let s = &self.slots[i];
+        let mut h = [0u8; TASK_HDR];
+        put_u64(&mut h, 0, job.id);
+        put_u64(&mut h, 8, job.thunk as u64);
+        put_u32(&mut h, 16, job.len() as u32);
+        if TASK_HDR + job.data.len() <= s.tasks.max_payload() {
+            return s.tasks.try_push(K_TASK, &[&h, &job.data]);
+        }
+        // Too large for the ring: the arguments travel in a memfd.
+        let Some(sock) = &s.sock else { return false };
+        let fd = match crate::sys::mem::memfd("multiproc-task", 0) {
+            Ok(fd) => fd,
+            Err(_) => return false,
+        };
+        let mut f = std::fs::File::from(fd);
+        if std::io::Write::write_all(&mut f, &job.data).is_err() {
+            return false;
+        }
+        let fd = OwnedFd::from(f);
+        let mut hl = h.to_vec();
+        hl.extend_from_slice(&(job.data.len() as u64).to_le_bytes());
+        // Room first, so the fd is never sent for a frame that cannot be published.
+        if !s.tasks.try_push(K_TASK | OOB, &[&hl]) {
+            return false;
+        }
+        let _ = send_with_fds(sock, &[0], &[fd.as_fd()]);
+        true
+    }
+
+    /// Kills workers whose current item ran past the task timeout. Returns how long until
+    /// the next deadline.
+    fn check_timeouts(&mut self) -> Option<Duration> {
+        let timeout = self.cfg().task_timeout?;
+        let limit = timeout.as_nanos() as u64;
+        let map = self.inner.map.clone();
+        let now = now_ns();
+        let mut next: Option<u64> = None;
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if s.kill.is_some() || s.child.is_none() {
+                continue;
+            }
+            let b = base(i);
+            let (c1, it1) = (
+                u64_at(&map, b + CURRENT_TASK),
+                u64_at(&map, b + CURRENT_ITEM),
+            );
+            let started = u64_at(&map, b + STARTED_NS);
+            let (c2, it2) = (
+                u64_at(&map, b + CURRENT_TASK),
+                u64_at(&map, b + CURRENT_ITEM),
+            );
+            if c1 == 0 || c1 != c2 || it1 != it2 || started == 0 {
+                continue;
+            }
+            let ran = now.saturating_sub(started);
+            if ran >= limit {
+                s.kill = Some((c1, it1, KillReason::Timeout));
+                if let Some(c) = &s.child {
+                    let _ = c.signal(libc::SIGKILL);
+                }
+            } else {
+                let left = limit - ran;
+                next = Some(next.map_or(left, |n| n.min(left)));
+            }
+        }
+        // With nothing running, poll again soon: a task may start at any moment.
+        Some(Duration::from_nanos(
+            next.unwrap_or(limit.min(20_000_000)).max(200_000),
+        ))
+    }
+
+    fn died(&mut self, i: usize, generation: u64, pid: u32, status: ExitStatus) {
+        if i >= self.slots.len() || self.slots[i].generation != generation {
+            return;
+        }
+        // Results published before the death are good.
+        self.collect_slot(i);
+        let map = self.inner.map.clone();
+        let b = base(i);
+        let cur = u64_at(&map, b + CURRENT_TASK);
+        let cur_item = u64_at(&map, b + CURRENT_ITEM) as usize;
+        let kill = self.slots[i].kill.take();
+        let cfg = self.inner.cfg.clone();
+        let mut requeue: Vec<Job> = Vec::new();
+        let s = &mut self.slots[i];
+        s.child = None;
+        s.ready = false;
+        s.inflight_items = 0;
+        let inflight: Vec<Inflight> = s.inflight.drain(..).collect();
+        for (k, inf) in inflight.into_iter().enumerate() {
+            let job = inf.job;
+            let running = k == 0 && job.id == cur && cur_item >= inf.done && cur_item < job.len();
+            if !running {
+                if inf.done < job.len() {
+                    let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+                    requeue.push(job.tail(inf.done, id));
+                }
+                continue;
+            }
+            // Items finished before the crash whose results were not yet sent run again.
+            if cur_item > inf.done {
+                let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+                requeue.push(job.slice(inf.done, cur_item, id));
+            }
+            let idx = job.start + cur_item;
+            let err = match kill {
+                Some((_, _, KillReason::Timeout)) => Some(TaskError::TimedOut {
+                    index: None,
+                    timeout: cfg.task_timeout.unwrap_or_default(),
+                    pid,
+                }),
+                Some((_, _, KillReason::Cancel)) => Some(TaskError::Cancelled { index: None }),
+                Some((_, _, KillReason::Terminate)) => Some(TaskError::PoolClosed {
+                    index: None,
+                    reason: "the pool was terminated".into(),
+                }),
+                None if job.attempts < cfg.retries => None,
+                None if cfg.memory_limit.is_some() && status.signal == Some(libc::SIGABRT) => {
+                    Some(TaskError::MemoryLimit {
+                        index: None,
+                        limit: cfg.memory_limit.unwrap(),
+                        pid,
+                    })
+                }
+                None => Some(TaskError::WorkerDied {
+                    index: None,
+                    pid,
+                    status,
+                }),
+            };
+            match err {
+                Some(e) => job.sink.fail(idx, e),
+                None => {
+                    let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+                    let mut again = job.slice(cur_item, cur_item + 1, id);
+                    again.attempts += 1;
+                    requeue.push(again);
+                }
+            }
+            if cur_item + 1 < job.len() {
+                let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+                requeue.push(job.tail(cur_item + 1, id));
+            }
+        }
+        for job in requeue.into_iter().rev() {
+            self.pending.push_front(job);
+        }
+        if self.closing && (self.terminating || self.slots[i].stopping) {
+            self.slots[i].sock = None;
+            return;
+        }
+        self.respawn(i);
+    }
+
+    fn respawn(&mut self, i: usize) {
+        if let Some(why) = self.broken.clone() {
+            self.slots[i].sock = None;
+            for job in std::mem::take(&mut self.pending) {
+                for k in 0..job.len() {
+                    job.sink.fail(
+                        job.start + k,
+                        TaskError::PoolClosed {
+                            index: None,
+                            reason: why.clone(),
+                        },
+                    );
+                }
+            }
+            return;
+        }
+        let generation = self.slots[i].generation + 1;
+        self.slots[i].generation = generation;
+        self.slots[i].stopping = false;
+        let tx = self.inner.tx.clone();
+        match start_worker(
+            &self.inner.cfg,
+            &self.inner.map,
+            &self.memfd,
+            &tx,
+            i,
+            generation,
+        ) {
+            Ok((child, sock)) => {
+                let s = &mut self.slots[i];
+                s.child = Some(child);
+                s.sock = Some(sock);
+            }
+            Err(e) => {
+                self.slots[i].sock = None;
+                if self.slots.iter().all(|s| s.child.is_none()) {
+                    let why = format!("no worker could be restarted: {e}");
+                    for job in std::mem::take(&mut self.pending) {
+                        for k in 0..job.len() {
+                            job.sink.fail(
+                                job.start + k,
+                                TaskError::PoolClosed {
+                                    index: None,
+                                    reason: why.clone(),
+                                },
+                            );
+                        }
+                    }
+                    self.broken = Some(why);
+                }
+            }
+        }
+    }
+}

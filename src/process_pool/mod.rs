@@ -1,0 +1,498 @@
+//! `ProcessPool`: the Executor API on worker processes (Python's `multiprocessing.Pool`
+//! and `ProcessPoolExecutor`), where a task that crashes costs one worker, never the pool.
+
+mod dispatcher;
+mod layout;
+mod ring;
+mod sink;
+mod worker;
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use self::dispatcher::{Dispatcher, Job, Msg, Slot, start_worker};
+use self::layout::*;
+use self::ring::Bell;
+use crate::bootstrap::{Child, StartMethod};
+use crate::error::{Error, Result, TaskError};
+use crate::executor::{Executor, MapState};
+use crate::future::{Canceller, FutureState, TaskFuture};
+use crate::sys::SharedMapping;
+
+/// Options fixed when the pool is built.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub workers: usize,
+    pub start_method: StartMethod,
+    pub task_timeout: Option<Duration>,
+    pub max_tasks_per_child: Option<u64>,
+    pub memory_limit: Option<u64>,
+    pub retries: u32,
+    pub initializer: Option<(i64, Vec<u8>)>,
+    pub executable: Option<PathBuf>,
+    pub progress: bool,
+    pub start_timeout: Duration,
+}
+
+/// What the pool's handle and its dispatcher share.
+pub(crate) struct Inner {
+    pub cfg: Config,
+    pub map: Arc<SharedMapping>,
+    pub bell: Bell,
+    pub tx: Sender<Msg>,
+    pub next_id: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl Inner {
+    fn send(&self, msg: Msg) -> Result<()> {
+        self.tx.send(msg).map_err(|_| Error::ShutDown)?;
+        self.bell.ring();
+        Ok(())
+    }
+}
+
+impl Canceller for Inner {
+    fn cancel(&self, task_id: u64) {
+        let _ = self.send(Msg::Cancel(task_id));
+    }
+}
+
+/// A pool of worker processes behind the [`Executor`] API.
+///
+/// Each worker is a process of this same program, so a task that panics, aborts,
+/// segfaults, exits, runs out of memory or runs past its timeout costs only itself: its
+/// future gets a precise [`TaskError`], a fresh worker replaces the old one, and every other
+/// task completes. Workers die with the program, even when it is SIGKILLed.
+///
+/// The program must call [`init`](crate::init) first thing in `main` (or, in a test file,
+/// use [`test_support!`](crate::test_support)).
+///
+/// ```
+/// # multiproc::init();
+/// use multiproc::{Executor, ProcessPool};
+/// fn fib(n: u64) -> u64 { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }
+/// let pool = ProcessPool::new(2).unwrap();
+/// assert_eq!(pool.submit(fib, 20).unwrap().result().unwrap(), 6765);
+/// assert_eq!(pool.map(fib, 0..8).unwrap(), vec![0, 1, 1, 2, 3, 5, 8, 13]);
+/// ```
+pub struct ProcessPool {
+    inner: Arc<Inner>,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+    pids: Vec<u32>,
+}
+
+impl std::fmt::Debug for ProcessPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessPool")
+            .field("workers", &self.inner.cfg.workers)
+            .finish()
+    }
+}
+
+/// Options for a [`ProcessPool`]; see [`ProcessPool::builder`].
+#[derive(Debug)]
+pub struct ProcessPoolBuilder {
+    cfg: Config,
+    init_error: Option<Error>,
+}
+
+impl ProcessPoolBuilder {
+    /// Number of worker processes (default: [`cpu_count`](crate::cpu_count)).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.cfg.workers = n.max(1);
+        self
+    }
+
+    /// How workers start (default [`StartMethod::ForkServer`]).
+    pub fn start_method(mut self, m: StartMethod) -> Self {
+        self.cfg.start_method = m;
+        self
+    }
+
+    /// Runs `f(arg)` once in every worker before it takes tasks. If it panics (or fails
+    /// otherwise), `build` returns [`Error::InitializerFailed`] and no process is left.
+    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Self
+    where
+        F: Fn(A) + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        match postcard::to_stdvec(&arg) {
+            Ok(bytes) => self.cfg.initializer = Some((crate::sys::code::ship_task(f), bytes)),
+            Err(e) => {
+                self.init_error = Some(Error::Serialize {
+                    type_name: std::any::type_name::<A>(),
+                    message: e.to_string(),
+                })
+            }
+        }
+        self
+    }
+
+    /// Kills a task's worker when the task runs longer than this; the task fails with
+    /// [`TaskError::TimedOut`] and a fresh worker takes over.
+    pub fn task_timeout(mut self, d: Duration) -> Self {
+        self.cfg.task_timeout = Some(d);
+        self
+    }
+
+    /// Replaces each worker after it has run this many tasks (leaky native code).
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        self.cfg.max_tasks_per_child = Some(n.max(1));
+        self
+    }
+
+    /// Caps each worker's address space (`RLIMIT_AS`). A task that allocates past it fails
+    /// with [`TaskError::MemoryLimit`]. (Rust aborts when an allocation fails, so in a pool
+    /// with a memory limit any abort is reported this way.)
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.cfg.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Runs a task again, up to `n` times, when its worker died under it (not for
+    /// timeouts, cancellation or panics).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.cfg.retries = n;
+        self
+    }
+
+    /// Shows an indicatif progress bar on map-style calls.
+    pub fn progress(mut self, on: bool) -> Self {
+        self.cfg.progress = on;
+        self
+    }
+
+    /// Runs workers from another executable (Python's `set_executable`). It must be the very
+    /// same build; otherwise `build` fails with [`Error::BinaryMismatch`].
+    pub fn executable(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cfg.executable = Some(path.into());
+        self
+    }
+
+    /// Starts the workers and waits until each is ready (its initializer done).
+    pub fn build(self) -> Result<ProcessPool> {
+        if let Some(e) = self.init_error {
+            return Err(e);
+        }
+        ProcessPool::start(self.cfg)
+    }
+}
+
+impl ProcessPool {
+    /// A pool of `workers` processes with default options.
+    pub fn new(workers: usize) -> Result<ProcessPool> {
+        ProcessPool::builder().workers(workers).build()
+    }
+
+    /// Options for a new pool.
+    pub fn builder() -> ProcessPoolBuilder {
+        ProcessPoolBuilder {
+            cfg: Config {
+                workers: crate::cpu_count(),
+                start_method: StartMethod::default(),
+                task_timeout: None,
+                max_tasks_per_child: None,
+                memory_limit: None,
+                retries: 0,
+                initializer: None,
+                executable: None,
+                progress: false,
+                start_timeout: Duration::from_secs(30),
+            },
+            init_error: None,
+        }
+    }
+
+    fn start(cfg: Config) -> Result<ProcessPool> {
+        let n = cfg.workers;
+        let memfd = crate::sys::mem::memfd("multiproc-pool", total_size(n) as u64)?;
+        let map = Arc::new(SharedMapping::map(&memfd, total_size(n))?);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let inner = Arc::new(Inner {
+            bell: Bell::new(map.clone(), POOL_BELL),
+            map: map.clone(),
+            tx: tx.clone(),
+            next_id: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            cfg,
+        });
+        let mut started: Vec<(Child, OwnedFd)> = Vec::with_capacity(n);
+        let cleanup = |started: &[(Child, OwnedFd)]| {
+            for (c, _) in started {
+                let _ = c.signal(libc::SIGKILL);
+            }
+            for (c, _) in started {
+                c.wait();
+            }
+        };
+        for i in 0..n {
+            match start_worker(&inner.cfg, &map, &memfd, &tx, i, 0) {
+                Ok(x) => started.push(x),
+                Err(e) => {
+                    cleanup(&started);
+                    return Err(e);
+                }
+            }
+        }
+        if let Err(e) = Self::await_ready(&inner, &started) {
+            cleanup(&started);
+            return Err(e);
+        }
+        let pids = started.iter().map(|(c, _)| c.pid()).collect();
+        let slots: Vec<Slot> = started
+            .into_iter()
+            .enumerate()
+            .map(|(i, (c, s))| Slot::new(&map, i, c, s))
+            .collect();
+        let d = Dispatcher::new(inner.clone(), rx, slots, memfd);
+        let handle = std::thread::Builder::new()
+            .name("multiproc-dispatcher".into())
+            .spawn(move || d.run())
+            .map_err(|e| Error::io("spawn the dispatcher thread", e))?;
+        Ok(ProcessPool {
+            inner,
+            dispatcher: Mutex::new(Some(handle)),
+            pids,
+        })
+    }
+
+    /// Waits until every worker reports ready, or one fails or dies.
+    fn await_ready(inner: &Inner, started: &[(Child, OwnedFd)]) -> Result<()> {
+        let deadline = Instant::now() + inner.cfg.start_timeout;
+        let state = |i: usize| {
+            inner
+                .map
+                .atomic_u32(slot_base(i) + STATE)
+                .load(Ordering::Acquire)
+        };
+        loop {
+            let mut all = true;
+            for (i, (c, _)) in started.iter().enumerate() {
+                match state(i) {
+                    STATE_READY => {}
+                    STATE_INIT_FAILED => {
+                        let mut buf = Vec::new();
+                        let ring = ring::Ring::new(inner.map.clone(), result_ring(i), RING_CAP);
+                        let err = match ring.pop(&mut buf) {
+                            Some(K_INIT_FAILED) => postcard::from_bytes::<TaskError>(&buf).ok(),
+                            _ => None,
+                        };
+                        let err = err.unwrap_or(TaskError::PoolClosed {
+                            index: None,
+                            reason: "the initializer failed".into(),
+                        });
+                        return Err(Error::InitializerFailed(Box::new(err)));
+                    }
+                    _ => {
+                        if let Some(st) = c.status() {
+                            return Err(Error::StartFailed(format!(
+                                "worker {} {st} before it was ready{}",
+                                c.pid(),
+                                if inner.cfg.memory_limit.is_some() {
+                                    " (is the memory limit too low?)"
+                                } else {
+                                    ""
+                                }
+                            )));
+                        }
+                        all = false;
+                    }
+                }
+            }
+            if all {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::StartFailed(format!(
+                    "workers not ready after {:?}",
+                    inner.cfg.start_timeout
+                )));
+            }
+            inner.bell.wait(200, Some(Duration::from_millis(10)), || {
+                (0..started.len()).all(|i| state(i) != STATE_STARTING)
+            });
+        }
+    }
+
+    /// Number of worker processes.
+    pub fn workers(&self) -> usize {
+        self.inner.cfg.workers
+    }
+
+    /// Pids of the workers the pool started with (replacements get new pids).
+    pub fn initial_pids(&self) -> &[u32] {
+        &self.pids
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(Error::ShutDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Schedules `f(arg)` in a worker. An argument that fails to serialize is an error
+    /// here, before anything is sent.
+    pub fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.check_open()?;
+        let data = postcard::to_stdvec(&arg).map_err(|e| Error::Serialize {
+            type_name: std::any::type_name::<A>(),
+            message: e.to_string(),
+        })?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let state = FutureState::<R>::new(None);
+        let weak: std::sync::Weak<dyn Canceller> =
+            Arc::downgrade(&(self.inner.clone() as Arc<dyn Canceller>));
+        state.set_canceller(weak, id);
+        let job = Job {
+            id,
+            thunk: crate::sys::code::ship_task(f),
+            data,
+            offsets: vec![0],
+            start: 0,
+            sink: state.clone(),
+            attempts: 0,
+        };
+        self.inner.send(Msg::Job(job))?;
+        Ok(TaskFuture::from_state(state))
+    }
+
+    fn dispatch<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let thunk = crate::sys::code::ship_task(f);
+        let mut data = Vec::new();
+        let mut offsets = Vec::with_capacity(items.len());
+        let mut run_start = start;
+        let flush = |data: &mut Vec<u8>, offsets: &mut Vec<u32>, run_start: usize| {
+            if offsets.is_empty() {
+                return;
+            }
+            let job = Job {
+                id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+                thunk,
+                data: std::mem::take(data),
+                offsets: std::mem::take(offsets),
+                start: run_start,
+                sink: sink.clone(),
+                attempts: 0,
+            };
+            let n = job.offsets.len();
+            if self.check_open().is_err() || self.inner.tx.send(Msg::Job(job)).is_err() {
+                let why = "the pool is shut down".to_string();
+                sink.deliver(
+                    run_start,
+                    (0..n)
+                        .map(|k| {
+                            Err(TaskError::PoolClosed {
+                                index: Some(run_start + k),
+                                reason: why.clone(),
+                            })
+                        })
+                        .collect(),
+                );
+            }
+        };
+        for (k, a) in items.iter().enumerate() {
+            let at = data.len();
+            offsets.push(at as u32);
+            if let Err(e) = postcard::to_io(a, &mut data) {
+                data.truncate(at);
+                offsets.pop();
+                flush(&mut data, &mut offsets, run_start);
+                sink.deliver(
+                    start + k,
+                    vec![Err(TaskError::Serialize {
+                        index: Some(start + k),
+                        type_name: std::any::type_name::<A>().into(),
+                        message: e.to_string(),
+                    })],
+                );
+                run_start = start + k + 1;
+            }
+        }
+        flush(&mut data, &mut offsets, run_start);
+        self.inner.bell.ring();
+    }
+
+    /// Stops taking tasks. With `cancel_pending`, tasks not yet started fail as
+    /// `Cancelled`; running ones finish. With `wait`, returns once every worker has exited.
+    pub fn shutdown(&self, wait: bool, cancel_pending: bool) {
+        if !self.inner.closed.swap(true, Ordering::AcqRel) {
+            let _ = self.inner.send(Msg::Shutdown { cancel_pending });
+        } else if cancel_pending {
+            let _ = self.inner.send(Msg::Shutdown { cancel_pending });
+        }
+        if wait {
+            self.join();
+        }
+    }
+
+    /// Kills every worker now: running and pending tasks fail with
+    /// [`TaskError::PoolClosed`]. Returns once every worker has exited.
+    pub fn terminate(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        let _ = self.inner.send(Msg::Terminate);
+        self.join();
+    }
+
+    fn join(&self) {
+        let h = self.dispatcher.lock().unwrap().take();
+        if let Some(h) = h {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for ProcessPool {
+    /// Finishes every submitted task, then stops and reaps every worker.
+    fn drop(&mut self) {
+        self.shutdown(true, false);
+    }
+}
+
+impl Executor for ProcessPool {
+    fn workers(&self) -> usize {
+        self.inner.cfg.workers
+    }
+
+    fn progress(&self) -> bool {
+        self.inner.cfg.progress
+    }
+
+    fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        ProcessPool::submit(self, f, arg)
+    }
+
+    fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.dispatch(f, start, items, sink)
+    }
+}

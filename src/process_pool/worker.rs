@@ -1,0 +1,194 @@
+//! The worker side: a loop that takes chunks from the task ring and puts results in the
+//! result ring.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::layout::*;
+use super::ring::{Bell, Ring};
+use crate::bootstrap::TaskCtx;
+use crate::bootstrap::task::set_quiet;
+use crate::sys::SharedMapping;
+use crate::sys::code::unship_task;
+use crate::sys::fdpass::{recv_with_fds, send_with_fds};
+
+/// Results are flushed to the parent when this many bytes gather (and at chunk end).
+const FLUSH_BYTES: usize = 64 * 1024;
+
+struct Worker {
+    map: Arc<SharedMapping>,
+    base: usize,
+    tasks: Ring,
+    results: Ring,
+    pool_bell: Bell,
+    task_bell: Bell,
+    sock: OwnedFd,
+    ctx: TaskCtx,
+}
+
+pub(crate) fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+impl Worker {
+    /// Publishes a frame, waiting for room if the parent is behind; large payloads go in a
+    /// memfd over the socket.
+    fn send(&self, kind: u32, header: &[u8], body: &[u8]) {
+        if header.len() + body.len() > self.results.max_payload() {
+            let fd = crate::sys::mem::memfd("multiproc-result", 0).expect("memfd");
+            let mut f = std::fs::File::from(fd);
+            std::io::Write::write_all(&mut f, body).expect("write memfd");
+            let fd = OwnedFd::from(f);
+            send_with_fds(&self.sock, &[0], &[std::os::fd::AsFd::as_fd(&fd)]).expect("send memfd");
+            let mut h = header.to_vec();
+            h.extend_from_slice(&(body.len() as u64).to_le_bytes());
+            return self.push(kind | OOB, &[&h]);
+        }
+        self.push(kind, &[header, body]);
+    }
+
+    fn push(&self, kind: u32, parts: &[&[u8]]) {
+        let mut spins = 0u32;
+        while !self.results.try_push(kind, parts) {
+            spins += 1;
+            self.pool_bell.ring();
+            if spins < 100 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        self.pool_bell.ring();
+    }
+
+    /// Reads an out-of-band payload announced by a frame.
+    fn take_oob(&self, len: usize) -> Vec<u8> {
+        let mut one = [0u8; 1];
+        let (_, mut fds) = recv_with_fds(&self.sock, &mut one).expect("recv memfd");
+        let mut buf = Vec::with_capacity(len);
+        let mut f = std::fs::File::from(fds.pop().expect("memfd attached"));
+        std::io::Seek::rewind(&mut f)
+            .and_then(|_| f.read_to_end(&mut buf))
+            .expect("read memfd");
+        buf
+    }
+
+    fn run(&self, cfg: &WorkerConfig) -> i32 {
+        let mut frame = Vec::new();
+        let mut out = Vec::with_capacity(FLUSH_BYTES * 2);
+        let mut done: u64 = 0;
+        let current = self.map.atomic_u64(self.base + CURRENT_TASK);
+        let item = self.map.atomic_u64(self.base + CURRENT_ITEM);
+        let started = self.map.atomic_u64(self.base + STARTED_NS);
+        loop {
+            let kind = loop {
+                if let Some(k) = self.tasks.pop(&mut frame) {
+                    break k;
+                }
+                self.task_bell.wait(2000, None, || self.tasks.has_data());
+            };
+            if kind == K_STOP {
+                return 0;
+            }
+            let payload: Vec<u8>;
+            let (hdr, body) = if kind & OOB != 0 {
+                let len = get_u64(&frame, TASK_HDR) as usize;
+                payload = self.take_oob(len);
+                (&frame[..TASK_HDR], &payload[..])
+            } else {
+                (&frame[..TASK_HDR], &frame[TASK_HDR..])
+            };
+            let id = get_u64(hdr, 0);
+            let thunk = unship_task(get_u64(hdr, 8) as i64);
+            let count = get_u32(hdr, 16) as usize;
+            let mut input = body;
+            let mut first = 0usize;
+            let mut t0 = now_ns();
+            out.clear();
+            current.store(id, Ordering::SeqCst);
+            for i in 0..count {
+                item.store(i as u64, Ordering::Release);
+                if cfg.timed {
+                    started.store(now_ns(), Ordering::Release);
+                }
+                let tag_at = out.len();
+                out.push(0);
+                let ok = thunk(&mut input, &mut out, &self.ctx);
+                out[tag_at] = ok as u8;
+                if out.len() >= FLUSH_BYTES && i + 1 < count {
+                    self.flush(id, first, i + 1 - first, &mut t0, &out);
+                    out.clear();
+                    first = i + 1;
+                }
+            }
+            self.flush(id, first, count - first, &mut t0, &out);
+            current.store(0, Ordering::SeqCst);
+            done += count as u64;
+            if cfg.max_tasks.is_some_and(|m| done >= m) {
+                return 0; // retire: the parent starts a fresh worker
+            }
+        }
+    }
+
+    fn flush(&self, id: u64, first: usize, count: usize, t0: &mut u64, out: &[u8]) {
+        let now = now_ns();
+        let mut h = [0u8; RESULTS_HDR];
+        put_u64(&mut h, 0, id);
+        put_u32(&mut h, 8, first as u32);
+        put_u32(&mut h, 12, count as u32);
+        put_u64(&mut h, 16, now.saturating_sub(*t0));
+        *t0 = now;
+        self.send(K_RESULTS, &h, out);
+    }
+}
+
+/// Entry point of a pool worker process (shipped by offset to the child).
+pub(crate) fn worker_entry(payload: &[u8], mut fds: Vec<OwnedFd>) -> i32 {
+    let Ok(cfg) = postcard::from_bytes::<WorkerConfig>(payload) else {
+        return 97;
+    };
+    if fds.len() != 2 {
+        return 97;
+    }
+    let sock = fds.pop().unwrap();
+    let memfd = fds.pop().unwrap();
+    let Ok(map) = SharedMapping::map(&memfd, total_size(cfg.workers)) else {
+        return 97;
+    };
+    drop(memfd);
+    let map = Arc::new(map);
+    let base = slot_base(cfg.slot);
+    let w = Worker {
+        tasks: Ring::new(map.clone(), task_ring(cfg.slot), RING_CAP),
+        results: Ring::new(map.clone(), result_ring(cfg.slot), RING_CAP),
+        pool_bell: Bell::new(map.clone(), POOL_BELL),
+        task_bell: Bell::new(map.clone(), base + TASK_BELL),
+        map,
+        base,
+        sock,
+        ctx: TaskCtx {
+            pid: std::process::id(),
+        },
+    };
+    set_quiet(true);
+    if let Some(limit) = cfg.memory_limit {
+        let _ = crate::sys::process::set_memory_limit(limit);
+    }
+    let state = w.map.atomic_u32(base + STATE);
+    if let Some((thunk, arg)) = &cfg.initializer {
+        let mut out = Vec::new();
+        if !unship_task(*thunk)(&mut &arg[..], &mut out, &w.ctx) {
+            w.send(K_INIT_FAILED, &[], &out);
+            state.store(STATE_INIT_FAILED, Ordering::SeqCst);
+            w.pool_bell.ring();
+            return 98;
+        }
+    }
+    state.store(STATE_READY, Ordering::SeqCst);
+    w.pool_bell.ring();
+    w.run(&cfg)
+}

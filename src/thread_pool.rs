@@ -1,0 +1,354 @@
+//! `ThreadPool`: the Executor API on threads (Python's `ThreadPoolExecutor` and
+//! `multiprocessing.pool.ThreadPool`). Takes capturing closures too.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bootstrap::task::{set_quiet, take_panic};
+use crate::error::{Error, Result, TaskError};
+use crate::executor::{Chunksize, Executor, Feeder, Imap, MapState, exact_len};
+use crate::future::{FutureState, TaskFuture};
+
+enum Job {
+    /// Runs the task; `true` means "cancelled: complete without running".
+    Run(Box<dyn FnOnce(bool) + Send>),
+    Stop,
+}
+
+struct Shared {
+    closed: AtomicBool,
+    cancel_pending: AtomicBool,
+}
+
+/// A pool of threads behind the [`Executor`] API.
+///
+/// Threads share memory, so a `ThreadPool` also accepts capturing closures and
+/// non-serializable values through its own `submit`, `map` and `imap` methods. A panic in a
+/// task becomes that task's [`TaskError::Panicked`]; the thread lives on.
+///
+/// ```
+/// use multiproc::ThreadPool;
+/// let offset = 10;
+/// let pool = ThreadPool::new(2).unwrap();
+/// let v = pool.map(move |x: i32| x + offset, vec![1, 2, 3]).unwrap();
+/// assert_eq!(v, vec![11, 12, 13]);
+/// ```
+pub struct ThreadPool {
+    tx: Sender<Job>,
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    workers: usize,
+    progress: bool,
+}
+
+impl std::fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+/// Options for a [`ThreadPool`].
+pub struct ThreadPoolBuilder {
+    workers: usize,
+    name: String,
+    initializer: Option<Arc<dyn Fn() + Send + Sync>>,
+    progress: bool,
+}
+
+impl ThreadPoolBuilder {
+    /// Number of threads (default: [`cpu_count`](crate::cpu_count)).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// Name prefix of the threads.
+    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Runs `f()` once in each thread before it takes tasks.
+    pub fn initializer(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.initializer = Some(Arc::new(f));
+        self
+    }
+
+    /// Shows a progress bar on map-style calls.
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+
+    /// Starts the threads.
+    pub fn build(self) -> Result<ThreadPool> {
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let shared = Arc::new(Shared {
+            closed: AtomicBool::new(false),
+            cancel_pending: AtomicBool::new(false),
+        });
+        let mut threads = Vec::with_capacity(self.workers);
+        for i in 0..self.workers {
+            let rx: Receiver<Job> = rx.clone();
+            let shared = shared.clone();
+            let init = self.initializer.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("{}-{i}", self.name))
+                .spawn(move || {
+                    set_quiet(true);
+                    if let Some(init) = init {
+                        init();
+                    }
+                    while let Ok(Job::Run(job)) = rx.recv() {
+                        job(shared.cancel_pending.load(Ordering::Relaxed));
+                    }
+                })
+                .map_err(|e| Error::io("spawn a pool thread", e))?;
+            threads.push(t);
+        }
+        Ok(ThreadPool {
+            tx,
+            shared,
+            threads: Mutex::new(threads),
+            workers: self.workers,
+            progress: self.progress,
+        })
+    }
+}
+
+fn run_one<A, R>(f: impl FnOnce(A) -> R, a: A, index: Option<usize>) -> Result<R, TaskError> {
+    catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|p| {
+        let (message, location) = take_panic(&*p);
+        TaskError::Panicked {
+            index,
+            message,
+            location,
+            pid: 0,
+        }
+    })
+}
+
+impl ThreadPool {
+    /// A pool of `workers` threads.
+    pub fn new(workers: usize) -> Result<ThreadPool> {
+        ThreadPool::builder().workers(workers).build()
+    }
+
+    /// Options for a new pool.
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder {
+            workers: crate::cpu_count(),
+            name: "multiproc-thread".into(),
+            initializer: None,
+            progress: false,
+        }
+    }
+
+    /// Number of threads.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    fn send(&self, job: Box<dyn FnOnce(bool) + Send>) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::ShutDown);
+        }
+        self.tx.send(Job::Run(job)).map_err(|_| Error::ShutDown)
+    }
+
+    /// Schedules `f(arg)`; `f` may capture anything `Send`.
+    pub fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
+    where
+        F: FnOnce(A) -> R + Send + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
+        let state = FutureState::new(None);
+        let st = state.clone();
+        self.send(Box::new(move |cancelled| {
+            if cancelled {
+                st.complete(Err(TaskError::Cancelled { index: None }));
+            } else if !st.is_done() {
+                st.complete(run_one(f, arg, None));
+            }
+        }))?;
+        Ok(TaskFuture::from_state(state))
+    }
+
+    fn dispatch<F, A, R>(&self, f: &Arc<F>, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
+    where
+        F: Fn(A) -> R + Send + Sync + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
+        let (f, sink2) = (f.clone(), sink.clone());
+        let n = items.len();
+        let job = Box::new(move |cancelled: bool| {
+            let out = if cancelled || sink2.is_cancelled() {
+                (0..n)
+                    .map(|i| {
+                        Err(TaskError::Cancelled {
+                            index: Some(start + i),
+                        })
+                    })
+                    .collect()
+            } else {
+                let f = &*f;
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, a)| run_one(f, a, Some(start + i)))
+                    .collect()
+            };
+            sink2.deliver(start, out);
+        });
+        if self.send(job).is_err() {
+            let reason = "the pool is shut down".to_string();
+            sink.deliver(
+                start,
+                (0..n)
+                    .map(|i| {
+                        Err(TaskError::PoolClosed {
+                            index: Some(start + i),
+                            reason: reason.clone(),
+                        })
+                    })
+                    .collect(),
+            );
+        }
+    }
+
+    fn imap_arc<'a, F, A, R, It>(
+        &'a self,
+        f: F,
+        mut iter: It,
+        chunksize: Chunksize,
+        ordered: bool,
+    ) -> Imap<'a, R>
+    where
+        F: Fn(A) -> R + Send + Sync + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+        It: Iterator<Item = A> + 'a,
+    {
+        let total = exact_len(&iter);
+        let cs = chunksize.resolve(total, self.workers);
+        let f = Arc::new(f);
+        let feeder: Feeder<'a, R> = Box::new(move |start, sink| {
+            let items: Vec<A> = iter.by_ref().take(cs).collect();
+            let n = items.len();
+            if n > 0 {
+                self.dispatch(&f, start, items, sink);
+            }
+            n
+        });
+        Imap::new(feeder, ordered, cs, self.workers, total, self.progress)
+    }
+
+    /// Lazily applies `f` to every item; outcomes in input order.
+    pub fn imap<F, A, R, I>(&self, f: F, iter: I) -> Imap<'_, R>
+    where
+        F: Fn(A) -> R + Send + Sync + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'static,
+    {
+        self.imap_arc(f, iter.into_iter(), Chunksize::Auto, true)
+    }
+
+    /// Lazily applies `f` to every item; outcomes as they finish.
+    pub fn imap_unordered<F, A, R, I>(&self, f: F, iter: I) -> Imap<'_, R>
+    where
+        F: Fn(A) -> R + Send + Sync + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'static,
+    {
+        self.imap_arc(f, iter.into_iter(), Chunksize::Auto, false)
+    }
+
+    /// Applies `f` to every item: results in input order, or the first error.
+    pub fn map<F, A, R, I>(&self, f: F, iter: I) -> Result<Vec<R>>
+    where
+        F: Fn(A) -> R + Send + Sync + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let items: Vec<A> = iter.into_iter().collect();
+        let mut out = Vec::with_capacity(items.len());
+        for r in self.imap_arc(f, items.into_iter(), Chunksize::Auto, true) {
+            out.push(r?);
+        }
+        Ok(out)
+    }
+
+    /// Stops accepting tasks. With `cancel_pending`, tasks not yet started complete as
+    /// `Cancelled`; with `wait`, returns once every thread has finished.
+    pub fn shutdown(&self, wait: bool, cancel_pending: bool) {
+        if cancel_pending {
+            self.shared.cancel_pending.store(true, Ordering::Relaxed);
+        }
+        if !self.shared.closed.swap(true, Ordering::AcqRel) {
+            for _ in 0..self.workers {
+                let _ = self.tx.send(Job::Stop);
+            }
+        }
+        if wait {
+            let threads = std::mem::take(&mut *self.threads.lock().unwrap());
+            for t in threads {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Cancels every pending task and stops (threads cannot be killed: running tasks
+    /// finish first).
+    pub fn terminate(&self) {
+        self.shutdown(true, true)
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.shutdown(true, false);
+    }
+}
+
+impl Executor for ThreadPool {
+    fn workers(&self) -> usize {
+        self.workers
+    }
+
+    fn progress(&self) -> bool {
+        self.progress
+    }
+
+    fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        ThreadPool::submit(self, f, arg)
+    }
+
+    fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.dispatch(&Arc::new(f), start, items, sink)
+    }
+}

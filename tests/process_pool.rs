@@ -1,0 +1,392 @@
+//! ProcessPool: results, and fault containment (every fault costs one task, never the pool).
+
+mod common;
+use common::{assert_gone, deadline};
+use multiproc::{Chunksize, Error, Executor, ProcessPool, StartMethod, TaskError};
+use std::time::{Duration, Instant};
+
+multiproc::test_support!();
+
+fn fib(n: u64) -> u64 {
+    if n < 2 { n } else { fib(n - 1) + fib(n - 2) }
+}
+
+fn pid(_: ()) -> u32 {
+    std::process::id()
+}
+
+/// Behaves by input: 0 panic, 1 abort, 2 segfault, 3 exit(3), 4 endless loop, else x * 10.
+fn faulty(x: u32) -> u32 {
+    match x {
+        0 => panic!("task zero panics"),
+        1 => std::process::abort(),
+        2 => multiproc::__test_segfault(),
+        3 => std::process::exit(3),
+        4 => loop {
+            std::hint::spin_loop()
+        },
+        x => x * 10,
+    }
+}
+
+#[test]
+fn submit_and_map_give_correct_results_under_both_start_methods() {
+    deadline(60, || {
+        for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+            let pool = ProcessPool::builder()
+                .workers(2)
+                .start_method(method)
+                .build()
+                .unwrap();
+            assert_eq!(pool.submit(fib, 20).unwrap().result().unwrap(), 6765);
+            let want: Vec<u64> = (0..30).map(fib).collect();
+            assert_eq!(pool.map(fib, 0..30).unwrap(), want);
+            assert_eq!(
+                pool.map_chunked(fib, 0..30, Chunksize::Fixed(1)).unwrap(),
+                want
+            );
+            let got: Vec<u64> = pool.imap(fib, 0..30).map(|r| r.unwrap()).collect();
+            assert_eq!(got, want);
+            let mut un: Vec<u64> = pool
+                .imap_unordered(fib, 0..30)
+                .map(|r| r.unwrap())
+                .collect();
+            un.sort();
+            let mut w2 = want.clone();
+            w2.sort();
+            assert_eq!(un, w2);
+            fn add(a: u64, b: u64) -> u64 {
+                a + b
+            }
+            assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), vec![3, 7]);
+            let pids = pool.initial_pids().to_vec();
+            drop(pool);
+            assert_gone(&pids);
+        }
+    });
+}
+
+#[test]
+fn every_fault_costs_only_its_own_task() {
+    deadline(120, || {
+        let pool = ProcessPool::builder()
+            .workers(2)
+            .task_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        let out: Vec<Result<u32, TaskError>> = pool
+            .imap_chunked(faulty, 0..12u32, Chunksize::Fixed(3))
+            .collect();
+        assert!(start.elapsed() < Duration::from_secs(30));
+        assert_eq!(out.len(), 12);
+        match &out[0] {
+            Err(TaskError::Panicked {
+                index: Some(0),
+                message,
+                location: Some(loc),
+                pid,
+            }) => {
+                assert_eq!(message, "task zero panics");
+                assert!(loc.contains("process_pool.rs"), "{loc}");
+                assert!(*pid > 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &out[1] {
+            Err(TaskError::WorkerDied {
+                index: Some(1),
+                status,
+                ..
+            }) => assert_eq!(status.signal, Some(6)),
+            other => panic!("{other:?}"),
+        }
+        match &out[2] {
+            Err(TaskError::WorkerDied {
+                index: Some(2),
+                status,
+                ..
+            }) => assert_eq!(status.signal, Some(11)),
+            other => panic!("{other:?}"),
+        }
+        match &out[3] {
+            Err(TaskError::WorkerDied {
+                index: Some(3),
+                status,
+                ..
+            }) => assert_eq!(status.code, Some(3)),
+            other => panic!("{other:?}"),
+        }
+        match &out[4] {
+            Err(TaskError::TimedOut { index: Some(4), .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        for (i, r) in out.iter().enumerate().skip(5) {
+            assert_eq!(r.as_ref().unwrap(), &(i as u32 * 10), "item {i}");
+        }
+        // The pool still works, with replaced workers.
+        assert_eq!(pool.map(faulty, 5..9u32).unwrap(), vec![50, 60, 70, 80]);
+    });
+}
+
+#[test]
+fn map_returns_the_first_error_in_input_order() {
+    deadline(60, || {
+        let pool = ProcessPool::new(2).unwrap();
+        let e = pool.map(faulty, vec![7, 8, 3, 0, 9]).unwrap_err();
+        match e {
+            Error::Task(TaskError::WorkerDied { index: Some(2), .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn a_worker_killed_from_outside_fails_only_its_task() {
+    deadline(60, || {
+        let pool = ProcessPool::new(2).unwrap();
+        fn sleepy_pid(ms: u64) -> u32 {
+            std::thread::sleep(Duration::from_millis(ms));
+            std::process::id()
+        }
+        let victim = pool.submit(sleepy_pid, 20_000).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        // Find the worker running it: the one not answering a quick task.
+        let other = pool.submit(sleepy_pid, 0).unwrap().result().unwrap();
+        let pids: Vec<u32> = pool
+            .initial_pids()
+            .iter()
+            .copied()
+            .filter(|&p| p != other)
+            .collect();
+        assert_eq!(pids.len(), 1);
+        unsafe_kill(pids[0]);
+        match victim.result() {
+            Err(TaskError::WorkerDied { pid, status, .. }) => {
+                assert_eq!(pid, pids[0]);
+                assert_eq!(status.signal, Some(9));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pool.map(fib, 0..10).unwrap().len(), 10);
+    });
+}
+
+fn unsafe_kill(pid: u32) {
+    std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+#[test]
+fn unserializable_argument_and_result_are_typed_errors() {
+    deadline(60, || {
+        use serde::{Serialize, Serializer};
+        #[derive(serde::Deserialize, Debug)]
+        struct Bad(u32);
+        impl Serialize for Bad {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if self.0 == 13 {
+                    Err(serde::ser::Error::custom("unlucky"))
+                } else {
+                    s.serialize_u32(self.0)
+                }
+            }
+        }
+        fn echo(b: Bad) -> Bad {
+            Bad(b.0 + 12)
+        }
+        let pool = ProcessPool::new(2).unwrap();
+        match pool.submit(echo, Bad(13)) {
+            Err(Error::Serialize { type_name, .. }) => assert!(type_name.contains("Bad")),
+            other => panic!("{other:?}"),
+        }
+        match pool.submit(echo, Bad(1)).unwrap().result() {
+            Err(TaskError::Serialize {
+                type_name, message, ..
+            }) => {
+                assert!(type_name.contains("Bad"));
+                assert!(!message.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        let out: Vec<_> = pool.imap(echo, vec![Bad(2), Bad(13), Bad(3)]).collect();
+        assert_eq!(out[0].as_ref().unwrap().0, 14);
+        assert!(matches!(
+            out[1],
+            Err(TaskError::Serialize { index: Some(1), .. })
+        ));
+        assert_eq!(out[2].as_ref().unwrap().0, 15);
+    });
+}
+
+#[test]
+fn memory_limit_fails_the_task_not_the_pool() {
+    deadline(60, || {
+        fn hog(mb: usize) -> usize {
+            let v = vec![1u8; mb << 20];
+            v.iter().map(|&b| b as usize).sum::<usize>() >> 20
+        }
+        let pool = ProcessPool::builder()
+            .workers(1)
+            .memory_limit(512 << 20)
+            .build()
+            .unwrap();
+        match pool.submit(hog, 2048).unwrap().result() {
+            Err(TaskError::MemoryLimit { limit, .. }) => assert_eq!(limit, 512 << 20),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pool.submit(hog, 16).unwrap().result().unwrap(), 16);
+    });
+}
+
+#[test]
+fn retries_rerun_a_task_whose_worker_died() {
+    deadline(60, || {
+        // Dies on the first attempt only: the marker file says whether it ran before.
+        fn flaky(path: String) -> u32 {
+            if std::fs::metadata(&path).is_err() {
+                std::fs::write(&path, b"x").unwrap();
+                std::process::abort();
+            }
+            7
+        }
+        let path = std::env::temp_dir().join(format!("mp-retry-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let pool = ProcessPool::builder()
+            .workers(1)
+            .retries(1)
+            .build()
+            .unwrap();
+        let r = pool
+            .submit(flaky, path.display().to_string())
+            .unwrap()
+            .result();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(r.unwrap(), 7);
+    });
+}
+
+#[test]
+fn max_tasks_per_child_recycles_workers() {
+    deadline(60, || {
+        let pool = ProcessPool::builder()
+            .workers(1)
+            .max_tasks_per_child(2)
+            .build()
+            .unwrap();
+        let pids: Vec<u32> = (0..6)
+            .map(|_| pool.submit(pid, ()).unwrap().result().unwrap())
+            .collect();
+        let mut distinct = pids.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 3, "{pids:?}");
+        drop(pool);
+        assert_gone(&distinct);
+    });
+}
+
+#[test]
+fn failing_initializer_is_a_clear_error_and_leaves_no_process() {
+    deadline(60, || {
+        fn bad_init(msg: String) {
+            panic!("{msg}");
+        }
+        match ProcessPool::builder()
+            .workers(2)
+            .initializer(bad_init, "no database".to_string())
+            .build()
+        {
+            Err(Error::InitializerFailed(e)) => match *e {
+                TaskError::Panicked { message, .. } => assert_eq!(message, "no database"),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        fn good_init(_: ()) {}
+        let pool = ProcessPool::builder()
+            .workers(1)
+            .initializer(good_init, ())
+            .build()
+            .unwrap();
+        assert_eq!(pool.submit(fib, 10).unwrap().result().unwrap(), 55);
+    });
+}
+
+#[test]
+fn a_wrong_binary_is_a_clear_error() {
+    deadline(60, || {
+        match ProcessPool::builder()
+            .workers(1)
+            .executable("/bin/true")
+            .build()
+        {
+            Err(Error::StartFailed(msg)) => assert!(msg.contains("multiproc::init"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn cancel_pending_and_running_tasks() {
+    deadline(60, || {
+        fn sleep_ms(ms: u64) -> u64 {
+            std::thread::sleep(Duration::from_millis(ms));
+            ms
+        }
+        let pool = ProcessPool::new(1).unwrap();
+        let running = pool.submit(sleep_ms, 30_000).unwrap();
+        let pending = pool.submit(sleep_ms, 30_000).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(pending.cancel());
+        assert!(running.cancel());
+        assert!(matches!(running.result(), Err(TaskError::Cancelled { .. })));
+        assert!(matches!(pending.result(), Err(TaskError::Cancelled { .. })));
+        // The killed worker was replaced: new work runs at once.
+        assert_eq!(pool.submit(sleep_ms, 1).unwrap().result().unwrap(), 1);
+    });
+}
+
+#[test]
+fn large_arguments_and_results_cross_intact() {
+    deadline(60, || {
+        fn rev(v: Vec<u8>) -> Vec<u8> {
+            v.into_iter().rev().collect()
+        }
+        let pool = ProcessPool::new(2).unwrap();
+        let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+        let got = pool.submit(rev, big.clone()).unwrap().result().unwrap();
+        assert_eq!(got.len(), big.len());
+        assert!(got.iter().rev().eq(big.iter()));
+    });
+}
+
+#[test]
+fn shutdown_rejects_new_work_and_terminate_fails_pending() {
+    deadline(60, || {
+        fn sleep_ms(ms: u64) -> u64 {
+            std::thread::sleep(Duration::from_millis(ms));
+            ms
+        }
+        let pool = ProcessPool::new(1).unwrap();
+        let f = pool.submit(sleep_ms, 50).unwrap();
+        pool.shutdown(true, false);
+        assert_eq!(f.result().unwrap(), 50);
+        assert!(matches!(pool.submit(sleep_ms, 1), Err(Error::ShutDown)));
+
+        let pool = ProcessPool::new(1).unwrap();
+        let a = pool.submit(sleep_ms, 30_000).unwrap();
+        let b = pool.submit(sleep_ms, 30_000).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        pool.terminate();
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(matches!(a.result(), Err(TaskError::PoolClosed { .. })));
+        assert!(matches!(b.result(), Err(TaskError::PoolClosed { .. })));
+        let pids = pool.initial_pids().to_vec();
+        drop(pool);
+        assert_gone(&pids);
+    });
+}
