@@ -96,7 +96,7 @@ impl Cell {
                 seg.name()
             )))
         };
-        if off % CELL != 0 || off + CELL > seg.len() {
+        if !off.is_multiple_of(CELL) || off + CELL > seg.len() {
             return bad("cannot hold a synchronization primitive");
         }
         let map = seg.mapping();

@@ -133,7 +133,7 @@ impl SharedMapping {
             "shared memory access out of bounds"
         );
         assert!(
-            (self.as_ptr() as usize + off) % align_of::<T>() == 0,
+            (self.as_ptr() as usize + off).is_multiple_of(align_of::<T>()),
             "misaligned shared memory access"
         );
     }
