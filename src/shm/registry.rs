@@ -17,7 +17,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 
-use crate::sys::shm::{SHM_DIR, shm_inode, shm_unlink, task_stat};
+use crate::sys::shm::{SHM_DIR, process_alive, shm_inode, shm_unlink, task_stat};
 
 const REGISTRY: &str = "registry";
 /// Rewrite the registry file once it is this large and mostly stale.
@@ -234,10 +234,9 @@ pub fn sweep_dead_owners() -> usize {
         let Some(owner) = owner_of(&file) else {
             continue;
         };
-        let is_alive = *alive.entry(owner).or_insert_with(|| {
-            matches!(task_stat(owner.0), Some((state, s))
-                if s == owner.1 && !matches!(state, b'Z' | b'X' | b'x'))
-        });
+        let is_alive = *alive
+            .entry(owner)
+            .or_insert_with(|| process_alive(owner.0, owner.1));
         if !is_alive {
             dead.entry(owner).or_default().push(file);
         }

@@ -65,8 +65,34 @@ pub(crate) fn task_stat(id: u32) -> Option<(u8, u64)> {
 
 /// Whether the task (thread or process) `id` is alive: it exists and is neither a zombie
 /// nor dead-but-unreaped. A zombie holds no lock and runs no code, so it counts as dead.
+///
+/// Errs on the side of "alive" (a lock is then only late to report a death, never wrong
+/// about one): a task is dead only if `/proc` says it is a zombie, or if `/proc` has no
+/// entry for it *and* `kill(id, 0)` says there is no such task (Linux accepts any thread id
+/// there).
 pub(crate) fn task_alive(id: u32) -> bool {
-    matches!(task_stat(id), Some((state, _)) if !matches!(state, b'Z' | b'X' | b'x'))
+    match task_stat(id) {
+        Some((state, _)) => !matches!(state, b'Z' | b'X' | b'x'),
+        None => match rustix::process::Pid::from_raw(id as i32) {
+            Some(pid) => rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH),
+            None => false,
+        },
+    }
+}
+
+/// Whether process `pid`, started at `start` (clock ticks after boot), is still running.
+/// `false` only when that is certain (see [`task_alive`]).
+pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
+    match task_stat(pid) {
+        Some((state, s)) => s == start && !matches!(state, b'Z' | b'X' | b'x'),
+        // No /proc entry: dead if the kernel agrees; with /proc unreadable, assume alive.
+        None => {
+            task_stat(std::process::id()).is_none()
+                && rustix::process::Pid::from_raw(pid as i32).is_some_and(|p| {
+                    rustix::process::test_kill_process(p) != Err(rustix::io::Errno::SRCH)
+                })
+        }
+    }
 }
 
 /// Bumped in the child after every `fork`, so cached thread ids are recomputed there.
