@@ -21,7 +21,9 @@ use crate::sys::shm::{shm_create, shm_open, shm_unlink};
 /// [`persist`](SharedMemory::persist) for a segment that must outlive its creator.
 ///
 /// Handles are [`Serialize`]/[`Deserialize`]: passing one to a [`Process`](crate::Process)
-/// sends the name, and the receiving side opens it (without owning it).
+/// sends the name, and the receiving side opens it (without owning it). Send a
+/// [`clone_handle`](SharedMemory::clone_handle) and keep the creator's handle until the
+/// receiver has opened it: dropping the creator's handle unlinks the name.
 ///
 /// ```
 /// # multiproc::init();

@@ -254,6 +254,16 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
 }
 
 /// Access to a [`Value`] while holding its lock.
+///
+/// ```
+/// let v = multiproc::Value::new([0u8; 4]).unwrap();
+/// {
+///     let mut g = v.lock().unwrap();
+///     g[0] = 1;
+///     g[3] = g[0] + 1; // a read-modify-write nobody can interleave with
+/// }
+/// assert_eq!(v.get().unwrap(), [1, 0, 0, 2]);
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T> {
     // Field order: `value` is never used after the guard releases the lock.
@@ -387,6 +397,13 @@ impl<'de, T: Pod> Deserialize<'de> for Array<T> {
 }
 
 /// Access to an [`Array`] while holding its lock.
+///
+/// ```
+/// let a = multiproc::Array::<u32>::new(3).unwrap();
+/// a.lock().unwrap().copy_from_slice(&[3, 1, 2]);
+/// a.lock().unwrap().sort();
+/// assert_eq!(a.to_vec().unwrap(), [1, 2, 3]);
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T> {
     values: &'a mut [T],

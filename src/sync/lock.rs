@@ -153,6 +153,22 @@ pub(crate) fn raw_locked(word: &AtomicU32) -> bool {
 /// keeps anyone from silently using half-updated data.
 ///
 /// Converting to [`Error`] (with `?`) drops the guard, so it makes the lock unrecoverable.
+///
+/// ```
+/// use multiproc::{AcquireError, Lock};
+/// let lock = Lock::new().unwrap();
+/// let l2 = lock.clone();
+/// // A thread that ends while holding the lock (a process killed inside it is the same).
+/// std::thread::spawn(move || std::mem::forget(l2.acquire().unwrap())).join().unwrap();
+/// match lock.acquire() {
+///     Err(AcquireError::OwnerDied(mut guard)) => {
+///         // ... repair the data the lock protects, then:
+///         guard.mark_consistent();
+///     }
+///     other => panic!("expected OwnerDied, got {other:?}"),
+/// }
+/// assert!(lock.try_acquire().is_ok()); // usable again
+/// ```
 pub enum AcquireError<G> {
     /// The previous holder (thread or process) died while holding the lock. You hold it now.
     OwnerDied(G),
@@ -236,6 +252,11 @@ pub(crate) fn wrap<G>(
 ///
 /// If a holder dies while holding it (even by SIGKILL), the next acquirer learns it within
 /// tens of milliseconds, as [`AcquireError::OwnerDied`], with the guard.
+///
+/// It is not re-entrant: a thread that acquires it twice waits for itself (use
+/// [`RLock`](crate::RLock)). The process that created it must keep a handle until every
+/// process it sent one to has received it: the last handle in the creator unlinks the
+/// segment's name, after which nobody can attach (the receiver then fails to deserialize).
 ///
 /// ```
 /// # multiproc::init();
@@ -340,6 +361,16 @@ impl Lock {
 /// Holds a [`Lock`]; releases it when dropped.
 ///
 /// Not `Send`: a lock records the thread that holds it, to detect its death.
+///
+/// ```
+/// let lock = multiproc::Lock::new().unwrap();
+/// {
+///     let guard = lock.acquire().unwrap();
+///     assert!(guard.is_consistent());
+///     assert!(lock.locked());
+/// } // released here
+/// assert!(!lock.locked());
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,

@@ -111,7 +111,17 @@ impl RLock {
     }
 }
 
-/// One level of holding an [`RLock`].
+/// One level of holding an [`RLock`]; the lock is released when the last one is dropped.
+///
+/// ```
+/// let lock = multiproc::RLock::new().unwrap();
+/// let a = lock.acquire().unwrap();
+/// let b = lock.acquire().unwrap();
+/// drop(a);
+/// assert!(lock.locked()); // `b` still holds it
+/// drop(b);
+/// assert!(!lock.locked());
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct RLockGuard<'a> {
     lock: &'a RLock,

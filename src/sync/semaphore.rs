@@ -229,6 +229,15 @@ impl BoundedSemaphore {
 }
 
 /// A permit of a [`Semaphore`] or [`BoundedSemaphore`], given back when dropped.
+///
+/// ```
+/// let sem = multiproc::Semaphore::new(1).unwrap();
+/// drop(sem.acquire());          // taken and given back
+/// assert_eq!(sem.get_value(), 1);
+/// sem.acquire().forget();       // taken for good (Python: acquire() without release())
+/// assert_eq!(sem.get_value(), 0);
+/// sem.release();
+/// ```
 #[must_use = "the permit is given back as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct SemaphoreGuard<'a> {
