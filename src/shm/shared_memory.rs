@@ -63,6 +63,8 @@ pub struct SharedMemory {
     len: usize,
     /// Created by this handle and to be unlinked on drop.
     owner: bool,
+    /// The creating process: a copy of the handle in a forked child never unlinks.
+    creator: u32,
     /// Recorded in this process's owner registry (a caller-chosen name).
     registered: bool,
 }
@@ -146,6 +148,7 @@ impl SharedMemory {
             name,
             len: size,
             owner: true,
+            creator: std::process::id(),
             registered: register,
         })
     }
@@ -178,6 +181,7 @@ impl SharedMemory {
             name: name.to_owned(),
             len,
             owner: false,
+            creator: 0,
             registered: false,
         })
     }
@@ -204,7 +208,7 @@ impl SharedMemory {
 
     /// Whether this handle created the segment and will unlink it when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner
+        self.owner && self.creator == std::process::id()
     }
 
     /// The memory as bytes. See *Concurrent access* above.
@@ -250,10 +254,10 @@ impl SharedMemory {
                 e,
             ),
         });
-        if self.owner {
-            self.owner = false;
+        if self.is_owner() {
             self.forget_registration();
         }
+        self.owner = false;
         r
     }
 
@@ -270,7 +274,7 @@ impl SharedMemory {
     /// b.unlink().unwrap();
     /// ```
     pub fn persist(&mut self) -> Result<()> {
-        if self.owner {
+        if self.is_owner() {
             registry::keep(&self.name, self.registered)
                 .map_err(|e| Error::io("recording the segment in the owner registry", e))?;
             self.owner = false;
@@ -302,7 +306,7 @@ impl SharedMemory {
 
 impl Drop for SharedMemory {
     fn drop(&mut self) {
-        if self.owner {
+        if self.is_owner() {
             let _ = shm_unlink(&self.name);
             self.forget_registration();
         }
@@ -314,7 +318,7 @@ impl fmt::Debug for SharedMemory {
         f.debug_struct("SharedMemory")
             .field("name", &self.name)
             .field("len", &self.len)
-            .field("owner", &self.owner)
+            .field("owner", &self.is_owner())
             .finish()
     }
 }

@@ -20,6 +20,10 @@ use crate::sys::{futex_wait, futex_wake};
 /// [`reset`](Barrier::reset), gets [`Error::BrokenBarrier`]. A waiter whose timeout passes
 /// gets [`Error::Timeout`] and breaks the barrier for the others, as in Python.
 ///
+/// As in Python, a party that dies before arriving leaves the others waiting: give them a
+/// timeout (or `abort()` from whoever watches the processes) if a party may crash. One that
+/// dies after arriving still counts.
+///
 /// ```
 /// # multiproc::init();
 /// use multiproc::{Barrier, Process};
