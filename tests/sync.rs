@@ -594,3 +594,32 @@ fn a_handle_of_the_wrong_kind_is_refused() {
         1
     );
 }
+
+// ---- pool tasks ---------------------------------------------------------------------------
+
+fn pool_add((v, n): (Value<u64>, u64)) -> u64 {
+    for _ in 0..n {
+        *v.lock().unwrap() += 1;
+    }
+    n
+}
+
+#[test]
+fn primitives_travel_to_pool_tasks() {
+    use multiproc::{Executor, ProcessPool};
+    with_deadline(DEADLINE, || {
+        for method in METHODS {
+            let pool = ProcessPool::builder()
+                .workers(2)
+                .start_method(method)
+                .build()
+                .unwrap();
+            let v = Value::new(0u64).unwrap();
+            let done = pool
+                .map(pool_add, (0..8).map(|_| (v.clone(), 10_000)))
+                .unwrap();
+            assert_eq!(done.iter().sum::<u64>(), 80_000);
+            assert_eq!(v.get().unwrap(), 80_000);
+        }
+    });
+}
