@@ -188,17 +188,6 @@ fn shm_lifecycle(c: &mut Criterion) {
             shm::unlink(name.as_str()).unwrap();
         })
     });
-    // The same with another segment alive in this process (the usual case), so the owner
-    // registry file is not created and removed on every iteration.
-    let _keep = SharedMemory::create(4096).unwrap();
-    g.bench_function("create_open_unlink_registry_warm", |b| {
-        b.iter(|| {
-            let a = SharedMemory::create(4096).unwrap();
-            let o = SharedMemory::open(a.name()).unwrap();
-            drop(o);
-            drop(a);
-        })
-    });
     g.finish();
 }
 

@@ -40,6 +40,9 @@ struct Registry {
     written: usize,
     entries: HashMap<String, Entry>,
     swept: bool,
+    /// Random per process; names are `prefix + mix(seed + n)` for n = 1, 2, ...
+    seed: u64,
+    next: u64,
 }
 
 static STATE: Mutex<Option<Registry>> = Mutex::new(None);
@@ -58,6 +61,14 @@ fn with_state<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
             written: 0,
             entries: HashMap::new(),
             swept: false,
+            seed: {
+                let mut r = [0u8; 8];
+                // Without entropy the names are still unique (the prefix names the
+                // process), only predictable; O_EXCL makes a squatted name a retry.
+                let _ = getrandom::fill(&mut r);
+                u64::from_ne_bytes(r)
+            },
+            next: 0,
         });
     }
     f(guard.as_mut().expect("registry initialised"))
@@ -140,17 +151,28 @@ fn open_append(path: &str, create_new: bool) -> io::Result<std::fs::File> {
 
 /// A fresh name for a random-named segment of this process. The first call in each process
 /// sweeps the segments of dead owners.
-pub(crate) fn random_name() -> io::Result<String> {
-    let mut r = [0u8; 8];
-    getrandom::fill(&mut r).map_err(|e| io::Error::other(e.to_string()))?;
+pub(crate) fn random_name() -> String {
     let (name, sweep) = with_state(|reg| {
-        let name = format!("{}{:016x}", reg.prefix, u64::from_ne_bytes(r));
+        reg.next += 1;
+        let name = format!(
+            "{}{:016x}",
+            reg.prefix,
+            splitmix64(reg.seed.wrapping_add(reg.next))
+        );
         (name, !std::mem::replace(&mut reg.swept, true))
     });
     if sweep {
         sweep_dead_owners();
     }
-    Ok(name)
+    name
+}
+
+/// A bijective 64-bit mix (SplitMix64's finalizer): distinct inputs, distinct outputs.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Called before creating a segment with a caller-chosen name: the first creation in each

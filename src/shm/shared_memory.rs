@@ -88,8 +88,7 @@ impl SharedMemory {
     /// ```
     pub fn create(size: usize) -> Result<SharedMemory> {
         loop {
-            let name = registry::random_name()
-                .map_err(|e| Error::io("choosing a shared memory name", e))?;
+            let name = registry::random_name();
             match Self::create_inner(name, size, false) {
                 Err(Error::AlreadyExists(_)) => continue,
                 other => return other,
