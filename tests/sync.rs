@@ -2,6 +2,8 @@
 //! Condition, Barrier. Every blocking step has a hard deadline; every primitive is used
 //! from processes of both start methods.
 
+mod common;
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,29 @@ use multiproc::{
 };
 
 multiproc::test_support!();
+
+/// After every test of this binary has run (at process exit): nothing this process created,
+/// and no test segment, is left in `/dev/shm`; otherwise the binary fails loudly.
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static NO_SEGMENT_LEFT: extern "C" fn() = {
+    extern "C" fn check() {
+        let mine = format!("mp-{}-", std::process::id());
+        let left: Vec<String> = std::fs::read_dir("/dev/shm")
+            .map(|dir| {
+                dir.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&mine) || n.starts_with("multiproc-test-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !left.is_empty() {
+            eprintln!("LEAK: left in /dev/shm after the tests: {left:?}");
+            std::process::abort();
+        }
+    }
+    check
+};
 
 const METHODS: [StartMethod; 2] = [StartMethod::ForkServer, StartMethod::Spawn];
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -42,14 +67,10 @@ fn join_all(procs: &[Process]) {
     }
 }
 
-/// Runs `f` in a thread and fails the test if it does not finish within `limit`.
+/// Runs `f` in a thread and fails the test if it does not finish within `limit` (a panic
+/// in `f` is re-raised as itself).
 fn with_deadline<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("did not finish within {limit:?} (hang)"))
+    common::deadline(limit.as_secs().max(1), f)
 }
 
 // ---- exact counts under contention ----------------------------------------------------
