@@ -122,11 +122,34 @@ fn raw_lock_slow(
     }
 }
 
-/// Releases the lock word.
+/// Releases the lock word, which the calling thread holds.
+///
+/// Only a word that still names this thread is released: if a waiter wrongly judged us dead
+/// and took the lock over (a reused thread id, see README.md), it stays theirs.
 #[inline]
 pub(crate) fn raw_unlock(word: &AtomicU32) {
-    if word.swap(0, Ordering::Release) & WAITERS != 0 {
-        futex_wake(word, 1);
+    let me = current_tid();
+    if word
+        .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
+        .is_err()
+    {
+        raw_unlock_slow(word, me);
+    }
+}
+
+#[cold]
+fn raw_unlock_slow(word: &AtomicU32, me: u32) {
+    let mut v = word.load(Ordering::Relaxed);
+    while v & TID_MASK == me {
+        match word.compare_exchange_weak(v, 0, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => {
+                if v & WAITERS != 0 {
+                    futex_wake(word, 1);
+                }
+                return;
+            }
+            Err(now) => v = now,
+        }
     }
 }
 
