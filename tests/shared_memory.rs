@@ -327,3 +327,22 @@ print(shm.name)
     shm.unlink().unwrap();
     assert!(!exists(&name));
 }
+
+#[test]
+fn value_and_array_locks_time_out() {
+    let v = Value::new(0u32).unwrap();
+    let a = Array::<u8>::new(4).unwrap();
+    let (gv, ga) = (v.lock().unwrap(), a.lock().unwrap());
+    let (v2, a2) = (v.clone(), a.clone());
+    let t = std::thread::spawn(move || {
+        let d = Duration::from_millis(20);
+        (
+            matches!(v2.lock_timeout(d), Err(multiproc::AcquireError::Timeout(_))),
+            matches!(a2.lock_timeout(d), Err(multiproc::AcquireError::Timeout(_))),
+        )
+    });
+    assert_eq!(t.join().unwrap(), (true, true));
+    drop((gv, ga));
+    assert!(v.lock_timeout(Duration::from_millis(20)).is_ok());
+    assert!(a.lock_timeout(Duration::from_millis(20)).is_ok());
+}

@@ -222,11 +222,27 @@ impl<T: Pod> Value<T> {
 
     /// Takes the lock and gives access to the value until the guard is dropped.
     pub fn lock(&self) -> std::result::Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
+        self.guarded(self.block.lock.acquire())
+    }
+
+    /// As [`lock`](Self::lock), waiting at most `timeout`.
+    pub fn lock_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> std::result::Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
+        self.guarded(self.block.lock.acquire_timeout(timeout))
+    }
+
+    fn guarded<'a>(
+        &'a self,
+        acquired: std::result::Result<LockGuard<'a>, AcquireError<LockGuard<'a>>>,
+    ) -> std::result::Result<ValueGuard<'a, T>, AcquireError<ValueGuard<'a, T>>> {
+        // The view is made only once the lock is held.
         let make = |g| ValueGuard {
             guard: g,
             value: &mut self.block.elems_mut()[0],
         };
-        match self.block.lock.acquire() {
+        match acquired {
             Ok(g) => Ok(make(g)),
             Err(e) => Err(e.map(make)),
         }
@@ -365,11 +381,27 @@ impl<T: Pod> Array<T> {
 
     /// Takes the lock and gives access to the values until the guard is dropped.
     pub fn lock(&self) -> std::result::Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
+        self.guarded(self.block.lock.acquire())
+    }
+
+    /// As [`lock`](Self::lock), waiting at most `timeout`.
+    pub fn lock_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> std::result::Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
+        self.guarded(self.block.lock.acquire_timeout(timeout))
+    }
+
+    fn guarded<'a>(
+        &'a self,
+        acquired: std::result::Result<LockGuard<'a>, AcquireError<LockGuard<'a>>>,
+    ) -> std::result::Result<ArrayGuard<'a, T>, AcquireError<ArrayGuard<'a, T>>> {
+        // The view is made only once the lock is held.
         let make = |g| ArrayGuard {
             guard: g,
             values: self.block.elems_mut(),
         };
-        match self.block.lock.acquire() {
+        match acquired {
             Ok(g) => Ok(make(g)),
             Err(e) => Err(e.map(make)),
         }
