@@ -54,6 +54,9 @@ fn create_open_and_errors() {
     assert!(exists(a.name()));
     let b = SharedMemory::open(a.name()).unwrap();
     assert_eq!(b.len(), 10_000);
+    let slash = SharedMemory::open(&format!("/{}", a.name())).unwrap();
+    assert_eq!(slash.name(), a.name());
+    drop(slash);
     assert!(!b.is_owner());
     assert!(matches!(
         SharedMemory::create_named(a.name(), 10),

@@ -208,6 +208,7 @@ fn sigkilled_holder_is_reported_as_owner_died_within_100ms() {
             .recv_timeout(Duration::from_secs(5))
             .expect("the waiter is still blocked 5 s after the holder died");
         let latency = at.saturating_duration_since(killed);
+        eprintln!("{method:?}: owner death noticed {latency:?} after the SIGKILL");
         assert_eq!(outcome, "owner died");
         assert!(
             latency < Duration::from_millis(100),
@@ -284,10 +285,11 @@ fn assert_times_out(what: &str, timeout: Duration, f: impl FnOnce(Duration) -> b
     let start = Instant::now();
     let timed_out = f(timeout);
     let took = start.elapsed();
+    eprintln!("{what}: timeout {timeout:?} took {took:?}");
     assert!(timed_out, "{what}: no timeout reported");
     assert!(took >= timeout, "{what}: returned early, after {took:?}");
     assert!(
-        took < timeout + Duration::from_millis(30),
+        took < timeout + Duration::from_millis(20),
         "{what}: overslept, {took:?} for {timeout:?}"
     );
 }

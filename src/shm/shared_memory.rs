@@ -69,13 +69,17 @@ pub struct SharedMemory {
     registered: bool,
 }
 
-fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 250 || name.contains('/') || name == "." || name == ".." {
+/// The name without leading slashes (CPython's `shm._name` and POSIX names have one), if it
+/// is a valid one.
+fn check_name(name: &str) -> Result<&str> {
+    let bare = name.trim_start_matches('/');
+    if bare.is_empty() || bare.len() > 250 || bare.contains('/') || bare == "." || bare == ".." {
         return Err(Error::InvalidArgument(format!(
-            "shared memory name {name:?}: must be 1 to 250 bytes without '/'"
+            "shared memory name {name:?}: must be 1 to 250 bytes without '/' (a leading one \
+             is allowed)"
         )));
     }
-    Ok(())
+    Ok(bare)
 }
 
 impl SharedMemory {
@@ -107,7 +111,7 @@ impl SharedMemory {
     /// assert!(matches!(SharedMemory::open("doc-create-named"), Err(Error::NotFound(_))));
     /// ```
     pub fn create_named(name: &str, size: usize) -> Result<SharedMemory> {
-        check_name(name)?;
+        let name = check_name(name)?;
         registry::before_create();
         Self::create_inner(name.to_owned(), size, true)
     }
@@ -153,7 +157,8 @@ impl SharedMemory {
     }
 
     /// Opens the existing segment called `name` (created by this or another process, in
-    /// Rust or Python). Fails with [`Error::NotFound`] if there is none.
+    /// Rust or Python; a leading `/`, as in CPython's `shm._name`, is accepted). Fails with
+    /// [`Error::NotFound`] if there is none.
     ///
     /// ```
     /// use multiproc::SharedMemory;
@@ -162,7 +167,7 @@ impl SharedMemory {
     /// assert_eq!(b.len(), 16);
     /// ```
     pub fn open(name: &str) -> Result<SharedMemory> {
-        check_name(name)?;
+        let name = check_name(name)?;
         let (fd, len) = shm_open(name).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
                 Error::NotFound(format!("shared memory segment {name:?}"))
