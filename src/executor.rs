@@ -189,9 +189,13 @@ impl<R> Drop for Imap<'_, R> {
     }
 }
 
-/// Python's automatic chunk size: `len / (4 × workers)`, rounded up.
+/// Largest automatic chunk: past this, bigger chunks save nothing measurable, while they
+/// would hold more memory and balance work worse.
+const MAX_AUTO_CHUNK: usize = 1024;
+
+/// Python's automatic chunk size, `len / (4 × workers)` rounded up, capped.
 pub(crate) fn auto_chunksize(len: usize, workers: usize) -> usize {
-    len.div_ceil(4 * workers.max(1)).max(1)
+    len.div_ceil(4 * workers.max(1)).clamp(1, MAX_AUTO_CHUNK)
 }
 
 /// The known length of an iterator, if its size hint is exact.
@@ -202,10 +206,20 @@ pub(crate) fn exact_len(it: &impl Iterator) -> Option<usize> {
     }
 }
 
+/// A value that can cross into a worker process: serializable, sendable, owned. Every
+/// argument and result of an [`Executor`] task is one.
+pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
+
+/// A function an [`Executor`] can run anywhere: a `fn` item or a closure that captures
+/// nothing (a process pool ships it by code address, so it must carry no data).
+pub trait PoolFn<A, R>: Fn(A) -> R + Copy + Send + Sync + 'static {}
+impl<F: Fn(A) -> R + Copy + Send + Sync + 'static, A, R> PoolFn<A, R> for F {}
+
 /// How a map-style call splits its input.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Chunksize {
-    /// Python's rule: `len / (4 × workers)` when the length is known, else 1.
+    /// Python's rule, `len / (4 × workers)` (at most 1024) when the length is known, else 1.
     #[default]
     Auto,
     /// This many items per chunk.
@@ -249,24 +263,44 @@ pub trait Executor {
     /// Schedules `f(arg)` and returns its future.
     fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static;
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload;
+
+    /// Python's `Pool.apply_async`: the same as [`submit`](Executor::submit).
+    fn apply_async<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
+    where
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        self.submit(f, arg)
+    }
+
+    /// Python's `Pool.apply`: runs `f(arg)` in the pool and waits for the result.
+    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R>
+    where
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        Ok(self.submit(f, arg)?.result()?)
+    }
 
     /// Sends one chunk: the first `n` items of `items`, the first having index `start`.
     #[doc(hidden)]
     fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static;
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload;
 
     /// `imap` with an explicit chunk size (Python: `imap(f, it, chunksize)`).
     fn imap_chunked<F, A, R, I>(&self, f: F, iter: I, chunksize: Chunksize) -> Imap<'_, R>
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
         I: IntoIterator<Item = A>,
         I::IntoIter: 'static,
         Self: Sized,
@@ -277,9 +311,9 @@ pub trait Executor {
     /// `imap_unordered` with an explicit chunk size.
     fn imap_unordered_chunked<F, A, R, I>(&self, f: F, iter: I, chunksize: Chunksize) -> Imap<'_, R>
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
         I: IntoIterator<Item = A>,
         I::IntoIter: 'static,
         Self: Sized,
@@ -291,9 +325,9 @@ pub trait Executor {
     /// yielded in its place and the rest go on.
     fn imap<F, A, R, I>(&self, f: F, iter: I) -> Imap<'_, R>
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
         I: IntoIterator<Item = A>,
         I::IntoIter: 'static,
         Self: Sized,
@@ -304,9 +338,9 @@ pub trait Executor {
     /// Like [`imap`](Executor::imap), yielding outcomes as they finish.
     fn imap_unordered<F, A, R, I>(&self, f: F, iter: I) -> Imap<'_, R>
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
         I: IntoIterator<Item = A>,
         I::IntoIter: 'static,
         Self: Sized,
@@ -317,9 +351,9 @@ pub trait Executor {
     /// `map` with an explicit chunk size.
     fn map_chunked<F, A, R, I>(&self, f: F, iter: I, chunksize: Chunksize) -> Result<Vec<R>>
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
         I: IntoIterator<Item = A>,
         Self: Sized,
     {
@@ -343,9 +377,9 @@ pub trait Executor {
     /// error in input order (after cancelling the rest).
     fn map<F, A, R, I>(&self, f: F, iter: I) -> Result<Vec<R>>
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
         I: IntoIterator<Item = A>,
         Self: Sized,
     {
@@ -357,8 +391,8 @@ pub trait Executor {
     fn starmap<F, Args, R, I>(&self, f: F, iter: I) -> Result<Vec<R>>
     where
         F: StarFn<Args, Output = R>,
-        Args: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        Args: Payload,
+        R: Payload,
         I: IntoIterator<Item = Args>,
         Self: Sized,
     {
@@ -403,9 +437,9 @@ fn make_imap<'a, E, F, A, R, It>(
 ) -> Imap<'a, R>
 where
     E: Executor,
-    F: Fn(A) -> R + Copy + Send + Sync + 'static,
-    A: Serialize + DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
+    F: PoolFn<A, R>,
+    A: Payload,
+    R: Payload,
     It: Iterator<Item = A> + 'a,
 {
     let total = exact_len(&iter);

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -17,19 +17,23 @@ const DONE: u32 = 1;
 
 type Callback<R> = Box<dyn FnOnce(&Result<R, TaskError>) + Send>;
 
-/// Something that can stop a task that is already running (a process pool kills the
-/// worker). Called after the future already reports `Cancelled`.
-pub(crate) trait Canceller: Send + Sync {
+/// The pool behind a future, for what only it can do.
+pub(crate) trait PoolLink: Send + Sync {
+    /// Stops a task that may be running (a process pool kills the worker). Called after
+    /// the future already reports `Cancelled`.
     fn cancel(&self, task_id: u64);
+    /// Does a round of the pool's own work on this thread, if nobody else is: a waiting
+    /// caller that collects its own result saves a cross-CPU wake-up.
+    fn help(&self);
 }
 
 pub(crate) struct FutureState<R> {
     state: AtomicU32,
     sleepers: AtomicU32,
-    has_extras: AtomicBool,
     result: Mutex<Slot<R>>,
     extras: Mutex<Extras<R>>,
     index: Option<usize>,
+    link: std::sync::OnceLock<(std::sync::Weak<dyn PoolLink>, u64)>,
 }
 
 enum Slot<R> {
@@ -41,7 +45,6 @@ enum Slot<R> {
 struct Extras<R> {
     callbacks: Vec<Callback<R>>,
     waker: Option<Waker>,
-    canceller: Option<(std::sync::Weak<dyn Canceller>, u64)>,
 }
 
 impl<R> FutureState<R> {
@@ -49,14 +52,13 @@ impl<R> FutureState<R> {
         Arc::new(FutureState {
             state: AtomicU32::new(PENDING),
             sleepers: AtomicU32::new(0),
-            has_extras: AtomicBool::new(false),
             result: Mutex::new(Slot::Empty),
             extras: Mutex::new(Extras {
                 callbacks: Vec::new(),
                 waker: None,
-                canceller: None,
             }),
             index,
+            link: std::sync::OnceLock::new(),
         })
     }
 
@@ -65,52 +67,58 @@ impl<R> FutureState<R> {
     }
 
     /// Sets the outcome. Returns false (and drops `r`) if it was already set (cancelled).
+    ///
+    /// Lock order: `result`, then `extras`. The DONE transition happens under both, so a
+    /// callback added concurrently is either taken here or sees DONE and runs at once.
     pub(crate) fn complete(&self, r: Result<R, TaskError>) -> bool {
-        {
-            let mut slot = self.result.lock().unwrap();
-            if !matches!(*slot, Slot::Empty) {
-                return false;
-            }
-            *slot = Slot::Ready(r);
-            // SeqCst (a locked swap): the loads of `sleepers` and `has_extras` below must not
-            // move before this store, or a waiter that just announced itself would sleep forever.
-            self.state.swap(DONE, Ordering::SeqCst);
+        let mut slot = self.result.lock().unwrap();
+        if !matches!(*slot, Slot::Empty) {
+            return false;
         }
+        *slot = Slot::Ready(r);
+        let (callbacks, waker) = {
+            let mut ex = self.extras.lock().unwrap();
+            // SeqCst (a locked swap): the load of `sleepers` below must not move before
+            // this store, or a waiter that just announced itself would sleep forever.
+            self.state.swap(DONE, Ordering::SeqCst);
+            (std::mem::take(&mut ex.callbacks), ex.waker.take())
+        };
         if self.sleepers.load(Ordering::SeqCst) > 0 {
             futex_wake(&self.state, u32::MAX);
         }
-        if self.has_extras.load(Ordering::SeqCst) {
-            let (callbacks, waker) = {
-                let mut ex = self.extras.lock().unwrap();
-                (std::mem::take(&mut ex.callbacks), ex.waker.take())
-            };
-            if let Some(w) = waker {
-                w.wake();
+        if let Slot::Ready(r) = &*slot {
+            for cb in callbacks {
+                cb(r);
             }
-            if !callbacks.is_empty() {
-                let slot = self.result.lock().unwrap();
-                if let Slot::Ready(r) = &*slot {
-                    for cb in callbacks {
-                        cb(r);
-                    }
-                }
-            }
+        }
+        drop(slot);
+        if let Some(w) = waker {
+            w.wake();
         }
         true
     }
 
-    pub(crate) fn set_canceller(&self, c: std::sync::Weak<dyn Canceller>, id: u64) {
-        self.extras.lock().unwrap().canceller = Some((c, id));
+    pub(crate) fn set_link(&self, link: std::sync::Weak<dyn PoolLink>, id: u64) {
+        let _ = self.link.set((link, id));
+    }
+
+    fn help(&self) {
+        if let Some(l) = self.link.get().and_then(|(l, _)| l.upgrade()) {
+            l.help();
+        }
     }
 
     /// Waits until done or the deadline passes; returns whether it is done.
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
         // Spin briefly: a cross-CPU wake-up costs far more than a short task here.
+        // While spinning, help the pool collect results: then no other thread has to wake.
         for i in 0..2000u32 {
             if self.is_done() {
                 return true;
             }
-            if i < 200 {
+            if i % 16 == 0 {
+                self.help();
+            } else if i < 200 {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
@@ -216,11 +224,10 @@ impl<R> TaskFuture<R> {
         })) {
             return false;
         }
-        let c = self.state.extras.lock().unwrap().canceller.take();
-        if let Some((c, id)) = c
-            && let Some(c) = c.upgrade()
+        if let Some((l, id)) = self.state.link.get()
+            && let Some(l) = l.upgrade()
         {
-            c.cancel(id);
+            l.cancel(*id);
         }
         true
     }
@@ -241,14 +248,7 @@ impl<R> TaskFuture<R> {
             let mut ex = self.state.extras.lock().unwrap();
             if !self.state.is_done() {
                 ex.callbacks.push(Box::new(f));
-                self.state.has_extras.store(true, Ordering::SeqCst);
-                // Re-check: `complete` may have missed the flag.
-                if !self.state.is_done() {
-                    return;
-                }
-                let f = ex.callbacks.pop().expect("just pushed");
-                drop(ex);
-                return self.run_now(f);
+                return;
             }
         }
         self.run_now(Box::new(f));
@@ -276,9 +276,8 @@ impl<R> Future for TaskFuture<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if !self.state.is_done() {
             let mut ex = self.state.extras.lock().unwrap();
-            ex.waker = Some(cx.waker().clone());
-            self.state.has_extras.store(true, Ordering::SeqCst);
             if !self.state.is_done() {
+                ex.waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }
         }

@@ -1,6 +1,60 @@
 //! # multiproc
 //!
 //! Python's `threading`, `multiprocessing` and `concurrent.futures`, done right for Rust.
+//!
+//! ## Threads or processes?
+//!
+//! Python needs processes for CPU-bound work because the GIL lets one thread run Python
+//! code at a time. Rust has no GIL: a [`ThreadPool`] already runs CPU work on every core.
+//! Reach for a [`ProcessPool`] for what threads cannot give: a task that panics, aborts,
+//! segfaults, exits, runs out of memory or never ends costs one worker process, never your
+//! program; tasks can be killed at a timeout and capped in memory; thread-unsafe native
+//! code runs in parallel.
+//!
+//! Both pools implement one [`Executor`] API, so switching is one constructor:
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::{Executor, ProcessPool, ThreadPool};
+//!
+//! fn fib(n: u64) -> u64 { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }
+//!
+//! fn total(pool: &impl Executor) -> u64 {
+//!     pool.map(fib, 0..20).unwrap().into_iter().sum()
+//! }
+//! assert_eq!(total(&ThreadPool::new(2).unwrap()), total(&ProcessPool::new(2).unwrap()));
+//! ```
+//!
+//! ## Starting worker processes
+//!
+//! Workers are processes of *your own program*: the first line of `main` must be
+//! [`init()`] (Python users know it as `freeze_support()`), which turns a process that
+//! multiproc started into a worker before any of your code runs. In an integration test
+//! file, write [`test_support!()`](test_support) once at top level instead.
+//!
+//! Functions sent to a process pool are `fn` items or closures that capture nothing;
+//! arguments and results are serializable (serde). Pass data as the argument.
+//!
+//! ## Failures are values
+//!
+//! Every task ends in a `Result<R, TaskError>`: [`TaskError`] says which task failed and
+//! how (panic message and location, the worker's pid and signal or exit code, timeout,
+//! cancellation, memory limit, serialization). The pool replaces a dead worker and goes on.
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::{Chunksize, Executor, ProcessPool, TaskError};
+//! use std::time::Duration;
+//!
+//! fn risky(x: u32) -> u32 {
+//!     if x == 2 { std::process::abort() }
+//!     x * 10
+//! }
+//! let pool = ProcessPool::builder().workers(2).task_timeout(Duration::from_secs(10)).build().unwrap();
+//! let out: Vec<_> = pool.imap_chunked(risky, 0..4, Chunksize::Fixed(1)).collect();
+//! assert!(matches!(out[2], Err(TaskError::WorkerDied { index: Some(2), .. })));
+//! assert_eq!(out[3].as_ref().unwrap(), &30);
+//! ```
 #![warn(missing_docs)]
 
 mod bootstrap;
@@ -18,7 +72,7 @@ mod executor;
 mod future;
 mod thread_pool;
 
-pub use executor::{Chunksize, Executor, Imap, StarFn};
+pub use executor::{Chunksize, Executor, Imap, Payload, PoolFn, StarFn};
 pub use future::{AsCompleted, Return, TaskFuture, Waited, as_completed, wait};
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 
@@ -31,6 +85,13 @@ pub fn cpu_count() -> usize {
 mod process_pool;
 
 pub use process_pool::{ProcessPool, ProcessPoolBuilder};
+
+/// Python's `multiprocessing.Pool`: a [`ProcessPool`].
+pub type Pool = ProcessPool;
+/// Python's `concurrent.futures.ProcessPoolExecutor`: a [`ProcessPool`].
+pub type ProcessPoolExecutor = ProcessPool;
+/// Python's `concurrent.futures.ThreadPoolExecutor`: a [`ThreadPool`].
+pub type ThreadPoolExecutor = ThreadPool;
 
 /// Crashes the calling process with a segfault (a null write). For fault-injection tests.
 #[doc(hidden)]

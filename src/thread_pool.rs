@@ -7,12 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::bootstrap::task::{set_quiet, take_panic};
 use crate::error::{Error, Result, TaskError};
-use crate::executor::{Chunksize, Executor, Feeder, Imap, MapState, exact_len};
+use crate::executor::{Chunksize, Executor, Feeder, Imap, MapState, Payload, PoolFn, exact_len};
 use crate::future::{FutureState, TaskFuture};
 
 enum Job {
@@ -336,18 +334,18 @@ impl Executor for ThreadPool {
 
     fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
     {
         ThreadPool::submit(self, f, arg)
     }
 
     fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
     {
         self.dispatch(&Arc::new(f), start, items, sink)
     }

@@ -330,6 +330,46 @@ fn a_wrong_binary_is_a_clear_error() {
 }
 
 #[test]
+fn a_different_build_is_refused_with_binary_mismatch() {
+    deadline(60, || {
+        // The `multiproc` CLI calls init() too, but it is another build.
+        for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+            match ProcessPool::builder()
+                .workers(1)
+                .start_method(method)
+                .executable(env!("CARGO_BIN_EXE_multiproc"))
+                .build()
+            {
+                Err(Error::BinaryMismatch {
+                    path,
+                    expected,
+                    found,
+                }) => {
+                    assert!(path.ends_with("multiproc"));
+                    assert_ne!(expected, found);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn progress_bar_does_not_change_results() {
+    deadline(60, || {
+        let pool = ProcessPool::builder()
+            .workers(2)
+            .progress(true)
+            .build()
+            .unwrap();
+        assert_eq!(
+            pool.map(fib, 0..20).unwrap(),
+            (0..20).map(fib).collect::<Vec<_>>()
+        );
+    });
+}
+
+#[test]
 fn cancel_pending_and_running_tasks() {
     deadline(60, || {
         fn sleep_ms(ms: u64) -> u64 {
@@ -388,5 +428,76 @@ fn shutdown_rejects_new_work_and_terminate_fails_pending() {
         let pids = pool.initial_pids().to_vec();
         drop(pool);
         assert_gone(&pids);
+    });
+}
+
+/// A program that starts a pool and reports the pids of its workers and fork server.
+fn pool_owner(report: String) {
+    let pool = ProcessPool::new(2).unwrap();
+    let mut pids: Vec<u32> = pool.initial_pids().to_vec();
+    // The fork server is this process's child.
+    let me = std::process::id();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(stat) = std::fs::read_to_string(e.path().join("stat"))
+            && let Some(rest) = stat.rsplit(')').next()
+            && rest.split_whitespace().nth(1) == Some(&me.to_string())
+        {
+            pids.push(e.file_name().to_str().unwrap().parse().unwrap());
+        }
+    }
+    std::fs::write(&report, format!("{pids:?}")).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn sigkill_of_the_parent_leaves_no_worker_or_fork_server() {
+    deadline(60, || {
+        let report = std::env::temp_dir().join(format!("mp-owner-{}", std::process::id()));
+        let _ = std::fs::remove_file(&report);
+        let owner = multiproc::Process::start(pool_owner, report.display().to_string()).unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        let text = loop {
+            if let Ok(t) = std::fs::read_to_string(&report)
+                && t.ends_with(']')
+            {
+                break t;
+            }
+            assert!(Instant::now() < end, "the pool owner never reported");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = std::fs::remove_file(&report);
+        let pids: Vec<u32> = text
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(", ")
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert!(pids.len() >= 3, "{pids:?}");
+        assert!(pids.iter().all(|&p| common::exists(p)));
+        owner.kill().unwrap();
+        owner.join();
+        assert_gone(&pids);
+    });
+}
+
+#[test]
+fn no_fd_is_leaked_by_a_pool() {
+    deadline(60, || {
+        // Warm up the manager thread and fork server, which live as long as the program.
+        drop(ProcessPool::new(1).unwrap());
+        let before = common::fd_count();
+        for _ in 0..3 {
+            let pool = ProcessPool::new(2).unwrap();
+            assert_eq!(pool.map(fib, 0..10).unwrap().len(), 10);
+        }
+        // Other tests run concurrently in this binary; allow for their fds settling.
+        let end = Instant::now() + Duration::from_secs(5);
+        while common::fd_count() > before && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            common::fd_count() <= before + 4,
+            "fds grew from {before} to {}",
+            common::fd_count()
+        );
     });
 }

@@ -34,6 +34,9 @@ pub enum StartMethod {
     Spawn,
 }
 
+/// Called on the manager thread with the pid and status of an exited child.
+pub(crate) type ExitCallback = Box<dyn FnOnce(u32, ExitStatus) + Send>;
+
 /// What to run in a new child.
 pub(crate) struct ChildSpec {
     /// Entry point (runs in the child).
@@ -45,7 +48,7 @@ pub(crate) struct ChildSpec {
     /// The executable, if not this program.
     pub executable: Option<PathBuf>,
     /// Called on the manager thread when the child has exited. Must not block.
-    pub on_exit: Option<Box<dyn FnOnce(u32, ExitStatus) + Send>>,
+    pub on_exit: Option<ExitCallback>,
 }
 
 impl ChildSpec {
@@ -64,7 +67,7 @@ impl ChildSpec {
 struct ChildState {
     status: Mutex<Option<ExitStatus>>,
     cv: Condvar,
-    on_exit: Mutex<Option<Box<dyn FnOnce(u32, ExitStatus) + Send>>>,
+    on_exit: Mutex<Option<ExitCallback>>,
 }
 
 impl ChildState {
@@ -191,13 +194,7 @@ struct Server {
     sock: OwnedFd,
     pid: u32,
     proc: std::process::Child,
-    pending: HashMap<
-        u64,
-        (
-            Option<Box<dyn FnOnce(u32, ExitStatus) + Send>>,
-            Sender<Result<Child>>,
-        ),
-    >,
+    pending: HashMap<u64, (Option<ExitCallback>, Sender<Result<Child>>)>,
     children: HashMap<u32, Arc<ChildState>>,
 }
 

@@ -27,10 +27,8 @@ pub(crate) const FD_ENV: &str = "MULTIPROC_FD";
 /// `multiprocessing.freeze_support()`.
 ///
 /// ```
-/// fn main() {
-///     multiproc::init();
-///     // ... the program, free to start process pools ...
-/// }
+/// multiproc::init();
+/// // ... the program, free to start process pools ...
 /// ```
 pub fn init() {
     let Some(role) = crate::sys::process::take_env(ROLE_ENV) else {

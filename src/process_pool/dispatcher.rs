@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 
 use super::layout::*;
 use super::ring::{Bell, Ring};
@@ -41,6 +41,13 @@ pub(crate) struct Job {
 impl Job {
     fn len(&self) -> usize {
         self.offsets.len()
+    }
+
+    /// Fails items `from..` with the error `err()` makes.
+    fn fail_from(&self, from: usize, err: impl Fn() -> TaskError) {
+        for k in from..self.len() {
+            self.sink.fail(self.start + k, err());
+        }
     }
 
     /// Items `from..` as a new job with a fresh id.
@@ -115,7 +122,6 @@ pub(crate) struct Slot {
 
 pub(crate) struct Dispatcher {
     inner: Arc<Inner>,
-    rx: Receiver<Msg>,
     slots: Vec<Slot>,
     pending: VecDeque<Job>,
     memfd: OwnedFd,
@@ -206,15 +212,9 @@ fn u64_at(map: &SharedMapping, off: usize) -> u64 {
 }
 
 impl Dispatcher {
-    pub(crate) fn new(
-        inner: Arc<Inner>,
-        rx: Receiver<Msg>,
-        slots: Vec<Slot>,
-        memfd: OwnedFd,
-    ) -> Dispatcher {
+    pub(crate) fn new(inner: Arc<Inner>, slots: Vec<Slot>, memfd: OwnedFd) -> Dispatcher {
         Dispatcher {
             inner,
-            rx,
             slots,
             pending: VecDeque::new(),
             memfd,
@@ -230,44 +230,36 @@ impl Dispatcher {
         &self.inner.cfg
     }
 
-    fn next_id(&self) -> u64 {
-        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn run(mut self) {
-        loop {
-            let mut progress = self.intake();
-            progress |= self.collect();
-            progress |= self.dispatch();
-            let timeout = self.check_timeouts();
-            if self.finished() {
-                break;
-            }
-            if !progress {
-                let timeout = if self.closing {
-                    Some(timeout.unwrap_or(Duration::from_millis(50)))
-                } else {
-                    timeout
-                };
-                let (rx, slots, map) = (&self.rx, &self.slots, &self.inner.map);
-                // Everything that can make progress possible: a message, a result, or a
-                // replacement worker that became ready.
-                self.inner.bell.wait(3000, timeout, || {
-                    !rx.is_empty()
-                        || slots.iter().enumerate().any(|(i, s)| {
-                            s.results.has_data()
-                                || (!s.ready
-                                    && s.child.is_some()
-                                    && map.atomic_u32(base(i) + STATE).load(Ordering::Acquire)
-                                        != STATE_STARTING)
-                        })
-                });
-            }
+    /// One round of work: messages, results, dispatch, timeouts. Returns whether anything
+    /// happened and how long the caller may sleep at most (a task deadline).
+    pub(crate) fn round(&mut self) -> (bool, Option<Duration>) {
+        let mut progress = self.intake();
+        progress |= self.collect();
+        progress |= self.dispatch();
+        let timeout = self.check_timeouts();
+        for (i, s) in self.slots.iter().enumerate() {
+            self.inner.awaiting[i].store(!s.ready && s.child.is_some(), Ordering::Relaxed);
         }
+        let timeout = if self.closing {
+            Some(timeout.unwrap_or(Duration::from_millis(50)))
+        } else {
+            timeout
+        };
+        (progress, timeout)
     }
 
     /// Done once closing and every worker has exited.
-    fn finished(&mut self) -> bool {
+    /// Fails every job not yet sent to a worker.
+    fn fail_pending(&mut self, why: &str) {
+        for job in std::mem::take(&mut self.pending) {
+            job.fail_from(0, || TaskError::PoolClosed {
+                index: None,
+                reason: why.to_string(),
+            });
+        }
+    }
+
+    pub(crate) fn finished(&mut self) -> bool {
         if !self.closing {
             return false;
         }
@@ -289,20 +281,15 @@ impl Dispatcher {
 
     fn intake(&mut self) -> bool {
         let mut any = false;
-        while let Ok(msg) = self.rx.try_recv() {
+        while let Ok(msg) = self.inner.rx.try_recv() {
             any = true;
             match msg {
                 Msg::Job(job) => {
                     if let Some(why) = &self.broken {
-                        for i in 0..job.len() {
-                            job.sink.fail(
-                                job.start + i,
-                                TaskError::PoolClosed {
-                                    index: None,
-                                    reason: why.clone(),
-                                },
-                            );
-                        }
+                        job.fail_from(0, || TaskError::PoolClosed {
+                            index: None,
+                            reason: why.clone(),
+                        });
                     } else {
                         self.pending.push_back(job)
                     }
@@ -318,10 +305,7 @@ impl Dispatcher {
                     self.closing = true;
                     if cancel_pending {
                         for job in std::mem::take(&mut self.pending) {
-                            for i in 0..job.len() {
-                                job.sink
-                                    .fail(job.start + i, TaskError::Cancelled { index: None });
-                            }
+                            job.fail_from(0, || TaskError::Cancelled { index: None });
                         }
                     }
                 }
@@ -335,28 +319,13 @@ impl Dispatcher {
         self.closing = true;
         self.terminating = true;
         let why = "the pool was terminated".to_string();
-        for job in std::mem::take(&mut self.pending) {
-            for i in 0..job.len() {
-                job.sink.fail(
-                    job.start + i,
-                    TaskError::PoolClosed {
-                        index: None,
-                        reason: why.clone(),
-                    },
-                );
-            }
-        }
+        self.fail_pending(&why);
         for s in self.slots.iter_mut() {
             for inf in s.inflight.drain(..) {
-                for i in inf.done..inf.job.len() {
-                    inf.job.sink.fail(
-                        inf.job.start + i,
-                        TaskError::PoolClosed {
-                            index: None,
-                            reason: why.clone(),
-                        },
-                    );
-                }
+                inf.job.fail_from(inf.done, || TaskError::PoolClosed {
+                    index: None,
+                    reason: why.clone(),
+                });
             }
             s.inflight_items = 0;
             s.stopping = true;
@@ -482,10 +451,7 @@ impl Dispatcher {
         while let Some(job) = self.pending.front() {
             if job.sink.is_cancelled() {
                 let job = self.pending.pop_front().unwrap();
-                for i in 0..job.len() {
-                    job.sink
-                        .fail(job.start + i, TaskError::Cancelled { index: None });
-                }
+                job.fail_from(0, || TaskError::Cancelled { index: None });
                 continue;
             }
             // The least-loaded ready worker with room.
@@ -677,17 +643,7 @@ impl Dispatcher {
     fn respawn(&mut self, i: usize) {
         if let Some(why) = self.broken.clone() {
             self.slots[i].sock = None;
-            for job in std::mem::take(&mut self.pending) {
-                for k in 0..job.len() {
-                    job.sink.fail(
-                        job.start + k,
-                        TaskError::PoolClosed {
-                            index: None,
-                            reason: why.clone(),
-                        },
-                    );
-                }
-            }
+            self.fail_pending(&why);
             return;
         }
         let generation = self.slots[i].generation + 1;
@@ -711,17 +667,7 @@ impl Dispatcher {
                 self.slots[i].sock = None;
                 if self.slots.iter().all(|s| s.child.is_none()) {
                     let why = format!("no worker could be restarted: {e}");
-                    for job in std::mem::take(&mut self.pending) {
-                        for k in 0..job.len() {
-                            job.sink.fail(
-                                job.start + k,
-                                TaskError::PoolClosed {
-                                    index: None,
-                                    reason: why.clone(),
-                                },
-                            );
-                        }
-                    }
+                    self.fail_pending(&why);
                     self.broken = Some(why);
                 }
             }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -23,8 +23,8 @@ use self::layout::*;
 use self::ring::Bell;
 use crate::bootstrap::{Child, StartMethod};
 use crate::error::{Error, Result, TaskError};
-use crate::executor::{Executor, MapState};
-use crate::future::{Canceller, FutureState, TaskFuture};
+use crate::executor::{Executor, MapState, Payload, PoolFn};
+use crate::future::{FutureState, PoolLink, TaskFuture};
 use crate::sys::SharedMapping;
 
 /// Options fixed when the pool is built.
@@ -48,21 +48,69 @@ pub(crate) struct Inner {
     pub map: Arc<SharedMapping>,
     pub bell: Bell,
     pub tx: Sender<Msg>,
+    pub rx: Receiver<Msg>,
     pub next_id: AtomicU64,
+    /// Per slot: a replacement worker is starting (the dispatcher must wake when it is ready).
+    pub awaiting: Vec<AtomicBool>,
     closed: AtomicBool,
 }
 
 impl Inner {
-    fn send(&self, msg: Msg) -> Result<()> {
+    pub(crate) fn send(&self, msg: Msg) -> Result<()> {
         self.tx.send(msg).map_err(|_| Error::ShutDown)?;
         self.bell.ring();
         Ok(())
     }
+
+    /// Whether the dispatcher has anything to do: a message, a result, or a replacement
+    /// worker that became ready. Checked before it sleeps, without its lock.
+    fn has_work(&self) -> bool {
+        !self.rx.is_empty()
+            || (0..self.cfg.workers).any(|i| {
+                ring::has_data_at(&self.map, result_ring(i))
+                    || (self.awaiting[i].load(Ordering::Relaxed)
+                        && self
+                            .map
+                            .atomic_u32(slot_base(i) + STATE)
+                            .load(Ordering::Acquire)
+                            != STATE_STARTING)
+            })
+    }
 }
 
-impl Canceller for Inner {
+/// What futures hold (weakly) to reach their pool.
+struct Link {
+    inner: Arc<Inner>,
+    core: Arc<Mutex<Dispatcher>>,
+}
+
+impl PoolLink for Link {
     fn cancel(&self, task_id: u64) {
-        let _ = self.send(Msg::Cancel(task_id));
+        let _ = self.inner.send(Msg::Cancel(task_id));
+    }
+
+    fn help(&self) {
+        if let Ok(mut d) = self.core.try_lock() {
+            d.round();
+        }
+    }
+}
+
+/// The dispatcher thread: rounds of work, sleeping on the pool bell when there is none.
+/// Callers waiting on a future run rounds too (see `Link::help`).
+fn dispatcher_loop(inner: Arc<Inner>, core: Arc<Mutex<Dispatcher>>) {
+    loop {
+        let (progress, timeout) = {
+            let mut d = core.lock().unwrap();
+            let r = d.round();
+            if d.finished() {
+                return;
+            }
+            r
+        };
+        if !progress {
+            inner.bell.wait(300, timeout, || inner.has_work());
+        }
     }
 }
 
@@ -86,6 +134,7 @@ impl Canceller for Inner {
 /// ```
 pub struct ProcessPool {
     inner: Arc<Inner>,
+    link: Arc<Link>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     pids: Vec<u32>,
 }
@@ -221,6 +270,8 @@ impl ProcessPool {
             bell: Bell::new(map.clone(), POOL_BELL),
             map: map.clone(),
             tx: tx.clone(),
+            rx,
+            awaiting: (0..n).map(|_| AtomicBool::new(false)).collect(),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             cfg,
@@ -253,13 +304,19 @@ impl ProcessPool {
             .enumerate()
             .map(|(i, (c, s))| Slot::new(&map, i, c, s))
             .collect();
-        let d = Dispatcher::new(inner.clone(), rx, slots, memfd);
+        let core = Arc::new(Mutex::new(Dispatcher::new(inner.clone(), slots, memfd)));
+        let link = Arc::new(Link {
+            inner: inner.clone(),
+            core: core.clone(),
+        });
+        let i2 = inner.clone();
         let handle = std::thread::Builder::new()
             .name("multiproc-dispatcher".into())
-            .spawn(move || d.run())
+            .spawn(move || dispatcher_loop(i2, core))
             .map_err(|e| Error::io("spawn the dispatcher thread", e))?;
         Ok(ProcessPool {
             inner,
+            link,
             dispatcher: Mutex::new(Some(handle)),
             pids,
         })
@@ -345,9 +402,9 @@ impl ProcessPool {
     /// here, before anything is sent.
     pub fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
     {
         self.check_open()?;
         let data = postcard::to_stdvec(&arg).map_err(|e| Error::Serialize {
@@ -356,9 +413,9 @@ impl ProcessPool {
         })?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let state = FutureState::<R>::new(None);
-        let weak: std::sync::Weak<dyn Canceller> =
-            Arc::downgrade(&(self.inner.clone() as Arc<dyn Canceller>));
-        state.set_canceller(weak, id);
+        let weak: std::sync::Weak<dyn PoolLink> =
+            Arc::downgrade(&(self.link.clone() as Arc<dyn PoolLink>));
+        state.set_link(weak, id);
         let job = Job {
             id,
             thunk: crate::sys::code::ship_task(f),
@@ -374,9 +431,9 @@ impl ProcessPool {
 
     fn dispatch<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
     {
         let thunk = crate::sys::code::ship_task(f);
         let mut data = Vec::new();
@@ -436,9 +493,8 @@ impl ProcessPool {
     /// Stops taking tasks. With `cancel_pending`, tasks not yet started fail as
     /// `Cancelled`; running ones finish. With `wait`, returns once every worker has exited.
     pub fn shutdown(&self, wait: bool, cancel_pending: bool) {
-        if !self.inner.closed.swap(true, Ordering::AcqRel) {
-            let _ = self.inner.send(Msg::Shutdown { cancel_pending });
-        } else if cancel_pending {
+        let first = !self.inner.closed.swap(true, Ordering::AcqRel);
+        if first || cancel_pending {
             let _ = self.inner.send(Msg::Shutdown { cancel_pending });
         }
         if wait {
@@ -480,18 +536,18 @@ impl Executor for ProcessPool {
 
     fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
     {
         ProcessPool::submit(self, f, arg)
     }
 
     fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
     where
-        F: Fn(A) -> R + Copy + Send + Sync + 'static,
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
     {
         self.dispatch(f, start, items, sink)
     }

@@ -138,6 +138,12 @@ impl Ring {
     }
 }
 
+/// Whether the ring whose header is at `base` holds a frame.
+pub(crate) fn has_data_at(map: &SharedMapping, base: usize) -> bool {
+    let head = map.atomic_u64(base + HEAD).load(Ordering::Relaxed);
+    map.atomic_u64(base + TAIL).load(Ordering::Acquire) != head
+}
+
 /// A doorbell: producers `ring` it after publishing; one consumer `wait`s on it.
 ///
 /// Event-count protocol: the sleeper announces itself in `sleeping`, re-checks for work,

@@ -56,8 +56,9 @@ where
 {
     // SAFETY: `F` is zero-sized (asserted at compile time in `ship_task`, the only place
     // that names this thunk), and a value of `F` existed in the parent, so the type is
-    // inhabited; a zero-sized value has no bytes to initialise.
-    let f: F = unsafe { std::mem::MaybeUninit::<F>::uninit().assume_init() };
+    // inhabited. Reading a zero-sized value touches no memory, so a dangling but aligned
+    // pointer is a valid source.
+    let f: F = unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() };
     crate::bootstrap::run_task(f, input, out, ctx)
 }
 

@@ -47,22 +47,12 @@ impl SharedMapping {
         })
     }
 
-    /// Length in bytes.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// The base address (for pointer identity and diagnostics only).
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
     fn check(&self, off: usize, len: usize, align: usize) {
         assert!(
             off.checked_add(len).is_some_and(|end| end <= self.len),
             "shared memory access out of bounds"
         );
-        assert!(off % align == 0, "misaligned shared memory access");
+        assert!(off.is_multiple_of(align), "misaligned shared memory access");
     }
 
     /// The `AtomicU32` at byte offset `off` (4-aligned).

@@ -130,17 +130,6 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Clears `FD_CLOEXEC` so `fd` survives an exec.
-pub(crate) fn inherit_fd(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on an fd number has no memory effects.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    // SAFETY: as above.
-    if flags == -1 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Takes ownership of an inherited fd number given to us by our parent.
 pub(crate) fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_GETFD only checks that the number is open.
@@ -182,11 +171,6 @@ pub(crate) fn reset_signals() {
 pub(crate) fn ignore_sigpipe() {
     // SAFETY: SIG_IGN is always a valid disposition.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-}
-
-/// Fd number of anything that has one.
-pub(crate) fn raw(fd: &impl AsRawFd) -> RawFd {
-    fd.as_raw_fd()
 }
 
 /// Reads and removes an environment variable that a parent set for us.
