@@ -17,7 +17,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 
-use crate::sys::shm::{SHM_DIR, process_alive, shm_inode, shm_unlink, task_stat};
+use crate::sys::shm::{SHM_DIR, current_pid, process_alive, shm_inode, shm_unlink, task_stat};
 
 const REGISTRY: &str = "registry";
 /// Rewrite the registry file once it is this large and mostly stale.
@@ -49,7 +49,7 @@ static STATE: Mutex<Option<Registry>> = Mutex::new(None);
 
 fn with_state<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
     let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
-    let pid = std::process::id();
+    let pid = current_pid();
     if guard.as_ref().is_none_or(|r| r.pid != pid) {
         // First use, or a forked child that inherited its parent's state: start afresh
         // (the parent's file stays the parent's).

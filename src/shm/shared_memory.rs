@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::registry;
 use crate::error::{Error, Result};
 use crate::sys::SharedMapping;
-use crate::sys::shm::{shm_create, shm_open, shm_unlink};
+use crate::sys::shm::{current_pid, shm_create, shm_open, shm_unlink};
 
 /// A block of memory shared between processes, found by name (a POSIX shared memory
 /// object in `/dev/shm`).
@@ -151,7 +151,7 @@ impl SharedMemory {
             name,
             len: size,
             owner: true,
-            creator: std::process::id(),
+            creator: current_pid(),
             registered: register,
         })
     }
@@ -212,7 +212,7 @@ impl SharedMemory {
 
     /// Whether this handle created the segment and will unlink it when dropped.
     pub fn is_owner(&self) -> bool {
-        self.owner && self.creator == std::process::id()
+        self.owner && self.creator == current_pid()
     }
 
     /// The memory as bytes. See *Concurrent access* above.

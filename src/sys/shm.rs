@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Once;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bytemuck::Pod;
 use rustix::fs::Mode;
@@ -118,18 +118,40 @@ pub(crate) fn current_tid() -> u32 {
     current_tid_slow()
 }
 
-#[cold]
-fn current_tid_slow() -> u32 {
+/// Registers the fork hook (once per process image) that invalidates the caches below.
+fn watch_forks() {
     static ATFORK: Once = Once::new();
     ATFORK.call_once(|| {
         // SAFETY: registers a plain function with no captured state; the child handler
         // only bumps an atomic, which is async-signal-safe and valid right after fork.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
+}
+
+#[cold]
+fn current_tid_slow() -> u32 {
+    watch_forks();
     let generation = FORK_GENERATION.load(Ordering::Relaxed);
     let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
     TID.with(|c| c.set((generation, tid)));
     tid
+}
+
+/// `(fork generation + 1) << 32 | pid`, or 0 before the first call.
+static PID: AtomicU64 = AtomicU64::new(0);
+
+/// This process's pid without a system call (cached; refreshed after `fork`).
+pub(crate) fn current_pid() -> u32 {
+    let generation = u64::from(FORK_GENERATION.load(Ordering::Relaxed)) + 1;
+    let cached = PID.load(Ordering::Relaxed);
+    if cached >> 32 == generation {
+        return cached as u32;
+    }
+    watch_forks();
+    let generation = u64::from(FORK_GENERATION.load(Ordering::Relaxed)) + 1;
+    let pid = std::process::id();
+    PID.store(generation << 32 | u64::from(pid), Ordering::Relaxed);
+    pid
 }
 
 /// Views of a shared mapping as Rust slices.
