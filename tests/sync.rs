@@ -257,6 +257,44 @@ fn a_thread_that_exits_holding_the_lock_is_an_owner_death() {
     assert!(r.1 < Duration::from_millis(100), "{:?}", r.1);
 }
 
+fn panic_holding(lock: Lock) {
+    let _g = lock.acquire().unwrap();
+    panic!("inside the critical section");
+}
+
+#[test]
+fn a_holder_that_panics_is_an_owner_death_noticed_at_once() {
+    for method in METHODS {
+        let lock = Lock::new().unwrap();
+        let p = Process::start_with(method, panic_holding, lock.clone()).unwrap();
+        assert!(p.join_timeout(Duration::from_secs(30)));
+        assert_eq!(p.exitcode(), Some(1));
+        // No liveness check needed: even a non-blocking attempt sees it.
+        match lock.try_acquire() {
+            Err(AcquireError::OwnerDied(mut g)) => g.mark_consistent(),
+            other => panic!("expected OwnerDied, got {other:?}"),
+        }
+        drop(lock.try_acquire().expect("usable after repair"));
+    }
+    let lock = Lock::new().unwrap();
+    let l2 = lock.clone();
+    let panicked = std::thread::spawn(move || {
+        let _g = l2.acquire().unwrap();
+        panic!("thread panics holding the lock");
+    })
+    .join();
+    assert!(panicked.is_err());
+    assert!(matches!(
+        lock.try_acquire(),
+        Err(AcquireError::OwnerDied(_))
+    ));
+    // That guard was dropped unrepaired: the lock is now unusable, and says so.
+    assert!(matches!(
+        lock.try_acquire(),
+        Err(AcquireError::NotRecoverable)
+    ));
+}
+
 fn die_holding_value(v: Value<u64>) {
     let mut g = v.lock().unwrap();
     *g = 7;

@@ -359,14 +359,26 @@ impl<T: Pod> Array<T> {
         self.block.len == 0
     }
 
-    /// Reads value `i` under the lock. Panics if `i` is out of range.
+    /// Reads value `i` under the lock. Panics if `i` is out of range (before taking the
+    /// lock, so the lock is not abandoned).
     pub fn get(&self, i: usize) -> Result<T> {
+        self.check_index(i);
         self.block.locked(|| self.block.read(i))
     }
 
-    /// Writes value `i` under the lock. Panics if `i` is out of range.
+    /// Writes value `i` under the lock. Panics if `i` is out of range (before taking the
+    /// lock).
     pub fn set(&self, i: usize, value: T) -> Result<()> {
+        self.check_index(i);
         self.block.locked(|| self.block.write(i, value))
+    }
+
+    fn check_index(&self, i: usize) {
+        assert!(
+            i < self.len(),
+            "index {i} out of range for length {}",
+            self.len()
+        );
     }
 
     /// A copy of all values, taken under the lock.

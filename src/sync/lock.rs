@@ -19,6 +19,9 @@ pub(crate) const WAITERS: u32 = 1 << 31;
 pub(crate) const TID_MASK: u32 = 0x3fff_ffff;
 /// A holder died and the next one released the lock without repairing: unusable.
 pub(crate) const NOT_RECOVERABLE: u32 = TID_MASK;
+/// The holder panicked while holding the lock (its guard was dropped while unwinding): the
+/// next acquirer takes it over as from a dead owner. Rust's `Mutex` poisoning, made robust.
+pub(crate) const ABANDONED: u32 = TID_MASK - 1;
 
 /// Why a raw acquisition failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +47,20 @@ pub(crate) fn raw_lock(
     raw_lock_slow(word, me, timeout)
 }
 
+/// What a waiter does about a word that is neither free nor held by a live owner:
+/// `Some(outcome)` to stop waiting, `None` to go on (including after a lost race).
+fn settle(word: &AtomicU32, v: u32, me: u32) -> Option<std::result::Result<bool, RawError>> {
+    match v & TID_MASK {
+        NOT_RECOVERABLE => Some(Err(RawError::NotRecoverable)),
+        // The holder panicked: take over at once, as from a dead owner.
+        ABANDONED => word
+            .compare_exchange(v, me | (v & WAITERS), Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Ok(true)),
+        _ => None,
+    }
+}
+
 #[cold]
 fn raw_lock_slow(
     word: &AtomicU32,
@@ -51,10 +68,8 @@ fn raw_lock_slow(
     timeout: Option<Duration>,
 ) -> std::result::Result<bool, RawError> {
     if timeout == Some(Duration::ZERO) {
-        return match word.load(Ordering::Relaxed) & TID_MASK {
-            NOT_RECOVERABLE => Err(RawError::NotRecoverable),
-            _ => Err(RawError::Timeout),
-        };
+        let v = word.load(Ordering::Relaxed);
+        return settle(word, v, me).unwrap_or(Err(RawError::Timeout));
     }
     let deadline = deadline(timeout);
     // A short spin: the holder of a short critical section on another core is usually
@@ -68,8 +83,8 @@ fn raw_lock_slow(
             {
                 return Ok(false);
             }
-        } else if v & TID_MASK == NOT_RECOVERABLE {
-            return Err(RawError::NotRecoverable);
+        } else if let Some(outcome) = settle(word, v, me) {
+            return outcome;
         }
         std::hint::spin_loop();
     }
@@ -87,9 +102,12 @@ fn raw_lock_slow(
             }
             continue;
         }
+        if let Some(outcome) = settle(word, v, me) {
+            return outcome;
+        }
         let owner = v & TID_MASK;
-        if owner == NOT_RECOVERABLE {
-            return Err(RawError::NotRecoverable);
+        if owner == ABANDONED {
+            continue; // lost the takeover race; look again
         }
         let now = Instant::now();
         if owner != watched {
@@ -159,6 +177,29 @@ pub(crate) fn raw_make_unrecoverable(word: &AtomicU32) {
     futex_wake(word, i32::MAX as u32);
 }
 
+/// Releases the lock word held by this thread as abandoned (the holder is panicking): the
+/// next acquirer gets the owner-died outcome at once.
+pub(crate) fn raw_abandon(word: &AtomicU32) {
+    let me = current_tid();
+    let mut v = word.load(Ordering::Relaxed);
+    while v & TID_MASK == me {
+        match word.compare_exchange_weak(
+            v,
+            ABANDONED | (v & WAITERS),
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                if v & WAITERS != 0 {
+                    futex_wake(word, 1);
+                }
+                return;
+            }
+            Err(now) => v = now,
+        }
+    }
+}
+
 /// Whether the word is held (by anyone).
 pub(crate) fn raw_locked(word: &AtomicU32) -> bool {
     word.load(Ordering::Relaxed) != 0
@@ -193,7 +234,8 @@ pub(crate) fn raw_locked(word: &AtomicU32) -> bool {
 /// assert!(lock.try_acquire().is_ok()); // usable again
 /// ```
 pub enum AcquireError<G> {
-    /// The previous holder (thread or process) died while holding the lock. You hold it now.
+    /// The previous holder (thread or process) died, or panicked, while holding the lock.
+    /// You hold it now.
     OwnerDied(G),
     /// An earlier holder died and the lock was released without repair; it cannot be used.
     NotRecoverable,
@@ -274,7 +316,8 @@ pub(crate) fn wrap<G>(
 /// [`Process`](crate::Process) or a pool task (it is `Serialize`).
 ///
 /// If a holder dies while holding it (even by SIGKILL), the next acquirer learns it within
-/// tens of milliseconds, as [`AcquireError::OwnerDied`], with the guard.
+/// tens of milliseconds, as [`AcquireError::OwnerDied`], with the guard. A holder that
+/// panics counts as dead too (std's `Mutex` poisoning), and that is noticed at once.
 ///
 /// It is not re-entrant: a thread that acquires it twice waits for itself (use
 /// [`RLock`](crate::RLock)). The process that created it must keep a handle until every
@@ -444,10 +487,12 @@ impl<'a> LockGuard<'a> {
 impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        if self.consistent {
-            raw_unlock(self.lock.word());
-        } else {
+        if !self.consistent {
             raw_make_unrecoverable(self.lock.word());
+        } else if std::thread::panicking() {
+            raw_abandon(self.lock.word());
+        } else {
+            raw_unlock(self.lock.word());
         }
     }
 }

@@ -5,7 +5,9 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::lock::{AcquireError, TID_MASK, raw_lock, raw_make_unrecoverable, raw_unlock, wrap};
+use super::lock::{
+    AcquireError, TID_MASK, raw_abandon, raw_lock, raw_make_unrecoverable, raw_unlock, wrap,
+};
 use super::{Cell, Kind, cell_serde};
 use crate::error::Result;
 use crate::sys::shm::current_tid;
@@ -138,10 +140,12 @@ impl RLockGuard<'_> {
 impl Drop for RLockGuard<'_> {
     fn drop(&mut self) {
         if self.lock.depth_word().fetch_sub(1, Ordering::Relaxed) == 1 {
-            if self.lock.inconsistent().load(Ordering::Relaxed) == 0 {
-                raw_unlock(self.lock.word());
-            } else {
+            if self.lock.inconsistent().load(Ordering::Relaxed) != 0 {
                 raw_make_unrecoverable(self.lock.word());
+            } else if std::thread::panicking() {
+                raw_abandon(self.lock.word());
+            } else {
+                raw_unlock(self.lock.word());
             }
         }
     }
