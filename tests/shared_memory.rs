@@ -245,11 +245,8 @@ fn segments_of_a_sigkilled_creator_are_swept() {
 
         p.kill().unwrap();
         assert!(p.join_timeout(Duration::from_secs(10)));
-        assert!(
-            list.iter().all(|n| exists(n)),
-            "nothing unlinks them by itself"
-        );
-        assert!(SharedMemory::sweep_dead_owners() >= 3);
+        // The parent that started the process sweeps when it sees it die abnormally,
+        // before `join` returns: nobody has to call the sweep.
         for n in &list {
             assert!(!exists(n), "{n} survived the sweep");
         }

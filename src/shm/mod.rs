@@ -7,7 +7,6 @@ mod value;
 
 /// For long-lived owners (the process pool's manager): see
 /// [`SharedMemory::sweep_dead_owners`].
-#[allow(unused_imports)]
 pub(crate) use registry::sweep_dead_owners;
 pub use shared_memory::SharedMemory;
 pub use value::{Array, ArrayGuard, Value, ValueGuard};
