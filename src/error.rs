@@ -95,6 +95,12 @@ pub enum Error {
     /// A shared-memory segment or other named object does not exist.
     #[error("{0} does not exist")]
     NotFound(String),
+    /// A non-blocking `try_put` found the queue full (Python's `queue.Full`).
+    #[error("the queue is full")]
+    Full,
+    /// A non-blocking `try_get` found the queue empty (Python's `queue.Empty`).
+    #[error("the queue is empty")]
+    Empty,
 }
 
 impl Error {

@@ -89,7 +89,11 @@ mod process;
 mod shm;
 mod sync;
 
-pub use process::Process;
+pub use process::{CurrentProcess, Process, ProcessBuilder, active_children, current_process};
+mod ipc;
+
+pub use ipc::connection;
+pub use ipc::{Connection, JoinableQueue, Pipe, Queue, QueueBuilder, SimpleQueue};
 mod executor;
 mod future;
 mod thread_pool;

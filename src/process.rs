@@ -1,6 +1,8 @@
 //! `Process`: run a function in a new process, like `multiprocessing.Process`.
 
 use std::os::fd::OwnedFd;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -8,16 +10,190 @@ use serde::{Deserialize, Serialize};
 
 use crate::bootstrap::{self, Child, ChildSpec, StartMethod, TaskCtx};
 use crate::error::{Error, Result};
+use crate::ipc::fdctx;
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
     thunk: i64,
     arg: Vec<u8>,
+    name: String,
+    identity: Vec<u32>,
+    daemon: bool,
 }
 
-/// A function running in its own process.
+/// What this process knows about itself (see [`current_process`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentProcess {
+    name: String,
+    pid: u32,
+    daemon: bool,
+    identity: Vec<u32>,
+}
+
+impl CurrentProcess {
+    /// Its name: `"MainProcess"` in the program's first process, the [`Process`]'s name
+    /// (default `Process-N`, `Process-N:M` for a grandchild) in a child.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether it was started as a daemon.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+}
+
+struct Me {
+    name: String,
+    identity: Vec<u32>,
+    daemon: bool,
+}
+
+static ME: Mutex<Option<Me>> = Mutex::new(None);
+/// Number of children this process has started (for `Process-N` names).
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+/// Children started by this process that may still run (pruned as they end).
+static CHILDREN: Mutex<Vec<Process>> = Mutex::new(Vec::new());
+
+/// The process this code runs in: its name and pid (`multiprocessing.current_process()`).
 ///
 /// ```
+/// assert_eq!(multiproc::current_process().name(), "MainProcess");
+/// assert_eq!(multiproc::current_process().pid(), std::process::id());
+/// ```
+pub fn current_process() -> CurrentProcess {
+    let me = ME.lock().unwrap_or_else(|e| e.into_inner());
+    match &*me {
+        Some(m) => CurrentProcess {
+            name: m.name.clone(),
+            pid: std::process::id(),
+            daemon: m.daemon,
+            identity: m.identity.clone(),
+        },
+        None => CurrentProcess {
+            name: "MainProcess".into(),
+            pid: std::process::id(),
+            daemon: false,
+            identity: Vec::new(),
+        },
+    }
+}
+
+/// The children started by this process that are still running
+/// (`multiprocessing.active_children()`).
+pub fn active_children() -> Vec<Process> {
+    let mut c = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
+    c.retain(Process::is_alive);
+    c.clone()
+}
+
+/// At exit (of the main program, or of a child's function): terminate daemonic children,
+/// then wait for every child, as Python does.
+fn join_children_at_exit() {
+    let children = std::mem::take(&mut *CHILDREN.lock().unwrap_or_else(|e| e.into_inner()));
+    for p in children.iter().filter(|p| p.daemon && p.is_alive()) {
+        let _ = p.terminate();
+    }
+    for p in &children {
+        p.join();
+    }
+}
+
+/// Options for a new [`Process`]: name, daemon flag, start method.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessBuilder {
+    name: Option<String>,
+    daemon: bool,
+    method: StartMethod,
+}
+
+impl ProcessBuilder {
+    /// Its name (default `Process-N`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A daemon process is terminated, not waited for, when its parent exits (default:
+    /// not a daemon; the parent waits for it at exit). Either way a child dies with its
+    /// parent if the parent is killed.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// How to start it (default: fork server).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Starts `target(arg)` in a new process.
+    ///
+    /// `arg` may contain [`Connection`](crate::Connection)s and [`Queue`](crate::Queue)s:
+    /// their file descriptors travel with it.
+    pub fn start<F, A>(self, target: F, arg: A) -> Result<Process>
+    where
+        F: Fn(A) + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned + 'static,
+    {
+        let (arg, fds) = fdctx::collect_fds(|| postcard::to_stdvec(&arg));
+        let arg = arg.map_err(|e| Error::Serialize {
+            type_name: std::any::type_name::<A>(),
+            message: fdctx::describe(&e),
+        })?;
+        if fds.len() > fdctx::MAX_CHILD_FDS {
+            return Err(Error::InvalidArgument(format!(
+                "a Process argument can carry at most {} connections or queues, not {}",
+                fdctx::MAX_CHILD_FDS,
+                fds.len()
+            )));
+        }
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut identity = current_process().identity;
+        identity.push(n);
+        let name = self.name.unwrap_or_else(|| {
+            let ids: Vec<String> = identity.iter().map(u32::to_string).collect();
+            format!("Process-{}", ids.join(":"))
+        });
+        let thunk = crate::sys::code::ship_task(target);
+        let payload = Payload {
+            thunk,
+            arg,
+            name: name.clone(),
+            identity,
+            daemon: self.daemon,
+        };
+        let payload = postcard::to_stdvec(&payload).expect("payload serializes");
+        let mut spec = ChildSpec::new(process_entry, payload);
+        spec.fds = fds;
+        let child = bootstrap::start_child(self.method, spec)?;
+        let p = Process {
+            child,
+            name,
+            daemon: self.daemon,
+        };
+        crate::sys::atexit::at_exit(join_children_at_exit);
+        let mut children = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
+        children.retain(Process::is_alive);
+        children.push(p.clone());
+        Ok(p)
+    }
+}
+
+/// A function running in its own process (`multiprocessing.Process`).
+///
+/// The function is a `fn` item or a non-capturing closure taking one serializable
+/// argument (use a tuple for several). A panic in it prints its message on the child's
+/// stderr and ends the child with exit code 1. Dropping a `Process` neither waits for nor
+/// stops it; a program that returns from `main` waits for its non-daemon children first.
+///
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::Process;
 /// fn greet(name: String) { println!("hello, {name}"); }
@@ -25,19 +201,35 @@ struct Payload {
 /// p.join();
 /// assert_eq!(p.exitcode(), Some(0));
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Process {
     child: Child,
+    name: String,
+    daemon: bool,
 }
 
 impl Process {
+    /// Options: name, daemon, start method.
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// let p = multiproc::Process::builder().name("worker").daemon(true)
+    ///     .start(|x: u32| assert_eq!(x, 7), 7).unwrap();
+    /// assert_eq!(p.name(), "worker");
+    /// p.join();
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// ```
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::default()
+    }
+
     /// Starts `target(arg)` in a new process (fork server start method).
     pub fn start<F, A>(target: F, arg: A) -> Result<Process>
     where
         F: Fn(A) + Copy + Send + Sync + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
-        Self::start_with(StartMethod::default(), target, arg)
+        ProcessBuilder::default().start(target, arg)
     }
 
     /// Starts `target(arg)` with the given start method.
@@ -46,19 +238,24 @@ impl Process {
         F: Fn(A) + Copy + Send + Sync + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
-        let arg = postcard::to_stdvec(&arg).map_err(|e| Error::Serialize {
-            type_name: std::any::type_name::<A>(),
-            message: e.to_string(),
-        })?;
-        let thunk = crate::sys::code::ship_task(target);
-        let payload = postcard::to_stdvec(&Payload { thunk, arg }).expect("payload serializes");
-        let child = bootstrap::start_child(method, ChildSpec::new(process_entry, payload))?;
-        Ok(Process { child })
+        ProcessBuilder::default()
+            .start_method(method)
+            .start(target, arg)
     }
 
     /// The child's pid.
     pub fn pid(&self) -> u32 {
         self.child.pid()
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether it is a daemon.
+    pub fn daemon(&self) -> bool {
+        self.daemon
     }
 
     /// Waits for the process to end.
@@ -92,19 +289,30 @@ impl Process {
     }
 }
 
-fn process_entry(payload: &[u8], _fds: Vec<OwnedFd>) -> i32 {
+fn process_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
     bootstrap::task::capture_panics();
     let Ok(p) = postcard::from_bytes::<Payload>(payload) else {
         return 97;
     };
+    *ME.lock().unwrap_or_else(|e| e.into_inner()) = Some(Me {
+        name: p.name,
+        identity: p.identity,
+        daemon: p.daemon,
+    });
     let f = crate::sys::code::unship_task(p.thunk);
     let mut out = Vec::new();
     let ctx = TaskCtx {
         pid: std::process::id(),
     };
-    if f(&mut &p.arg[..], &mut out, &ctx) {
-        0
-    } else {
-        1
+    let ok = fdctx::with_fds(fds, || f(&mut &p.arg[..], &mut out, &ctx));
+    if !ok
+        && let Ok(crate::error::TaskError::Deserialize {
+            message, type_name, ..
+        }) = postcard::from_bytes::<crate::error::TaskError>(&out)
+    {
+        eprintln!("multiproc: the Process argument could not be decoded as {type_name}: {message}");
     }
+    // A child leaves through `_exit`, so run what `exit` would: wait for our own children.
+    join_children_at_exit();
+    if ok { 0 } else { 1 }
 }

@@ -1,7 +1,42 @@
-use multiproc::{Process, StartMethod};
-use std::time::Duration;
+//! Process: start methods, exit codes, names, daemon, current_process, active_children,
+//! panics, joining at exit.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use multiproc::{Connection, Error, Pipe, Process, Queue, StartMethod};
 
 multiproc::test_support!();
+
+/// The small programs some tests need: when a test re-executes this binary with
+/// `MP_TEST_HELPER` set, it runs that helper as its whole program (from `.init_array`,
+/// before the test harness starts) and exits through `exit`, like a real `main` returning.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static HELPERS: extern "C" fn() = {
+    extern "C" fn run_helper() {
+        if std::env::var_os("MULTIPROC_ROLE").is_some() {
+            return; // a worker or fork server started by the helper: multiproc's init runs it
+        }
+        let helper: fn() = match std::env::var("MP_TEST_HELPER").as_deref() {
+            Ok("exit_with_children") => helper_exit_with_children,
+            Ok("start_children_and_wait") => helper_start_children_and_wait,
+            _ => return,
+        };
+        helper();
+        std::process::exit(0);
+    }
+    run_helper
+};
+
+fn deadline<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs))
+        .expect("the test body hung past its deadline")
+}
 
 fn exit_with(code: i32) {
     std::process::exit(code);
@@ -13,22 +48,246 @@ fn panics(msg: String) {
 
 #[test]
 fn exit_codes_follow_python() {
-    for method in [StartMethod::ForkServer, StartMethod::Spawn] {
-        let p = Process::start_with(method, exit_with, 3).unwrap();
-        assert!(p.join_timeout(Duration::from_secs(10)));
-        assert_eq!(p.exitcode(), Some(3));
-        let p = Process::start_with(method, panics, "boom".into()).unwrap();
-        assert!(p.join_timeout(Duration::from_secs(10)));
-        assert_eq!(p.exitcode(), Some(1));
-        let p = Process::start_with(
-            method,
-            |_: ()| std::thread::sleep(Duration::from_secs(30)),
-            (),
-        )
+    deadline(60, || {
+        for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+            let p = Process::start_with(method, exit_with, 3).unwrap();
+            assert!(p.join_timeout(Duration::from_secs(10)));
+            assert_eq!(p.exitcode(), Some(3));
+            let p = Process::start_with(method, panics, "boom".into()).unwrap();
+            assert!(p.join_timeout(Duration::from_secs(10)));
+            assert_eq!(p.exitcode(), Some(1));
+            let p = Process::builder()
+                .daemon(true) // a failed assertion must not leave the exit hook waiting 30 s
+                .start_method(method)
+                .start(|_: ()| std::thread::sleep(Duration::from_secs(30)), ())
+                .unwrap();
+            assert!(p.is_alive());
+            assert_eq!(p.exitcode(), None);
+            assert!(!p.join_timeout(Duration::from_millis(50)));
+            p.terminate().unwrap();
+            assert!(p.join_timeout(Duration::from_secs(10)));
+            assert_eq!(p.exitcode(), Some(-15));
+            let p = Process::builder()
+                .daemon(true) // a failed assertion must not leave the exit hook waiting 30 s
+                .start_method(method)
+                .start(|_: ()| std::thread::sleep(Duration::from_secs(30)), ())
+                .unwrap();
+            p.kill().unwrap();
+            assert!(p.join_timeout(Duration::from_secs(10)));
+            assert_eq!(p.exitcode(), Some(-9));
+        }
+    });
+}
+
+fn report_self(c: Connection) {
+    let me = multiproc::current_process();
+    c.send(&(me.name().to_string(), me.pid(), me.daemon()))
         .unwrap();
-        assert!(p.is_alive());
-        p.kill().unwrap();
+}
+
+fn start_grandchild(c: Connection) {
+    let p = Process::start(report_self, c).unwrap();
+    p.join();
+}
+
+#[test]
+fn names_daemon_and_current_process() {
+    deadline(60, || {
+        let me = multiproc::current_process();
+        assert_eq!((me.name(), me.pid()), ("MainProcess", std::process::id()));
+        assert!(multiproc::cpu_count() >= 1);
+        for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+            let (a, b) = Pipe::duplex().unwrap();
+            let p = Process::start_with(method, report_self, b).unwrap();
+            let (name, pid, daemon): (String, u32, bool) = a.recv().unwrap();
+            assert_eq!((name.as_str(), pid, daemon), (p.name(), p.pid(), false));
+            assert!(name.starts_with("Process-"), "{name}");
+            assert!(p.join_timeout(Duration::from_secs(10)));
+
+            let (a, b) = Pipe::duplex().unwrap();
+            let p = Process::builder()
+                .name("custom")
+                .daemon(true)
+                .start_method(method)
+                .start(report_self, b)
+                .unwrap();
+            assert_eq!((p.name(), p.daemon()), ("custom", true));
+            let got: (String, u32, bool) = a.recv().unwrap();
+            assert_eq!(got, ("custom".to_string(), p.pid(), true));
+            assert!(p.join_timeout(Duration::from_secs(10)));
+        }
+        // A grandchild is named after its parent: Process-N:1.
+        let (a, b) = Pipe::duplex().unwrap();
+        let p = Process::start(start_grandchild, b).unwrap();
+        let (name, pid, _): (String, u32, bool) = a.recv().unwrap();
+        assert_eq!(name, format!("{}:1", p.name()));
+        assert_ne!(pid, p.pid());
         assert!(p.join_timeout(Duration::from_secs(10)));
-        assert_eq!(p.exitcode(), Some(-9));
+    });
+}
+
+fn wait_for_close(q: Queue<u8>) {
+    let _ = q.get();
+}
+
+#[test]
+fn active_children_lists_running_ones() {
+    deadline(30, || {
+        let q: Queue<u8> = Queue::new().unwrap();
+        let p = Process::builder()
+            .daemon(true)
+            .start(wait_for_close, q.clone())
+            .unwrap();
+        assert!(
+            multiproc::active_children()
+                .iter()
+                .any(|c| c.pid() == p.pid())
+        );
+        q.close();
+        assert!(p.join_timeout(Duration::from_secs(10)));
+        assert!(
+            !multiproc::active_children()
+                .iter()
+                .any(|c| c.pid() == p.pid())
+        );
+    });
+}
+
+#[test]
+fn unserializable_argument_is_an_error() {
+    let (a, _b) = Pipe::duplex().unwrap();
+    // A type whose Serialize fails; the Connection next to it must not leak or be sent.
+    struct Bad;
+    impl serde::Serialize for Bad {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("nope"))
+        }
     }
+    impl<'de> serde::Deserialize<'de> for Bad {
+        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Bad, D::Error> {
+            Ok(Bad)
+        }
+    }
+    fn take(_: (Bad, Connection)) {}
+    match Process::start(take, (Bad, a)) {
+        Err(Error::Serialize { type_name, .. }) => assert!(type_name.contains("Bad")),
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---- behaviour at exit, checked by running this test binary as a subprocess ----
+
+fn touch_later(path: String) {
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(path, b"done").unwrap();
+}
+
+fn sleep_long(_: ()) {
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn helper_exit_with_children() {
+    let path = std::env::var("MP_TEST_FILE").unwrap();
+    let p = Process::start(touch_later, path.clone()).unwrap();
+    let d = Process::builder()
+        .daemon(true)
+        .start(sleep_long, ())
+        .unwrap();
+    std::fs::write(format!("{path}.pids"), format!("{} {}", p.pid(), d.pid())).unwrap();
+    let _ = Process::start(panics, "the child's panic message".into()).unwrap();
+    // Return without joining: the exit hook must wait for `p` and stop `d`.
+}
+
+#[test]
+fn at_exit_non_daemon_children_are_joined_daemons_stopped() {
+    deadline(60, || {
+        let file = std::env::temp_dir().join(format!("mp-exit-{}", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let t0 = Instant::now();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("MP_TEST_HELPER", "exit_with_children")
+            .env("MP_TEST_FILE", &file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the daemon was waited for"
+        );
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            b"done",
+            "non-daemon child not joined"
+        );
+        let pids = std::fs::read_to_string(format!("{}.pids", file.display())).unwrap();
+        let daemon: u32 = pids.split(' ').nth(1).unwrap().parse().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("the child's panic message"), "{stderr}");
+        // The daemon is gone (give the kernel a moment to reap it).
+        let end = Instant::now() + Duration::from_secs(5);
+        while std::path::Path::new(&format!("/proc/{daemon}")).exists() {
+            let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap_or_default();
+            if stat.contains(") Z") {
+                break;
+            }
+            assert!(Instant::now() < end, "daemon child still running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_file(format!("{}.pids", file.display()));
+    });
+}
+
+fn helper_start_children_and_wait() {
+    let path = std::env::var("MP_TEST_FILE").unwrap();
+    let p = Process::start(sleep_long, ()).unwrap();
+    let d = Process::builder()
+        .daemon(true)
+        .start(sleep_long, ())
+        .unwrap();
+    std::fs::write(&path, format!("{} {}", p.pid(), d.pid())).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z"))
+        .unwrap_or(false)
+}
+
+#[test]
+fn children_die_when_their_parent_is_killed() {
+    deadline(60, || {
+        let file = std::env::temp_dir().join(format!("mp-kill-{}", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("MP_TEST_HELPER", "start_children_and_wait")
+            .env("MP_TEST_FILE", &file)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(30);
+        let pids: Vec<u32> = loop {
+            if let Ok(s) = std::fs::read_to_string(&file)
+                && let Ok(p) = s
+                    .split(' ')
+                    .map(str::parse)
+                    .collect::<Result<Vec<u32>, _>>()
+                && p.len() == 2
+            {
+                break p;
+            }
+            assert!(Instant::now() < end, "helper did not start its children");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(pids.iter().all(|&p| running(p)));
+        parent.kill().unwrap(); // SIGKILL: no exit hook runs
+        parent.wait().unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while pids.iter().any(|&p| running(p)) {
+            assert!(Instant::now() < end, "a child outlived its killed parent");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_file(&file);
+    });
 }

@@ -174,6 +174,12 @@ pub(crate) fn start_worker(
         memfd.try_clone().map_err(|e| Error::io("dup memfd", e))?,
         theirs,
     ];
+    for fd in &cfg.initializer_fds {
+        spec.fds.push(
+            fd.try_clone()
+                .map_err(|e| Error::io("dup initializer fd", e))?,
+        );
+    }
     spec.executable = cfg.executable.clone();
     let (tx, bell) = (tx.clone(), Bell::new(map.clone(), POOL_BELL));
     spec.on_exit = Some(Box::new(move |pid, status| {

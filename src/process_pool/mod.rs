@@ -37,6 +37,9 @@ pub(crate) struct Config {
     pub memory_limit: Option<u64>,
     pub retries: u32,
     pub initializer: Option<(i64, Vec<u8>)>,
+    /// Fds of the connections/queues inside the initializer's argument (see `ipc::fdctx`);
+    /// each worker gets duplicates.
+    pub initializer_fds: Vec<std::sync::Arc<std::os::fd::OwnedFd>>,
     pub executable: Option<PathBuf>,
     pub progress: bool,
     pub start_timeout: Duration,
@@ -124,7 +127,7 @@ fn dispatcher_loop(inner: Arc<Inner>, core: Arc<Mutex<Dispatcher>>) {
 /// The program must call [`init`](crate::init) first thing in `main` (or, in a test file,
 /// use [`test_support!`](crate::test_support)).
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Executor, ProcessPool};
 /// fn fib(n: u64) -> u64 { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }
@@ -174,12 +177,23 @@ impl ProcessPoolBuilder {
         F: Fn(A) + Copy + Send + Sync + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
-        match postcard::to_stdvec(&arg) {
-            Ok(bytes) => self.cfg.initializer = Some((crate::sys::code::ship_task(f), bytes)),
+        // Queues and connections in `arg` travel as fds with each worker's start request.
+        let (bytes, fds) = crate::ipc::fdctx::collect_fds(|| postcard::to_stdvec(&arg));
+        match bytes {
+            Ok(_) if fds.len() > crate::ipc::fdctx::MAX_CHILD_FDS - 2 => {
+                self.init_error = Some(Error::InvalidArgument(format!(
+                    "an initializer argument can carry at most {} queues or connections",
+                    crate::ipc::fdctx::MAX_CHILD_FDS - 2
+                )))
+            }
+            Ok(bytes) => {
+                self.cfg.initializer = Some((crate::sys::code::ship_task(f), bytes));
+                self.cfg.initializer_fds = fds.into_iter().map(std::sync::Arc::new).collect();
+            }
             Err(e) => {
                 self.init_error = Some(Error::Serialize {
                     type_name: std::any::type_name::<A>(),
-                    message: e.to_string(),
+                    message: crate::ipc::fdctx::describe(&e),
                 })
             }
         }
@@ -253,6 +267,7 @@ impl ProcessPool {
                 memory_limit: None,
                 retries: 0,
                 initializer: None,
+                initializer_fds: Vec::new(),
                 executable: None,
                 progress: false,
                 start_timeout: Duration::from_secs(30),
@@ -409,7 +424,7 @@ impl ProcessPool {
         self.check_open()?;
         let data = postcard::to_stdvec(&arg).map_err(|e| Error::Serialize {
             type_name: std::any::type_name::<A>(),
-            message: e.to_string(),
+            message: crate::ipc::fdctx::describe(&e),
         })?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let state = FutureState::<R>::new(None);
@@ -480,7 +495,7 @@ impl ProcessPool {
                     vec![Err(TaskError::Serialize {
                         index: Some(start + k),
                         type_name: std::any::type_name::<A>().into(),
-                        message: e.to_string(),
+                        message: crate::ipc::fdctx::describe(&e),
                     })],
                 );
                 run_start = start + k + 1;

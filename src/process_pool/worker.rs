@@ -147,15 +147,16 @@ impl Worker {
 }
 
 /// Entry point of a pool worker process (shipped by offset to the child).
-pub(crate) fn worker_entry(payload: &[u8], mut fds: Vec<OwnedFd>) -> i32 {
+pub(crate) fn worker_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
     let Ok(cfg) = postcard::from_bytes::<WorkerConfig>(payload) else {
         return 97;
     };
-    if fds.len() != 2 {
+    // The pool's memfd and socket, then the fds of the initializer's argument.
+    let mut fds = fds.into_iter();
+    let (Some(memfd), Some(sock)) = (fds.next(), fds.next()) else {
         return 97;
-    }
-    let sock = fds.pop().unwrap();
-    let memfd = fds.pop().unwrap();
+    };
+    let init_fds: Vec<OwnedFd> = fds.collect();
     let Ok(map) = SharedMapping::map(&memfd, total_size(cfg.workers)) else {
         return 97;
     };
@@ -181,7 +182,10 @@ pub(crate) fn worker_entry(payload: &[u8], mut fds: Vec<OwnedFd>) -> i32 {
     let state = w.map.atomic_u32(base + STATE);
     if let Some((thunk, arg)) = &cfg.initializer {
         let mut out = Vec::new();
-        if !unship_task(*thunk)(&mut &arg[..], &mut out, &w.ctx) {
+        let ok = crate::ipc::fdctx::with_fds(init_fds, || {
+            unship_task(*thunk)(&mut &arg[..], &mut out, &w.ctx)
+        });
+        if !ok {
             w.send(K_INIT_FAILED, &[], &out);
             state.store(STATE_INIT_FAILED, Ordering::SeqCst);
             w.pool_bell.ring();

@@ -12,3 +12,5 @@ pub(crate) mod shm;
 
 pub(crate) use futex::{futex_wait, futex_wake};
 pub(crate) use mem::SharedMapping;
+pub(crate) mod atexit;
+pub(crate) mod ring;

@@ -1,0 +1,833 @@
+//! `Connection`, `Listener` and `Client`: message streams between processes, byte-compatible
+//! with CPython's `multiprocessing.connection`.
+//!
+//! Every message is a frame: a 4-byte big-endian signed length, then the bytes; a message of
+//! more than 2³¹−1 bytes has the length −1 followed by an 8-byte big-endian length. That is
+//! exactly what CPython's `Connection.send_bytes` writes, so a Python process and a Rust
+//! process can exchange `send_bytes`/`recv_bytes` messages. [`Connection::send`] and
+//! [`Connection::recv`] put a postcard-encoded value in such a frame.
+//!
+//! [`Listener`] and [`Client`] optionally authenticate both ends with a shared key, using
+//! CPython's challenge–response handshake (see `ipc/README.md`).
+
+use std::io::IoSlice;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendFlags};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Default largest message a [`Connection`] accepts: 64 MiB.
+pub const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+
+/// Frames up to this size are copied next to their header and sent in one system call.
+const SMALL: usize = 16 * 1024;
+/// Frames larger than this are received into their own buffer rather than the read buffer.
+const DIRECT: usize = 64 * 1024;
+/// Read-buffer size.
+const RBUF: usize = 64 * 1024;
+
+#[derive(Default)]
+struct ReadState {
+    /// Buffered bytes are `buf[start..]`.
+    buf: Vec<u8>,
+    start: usize,
+    /// A large message being received: its bytes so far and its full length.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+/// One end of a message stream: from [`Pipe`](crate::Pipe), [`Listener::accept`] or
+/// [`Client::connect`].
+///
+/// `send`/`recv` carry any `serde` value (postcard-encoded); `send_bytes`/`recv_bytes`
+/// carry raw bytes, framed like CPython's `multiprocessing` connections. Message boundaries
+/// are kept for any size. Every blocking call has a `_timeout` form. A `Connection` can be
+/// used from several threads (sends and receives are each serialized by a lock) and can be
+/// passed to a [`Process`](crate::Process) as (part of) its argument.
+///
+/// ```
+/// let (a, b) = multiproc::Pipe::duplex().unwrap();
+/// a.send(&("hello", 42u32)).unwrap();
+/// let (s, n): (String, u32) = b.recv().unwrap();
+/// assert_eq!((s.as_str(), n), ("hello", 42));
+/// ```
+pub struct Connection {
+    fd: OwnedFd,
+    readable: bool,
+    writable: bool,
+    max_message: AtomicUsize,
+    /// Set when the stream lost its framing (an oversized or malformed length).
+    broken: AtomicBool,
+    read: Mutex<ReadState>,
+    write: Mutex<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.fd.as_raw_fd())
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .finish()
+    }
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Connection {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+fn io_err(context: &str, e: Errno) -> Error {
+    Error::io(context.to_string(), std::io::Error::from(e))
+}
+
+fn remaining(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// Waits until `fd` is ready for `flags`, or the deadline passes (`Ok(false)`).
+pub(crate) fn wait_fd(
+    fd: BorrowedFd<'_>,
+    flags: PollFlags,
+    deadline: Option<Instant>,
+) -> Result<bool> {
+    loop {
+        let rem = remaining(deadline);
+        let ts = rem.map(|d| {
+            // Round up to whole microseconds so a wait never ends early.
+            let us = d.as_nanos().div_ceil(1000);
+            rustix::event::Timespec {
+                tv_sec: (us / 1_000_000).min(i64::MAX as u128) as i64,
+                tv_nsec: (us % 1_000_000) as i64 * 1000,
+            }
+        });
+        let mut pfd = [PollFd::new(&fd, flags)];
+        match rustix::event::poll(&mut pfd, ts.as_ref()) {
+            Ok(0) => {
+                if rem.is_some_and(|r| r.is_zero()) || deadline.is_some_and(|d| Instant::now() >= d)
+                {
+                    return Ok(false);
+                }
+            }
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(io_err("poll", e)),
+        }
+    }
+}
+
+impl Connection {
+    pub(crate) fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
+        Connection {
+            fd,
+            readable,
+            writable,
+            max_message: AtomicUsize::new(DEFAULT_MAX_MESSAGE),
+            broken: AtomicBool::new(false),
+            read: Mutex::new(ReadState::default()),
+            write: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether this end can receive.
+    pub fn readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Whether this end can send.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The largest message this end accepts (default 64 MiB). A longer incoming length
+    /// prefix is an [`Error::Protocol`]: the claimed size is never allocated.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message.load(Ordering::Relaxed)
+    }
+
+    /// Sets the largest message this end accepts.
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe::duplex().unwrap();
+    /// b.set_max_message_size(10);
+    /// a.send_bytes(&[0u8; 11]).unwrap();
+    /// assert!(matches!(b.recv_bytes(), Err(multiproc::Error::Protocol(_))));
+    /// ```
+    pub fn set_max_message_size(&self, bytes: usize) {
+        self.max_message.store(bytes, Ordering::Relaxed);
+    }
+
+    // ---------------------------------------------------------------- sending
+
+    /// Sends a value (postcard-encoded, in one frame).
+    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.send_impl(value, None)
+    }
+
+    /// Sends a value, giving up after `timeout` if the peer does not read.
+    ///
+    /// On a timeout part of the frame may have been written, so the connection is then
+    /// unusable for further sends.
+    pub fn send_timeout<T: Serialize + ?Sized>(&self, value: &T, timeout: Duration) -> Result<()> {
+        self.send_impl(value, Some(Instant::now() + timeout))
+    }
+
+    fn send_impl<T: Serialize + ?Sized>(&self, value: &T, deadline: Option<Instant>) -> Result<()> {
+        let mut scratch = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        scratch.clear();
+        scratch.extend_from_slice(&[0; 4]);
+        if let Err(e) = postcard::to_io(value, &mut *scratch) {
+            scratch.clear();
+            return Err(Error::Serialize {
+                type_name: std::any::type_name::<T>(),
+                message: super::fdctx::describe(&e),
+            });
+        }
+        let n = scratch.len() - 4;
+        if n > i32::MAX as usize {
+            let mut head = Vec::with_capacity(12);
+            head.extend_from_slice(&(-1i32).to_be_bytes());
+            head.extend_from_slice(&(n as u64).to_be_bytes());
+            let r = self.write_all(&[&head, &scratch[4..]], deadline);
+            scratch.clear();
+            scratch.shrink_to(SMALL);
+            return r;
+        }
+        scratch[..4].copy_from_slice(&(n as i32).to_be_bytes());
+        let r = self.write_all(&[&scratch[..]], deadline);
+        if scratch.capacity() > 4 * SMALL {
+            *scratch = Vec::new();
+        }
+        r
+    }
+
+    /// Sends `bytes` as one message (CPython's `send_bytes`).
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.send_bytes_impl(bytes, None)
+    }
+
+    /// Sends `bytes` as one message, giving up after `timeout`.
+    pub fn send_bytes_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<()> {
+        self.send_bytes_impl(bytes, Some(Instant::now() + timeout))
+    }
+
+    fn send_bytes_impl(&self, bytes: &[u8], deadline: Option<Instant>) -> Result<()> {
+        let mut scratch = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let n = bytes.len();
+        let mut head = [0u8; 12];
+        let hlen = if n > i32::MAX as usize {
+            head[..4].copy_from_slice(&(-1i32).to_be_bytes());
+            head[4..].copy_from_slice(&(n as u64).to_be_bytes());
+            12
+        } else {
+            head[..4].copy_from_slice(&(n as i32).to_be_bytes());
+            4
+        };
+        if n <= SMALL {
+            scratch.clear();
+            scratch.extend_from_slice(&head[..hlen]);
+            scratch.extend_from_slice(bytes);
+            self.write_all(&[&scratch[..]], deadline)
+        } else {
+            self.write_all(&[&head[..hlen], bytes], deadline)
+        }
+    }
+
+    /// Writes all of `parts` (caller holds the write lock).
+    fn write_all(&self, parts: &[&[u8]], deadline: Option<Instant>) -> Result<()> {
+        if !self.writable {
+            return Err(Error::InvalidArgument(
+                "this end of a simplex pipe cannot send".into(),
+            ));
+        }
+        let (mut i, mut off) = (0, 0);
+        while i < parts.len() {
+            if off == parts[i].len() {
+                i += 1;
+                off = 0;
+                continue;
+            }
+            if deadline.is_some() && !wait_fd(self.fd.as_fd(), PollFlags::OUT, deadline)? {
+                return Err(Error::Timeout(Duration::ZERO));
+            }
+            let r = if parts.len() - i == 1 {
+                rustix::net::send(&self.fd, &parts[i][off..], SendFlags::NOSIGNAL)
+            } else {
+                let slices: Vec<IoSlice<'_>> = std::iter::once(IoSlice::new(&parts[i][off..]))
+                    .chain(parts[i + 1..].iter().map(|p| IoSlice::new(p)))
+                    .collect();
+                let mut anc = rustix::net::SendAncillaryBuffer::default();
+                rustix::net::sendmsg(&self.fd, &slices, &mut anc, SendFlags::NOSIGNAL)
+            };
+            match r {
+                Ok(mut k) => {
+                    while k > 0 {
+                        let left = parts[i].len() - off;
+                        if k >= left {
+                            k -= left;
+                            i += 1;
+                            off = 0;
+                        } else {
+                            off += k;
+                            k = 0;
+                        }
+                    }
+                }
+                Err(Errno::INTR) | Err(Errno::AGAIN) => {}
+                Err(Errno::PIPE) | Err(Errno::CONNRESET) => {
+                    return Err(Error::Closed("the peer closed the connection".into()));
+                }
+                Err(e) => return Err(io_err("send on a connection", e)),
+            }
+        }
+        Ok(())
+    }
+
+    // -------------------------------------------------------------- receiving
+
+    /// Receives a value sent with [`send`](Self::send). A message that does not decode as
+    /// `T` is an [`Error::Deserialize`] naming `T` (the message is consumed).
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
+        decode(&self.recv_impl(None)?)
+    }
+
+    /// Like [`recv`](Self::recv), but gives up with [`Error::Timeout`] after `timeout`.
+    /// A message that arrived only in part stays buffered for the next call.
+    pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+        decode(&self.recv_impl(Some((Instant::now() + timeout, timeout)))?)
+    }
+
+    /// Receives one message's bytes (CPython's `recv_bytes`).
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        self.recv_impl(None)
+    }
+
+    /// Like [`recv_bytes`](Self::recv_bytes), giving up with [`Error::Timeout`] after
+    /// `timeout`.
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        self.recv_impl(Some((Instant::now() + timeout, timeout)))
+    }
+
+    /// Whether a message (or the end of the stream) can be read without blocking, waiting up
+    /// to `timeout` for one (`Duration::ZERO`: just look).
+    pub fn poll(&self, timeout: Duration) -> Result<bool> {
+        {
+            let st = self.read.lock().unwrap_or_else(|e| e.into_inner());
+            if st.buf.len() > st.start || st.pending.is_some() {
+                return Ok(true);
+            }
+        }
+        wait_fd(
+            self.fd.as_fd(),
+            PollFlags::IN,
+            Some(Instant::now() + timeout),
+        )
+    }
+
+    fn recv_impl(&self, deadline: Option<(Instant, Duration)>) -> Result<Vec<u8>> {
+        if !self.readable {
+            return Err(Error::InvalidArgument(
+                "this end of a simplex pipe cannot receive".into(),
+            ));
+        }
+        if self.broken.load(Ordering::Relaxed) {
+            return Err(Error::Protocol(
+                "the connection lost its message framing after an earlier error".into(),
+            ));
+        }
+        let mut st = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        let r = self.recv_locked(&mut st, deadline.map(|d| d.0));
+        match r {
+            Err(Error::Timeout(_)) => {
+                Err(Error::Timeout(deadline.map(|d| d.1).unwrap_or_default()))
+            }
+            Err(e @ Error::Protocol(_)) => {
+                self.broken.store(true, Ordering::Relaxed);
+                Err(e)
+            }
+            r => r,
+        }
+    }
+
+    /// Reads more bytes into the read buffer. Returns the count (0 = end of stream).
+    fn fill(&self, st: &mut ReadState, deadline: Option<Instant>) -> Result<usize> {
+        if st.start > 0 && (st.start == st.buf.len() || st.start > RBUF / 2) {
+            st.buf.drain(..st.start);
+            st.start = 0;
+        }
+        if st.buf.capacity() - st.buf.len() < 4096 {
+            st.buf.reserve(RBUF.max(st.buf.len()));
+        }
+        self.read_into(&mut st.buf, deadline)
+    }
+
+    fn read_into(&self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<usize> {
+        loop {
+            if deadline.is_some() && !wait_fd(self.fd.as_fd(), PollFlags::IN, deadline)? {
+                return Err(Error::Timeout(Duration::ZERO));
+            }
+            match rustix::net::recv(
+                &self.fd,
+                rustix::buffer::spare_capacity(buf),
+                RecvFlags::empty(),
+            ) {
+                Ok((n, _)) => return Ok(n),
+                Err(Errno::INTR) | Err(Errno::AGAIN) => {}
+                Err(Errno::CONNRESET) => return Ok(0),
+                Err(Errno::NOTSOCK) => {
+                    return match rustix::io::read(&self.fd, rustix::buffer::spare_capacity(buf)) {
+                        Ok(n) => Ok(n),
+                        Err(Errno::INTR) | Err(Errno::AGAIN) => continue,
+                        Err(e) => Err(io_err("read from a connection", e)),
+                    };
+                }
+                Err(e) => return Err(io_err("recv on a connection", e)),
+            }
+        }
+    }
+
+    fn recv_locked(&self, st: &mut ReadState, deadline: Option<Instant>) -> Result<Vec<u8>> {
+        if let Some((mut msg, mut filled)) = st.pending.take() {
+            return match self.finish_direct(&mut msg, &mut filled, deadline) {
+                Ok(()) => Ok(msg),
+                Err(e) => {
+                    if matches!(e, Error::Timeout(_)) {
+                        st.pending = Some((msg, filled));
+                    }
+                    Err(e)
+                }
+            };
+        }
+        // The header.
+        let (hlen, size) = loop {
+            let avail = &st.buf[st.start..];
+            if avail.len() >= 4 {
+                let n = i32::from_be_bytes(avail[..4].try_into().expect("4 bytes"));
+                if n >= 0 {
+                    break (4, n as u64);
+                }
+                if n != -1 {
+                    return Err(Error::Protocol(format!("invalid message length {n}")));
+                }
+                if avail.len() >= 12 {
+                    break (
+                        12,
+                        u64::from_be_bytes(avail[4..12].try_into().expect("8 bytes")),
+                    );
+                }
+            }
+            if self.fill(st, deadline)? == 0 {
+                return Err(self.eof(st.buf.len() > st.start));
+            }
+        };
+        let max = self.max_message_size();
+        if size > max as u64 {
+            return Err(Error::Protocol(format!(
+                "incoming message of {size} bytes exceeds the maximum of {max} bytes"
+            )));
+        }
+        let size = size as usize;
+        if size <= DIRECT {
+            while st.buf.len() - st.start < hlen + size {
+                if self.fill(st, deadline)? == 0 {
+                    return Err(self.eof(true));
+                }
+            }
+            let from = st.start + hlen;
+            let msg = st.buf[from..from + size].to_vec();
+            st.start = from + size;
+            return Ok(msg);
+        }
+        // A large message: its own buffer, filled from what is buffered and then directly.
+        let mut msg = vec![0u8; size];
+        let from = st.start + hlen;
+        let mut filled = (st.buf.len() - from).min(size);
+        msg[..filled].copy_from_slice(&st.buf[from..from + filled]);
+        st.start = from + filled;
+        match self.finish_direct(&mut msg, &mut filled, deadline) {
+            Ok(()) => Ok(msg),
+            Err(e) => {
+                if matches!(e, Error::Timeout(_)) {
+                    st.pending = Some((msg, filled));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the rest of a large message straight into `msg[*filled..]`.
+    fn finish_direct(
+        &self,
+        msg: &mut [u8],
+        filled: &mut usize,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        while *filled < msg.len() {
+            if deadline.is_some() && !wait_fd(self.fd.as_fd(), PollFlags::IN, deadline)? {
+                return Err(Error::Timeout(Duration::ZERO));
+            }
+            let r = match rustix::net::recv(&self.fd, &mut msg[*filled..], RecvFlags::empty()) {
+                Err(Errno::NOTSOCK) => rustix::io::read(&self.fd, &mut msg[*filled..]),
+                r => r.map(|(n, _)| n),
+            };
+            match r {
+                Ok(0) | Err(Errno::CONNRESET) => return Err(self.eof(true)),
+                Ok(n) => *filled += n,
+                Err(Errno::INTR) | Err(Errno::AGAIN) => {}
+                Err(e) => return Err(io_err("recv on a connection", e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn eof(&self, mid_message: bool) -> Error {
+        if mid_message {
+            Error::Closed("the peer closed the connection in the middle of a message".into())
+        } else {
+            Error::Closed("the peer closed the connection".into())
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| Error::Deserialize {
+        type_name: std::any::type_name::<T>(),
+        message: super::fdctx::describe(&e),
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConnWire {
+    fd: u32,
+    readable: bool,
+    writable: bool,
+    max: u64,
+}
+
+impl Serialize for Connection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        // Buffered, unread bytes stay with this handle; send a connection before using it.
+        let fd =
+            super::fdctx::push_fd(&self.fd, "Connection").map_err(serde::ser::Error::custom)?;
+        ConnWire {
+            fd,
+            readable: self.readable,
+            writable: self.writable,
+            max: self.max_message_size() as u64,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Connection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = ConnWire::deserialize(d)?;
+        let fd = super::fdctx::take_fd(w.fd, "Connection").map_err(serde::de::Error::custom)?;
+        let c = Connection::from_fd(fd, w.readable, w.writable);
+        c.set_max_message_size(w.max as usize);
+        Ok(c)
+    }
+}
+
+/// Waits until at least one of `conns` has a message (or end of stream) to read, for at
+/// most `timeout` (`None`: no limit); returns the indices of the ready ones, in order
+/// (empty on timeout). Python's `multiprocessing.connection.wait`.
+///
+/// ```
+/// use std::time::Duration;
+/// let (a, b) = multiproc::Pipe::duplex().unwrap();
+/// let (c, d) = multiproc::Pipe::duplex().unwrap();
+/// c.send(&1u8).unwrap();
+/// let ready = multiproc::connection::wait(&[&b, &d], Some(Duration::from_secs(1))).unwrap();
+/// assert_eq!(ready, [1]);
+/// # drop(a);
+/// ```
+pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    let buffered: Vec<usize> = conns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            let st = c.read.lock().unwrap_or_else(|e| e.into_inner());
+            st.buf.len() > st.start || st.pending.is_some()
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let deadline = match (buffered.is_empty(), timeout) {
+        (false, _) => Some(Instant::now()),
+        (true, t) => t.map(|t| Instant::now() + t),
+    };
+    loop {
+        let rem = remaining(deadline);
+        let ts = rem.map(|d| {
+            let us = d.as_nanos().div_ceil(1000);
+            rustix::event::Timespec {
+                tv_sec: (us / 1_000_000).min(i64::MAX as u128) as i64,
+                tv_nsec: (us % 1_000_000) as i64 * 1000,
+            }
+        });
+        let mut pfds: Vec<PollFd<'_>> = conns
+            .iter()
+            .map(|c| PollFd::new(&c.fd, PollFlags::IN))
+            .collect();
+        match rustix::event::poll(&mut pfds, ts.as_ref()) {
+            Ok(_) => {
+                let mut ready: Vec<usize> = (0..conns.len())
+                    .filter(|&i| !pfds[i].revents().is_empty() || buffered.contains(&i))
+                    .collect();
+                ready.dedup();
+                if !ready.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(ready);
+                }
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(io_err("poll", e)),
+        }
+    }
+}
+
+// ------------------------------------------------------------------ Listener / Client
+
+/// Where a [`Listener`] listens and a [`Client`] connects: a Unix socket path or a TCP
+/// address.
+///
+/// `From<&str>`: a string containing `/` is a Unix socket path, anything else is resolved as
+/// `host:port` (TCP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// A Unix domain socket at this path (CPython's `'AF_UNIX'` family).
+    Unix(PathBuf),
+    /// A TCP address (CPython's `'AF_INET'` family).
+    Tcp(SocketAddr),
+}
+
+impl From<SocketAddr> for Address {
+    fn from(a: SocketAddr) -> Address {
+        Address::Tcp(a)
+    }
+}
+
+impl From<PathBuf> for Address {
+    fn from(p: PathBuf) -> Address {
+        Address::Unix(p)
+    }
+}
+
+impl From<&Path> for Address {
+    fn from(p: &Path) -> Address {
+        Address::Unix(p.to_path_buf())
+    }
+}
+
+impl From<&str> for Address {
+    fn from(s: &str) -> Address {
+        if !s.contains('/')
+            && let Some(a) = s.to_socket_addrs().ok().and_then(|mut a| a.next())
+        {
+            return Address::Tcp(a);
+        }
+        Address::Unix(PathBuf::from(s))
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Unix(p) => write!(f, "{}", p.display()),
+            Address::Tcp(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+enum Sock {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+/// Default time a connecting peer has to complete the authentication handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections on a Unix socket or TCP address, like
+/// `multiprocessing.connection.Listener`, optionally authenticating every peer with a
+/// shared key (CPython's HMAC challenge in both directions; a CPython `Client` can connect).
+///
+/// A peer that fails authentication gets `#FAILURE#`, its `accept` returns
+/// [`Error::AuthenticationFailed`] and the listener goes on serving others. A Unix socket
+/// file is removed when the listener is dropped.
+///
+/// ```
+/// use multiproc::connection::{Client, Listener};
+/// let dir = std::env::temp_dir().join(format!("mp-doc-{}", std::process::id()));
+/// let listener = Listener::bind(dir.as_path(), Some(b"secret")).unwrap();
+/// let addr = listener.address().clone();
+/// let t = std::thread::spawn(move || {
+///     let c = Client::connect(addr, Some(b"secret")).unwrap();
+///     c.send_bytes(b"ping").unwrap();
+///     c.recv_bytes().unwrap()
+/// });
+/// let conn = listener.accept().unwrap();
+/// assert_eq!(conn.recv_bytes().unwrap(), b"ping");
+/// conn.send_bytes(b"pong").unwrap();
+/// assert_eq!(t.join().unwrap(), b"pong");
+/// ```
+pub struct Listener {
+    sock: Sock,
+    address: Address,
+    authkey: Option<Vec<u8>>,
+    handshake_timeout: Duration,
+    max_message: usize,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("address", &self.address)
+            .field("authenticated", &self.authkey.is_some())
+            .finish()
+    }
+}
+
+impl Listener {
+    /// Listens on `address` (TCP port 0 picks a free port: see [`address`](Self::address)).
+    /// With `authkey`, every peer must prove it knows the key, and we prove it to them.
+    pub fn bind(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Listener> {
+        let address = address.into();
+        let (sock, address) = match &address {
+            Address::Unix(p) => {
+                let l = UnixListener::bind(p)
+                    .map_err(|e| Error::io(format!("listen on {}", p.display()), e))?;
+                (Sock::Unix(l), address)
+            }
+            Address::Tcp(a) => {
+                let l = TcpListener::bind(a).map_err(|e| Error::io(format!("listen on {a}"), e))?;
+                let actual = l.local_addr().map_err(|e| Error::io("local_addr", e))?;
+                (Sock::Tcp(l), Address::Tcp(actual))
+            }
+        };
+        Ok(Listener {
+            sock,
+            address,
+            authkey: authkey.map(<[u8]>::to_vec),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_message: DEFAULT_MAX_MESSAGE,
+        })
+    }
+
+    /// The address it listens on (with the actual port for TCP port 0).
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// How long a peer has to complete the handshake (default 10 s).
+    pub fn set_handshake_timeout(&mut self, timeout: Duration) {
+        self.handshake_timeout = timeout;
+    }
+
+    /// The largest message accepted connections take (default 64 MiB).
+    pub fn set_max_message_size(&mut self, bytes: usize) {
+        self.max_message = bytes;
+    }
+
+    /// Waits for the next peer and authenticates it.
+    pub fn accept(&self) -> Result<Connection> {
+        self.accept_impl(None)
+    }
+
+    /// Like [`accept`](Self::accept), but gives up with [`Error::Timeout`] if no peer
+    /// connects within `timeout` (the handshake has its own timeout).
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Connection> {
+        self.accept_impl(Some(timeout))
+    }
+
+    fn accept_impl(&self, timeout: Option<Duration>) -> Result<Connection> {
+        if let Some(t) = timeout {
+            let fd = match &self.sock {
+                Sock::Unix(l) => l.as_fd(),
+                Sock::Tcp(l) => l.as_fd(),
+            };
+            if !wait_fd(fd, PollFlags::IN, Some(Instant::now() + t))? {
+                return Err(Error::Timeout(t));
+            }
+        }
+        let fd: OwnedFd = match &self.sock {
+            Sock::Unix(l) => l.accept().map(|(s, _)| s.into()),
+            Sock::Tcp(l) => l.accept().map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                s.into()
+            }),
+        }
+        .map_err(|e| Error::io("accept", e))?;
+        let c = Connection::from_fd(fd, true, true);
+        if let Some(key) = &self.authkey {
+            let deadline = Instant::now() + self.handshake_timeout;
+            super::auth::deliver_challenge(&c, key, deadline)?;
+            super::auth::answer_challenge(&c, key, deadline)?;
+        }
+        c.set_max_message_size(self.max_message);
+        Ok(c)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Address::Unix(p) = &self.address {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Connects to a [`Listener`] (Rust or CPython's), like
+/// `multiprocessing.connection.Client`.
+#[derive(Debug, Clone, Copy)]
+pub struct Client;
+
+impl Client {
+    /// Connects to `address`; with `authkey`, answers the listener's challenge and
+    /// challenges it in turn (both must use the same key, or both none).
+    pub fn connect(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Connection> {
+        Self::connect_timeout(address, authkey, DEFAULT_HANDSHAKE_TIMEOUT)
+    }
+
+    /// Like [`connect`](Self::connect), with a limit on connecting plus the handshake.
+    pub fn connect_timeout(
+        address: impl Into<Address>,
+        authkey: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Connection> {
+        let deadline = Instant::now() + timeout;
+        let address = address.into();
+        let fd: OwnedFd = match &address {
+            Address::Unix(p) => UnixStream::connect(p)
+                .map(Into::into)
+                .map_err(|e| Error::io(format!("connect to {}", p.display()), e))?,
+            Address::Tcp(a) => {
+                let s = TcpStream::connect_timeout(a, timeout)
+                    .map_err(|e| Error::io(format!("connect to {a}"), e))?;
+                let _ = s.set_nodelay(true);
+                s.into()
+            }
+        };
+        let c = Connection::from_fd(fd, true, true);
+        if let Some(key) = authkey {
+            super::auth::answer_challenge(&c, key, deadline)?;
+            super::auth::deliver_challenge(&c, key, deadline)?;
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,13 @@
+//! Message passing between processes: pipes, connections, queues. See `README.md` beside
+//! this file for the queue ring and the authentication handshake.
+
+mod auth;
+pub mod connection;
+pub(crate) mod fdctx;
+mod pipe;
+mod queue;
+mod ring;
+
+pub use connection::Connection;
+pub use pipe::Pipe;
+pub use queue::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};

@@ -1,0 +1,664 @@
+//! The shared-memory ring behind [`Queue`](crate::Queue): many producers, many consumers,
+//! any number of processes, robust to any of them being SIGKILLed at any instruction.
+//!
+//! The protocol is described in `README.md` beside this file; in short:
+//!
+//! * one memfd holds a header and a byte ring of framed messages;
+//! * producers serialize under a *producer lock*, consumers deserialize under a *consumer
+//!   lock*; a lock word holds the holder's thread id, and a waiter that sees the same holder
+//!   for a while checks `/proc/<tid>` and takes the lock over from a dead holder;
+//! * the ring's state is two 64-bit words, `P = puts << 32 | tail` (written only by the
+//!   producer-lock holder) and `C = gets << 32 | head` (consumer-lock holder); each is
+//!   changed by one atomic store *after* the bytes it covers are complete, so a process
+//!   killed at any point leaves either the old or the new state, never half of one;
+//! * a waiter sleeps on a futex word after setting its low bit; whoever changes `P` or `C`
+//!   clears the bit, bumps the word and wakes everyone (a dead sleeper only costs one
+//!   spurious wake-up). Waits are time-sliced, so nothing depends on a wake-up arriving.
+
+use std::cell::Cell;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::sys::ring::{with_bytes, with_bytes_mut};
+use crate::sys::{SharedMapping, futex_wait, futex_wake};
+
+const MAGIC: u64 = 0x6d70_7175_6575_6531; // "mpqueue1"
+const HEADER: usize = 4096;
+
+// Header offsets: each group on its own 128-byte line (no false sharing between the
+// producer side and the consumer side).
+const OFF_MAGIC: usize = 0;
+const OFF_CAP: usize = 8;
+const OFF_MAXSIZE: usize = 16;
+const OFF_CLOSED: usize = 24;
+const OFF_PROD_LOCK: usize = 128;
+const OFF_PROD_CACHED_C: usize = 136;
+const OFF_P: usize = 256;
+const OFF_CONS_LOCK: usize = 384;
+const OFF_CONS_CACHED_P: usize = 392;
+const OFF_C: usize = 512;
+const OFF_NOT_EMPTY: usize = 640;
+const OFF_NOT_FULL: usize = 768;
+const OFF_DONE: usize = 896;
+
+const KIND_DATA: u32 = 0x4441_5441;
+const KIND_WRAP: u32 = 0x5752_4150;
+const FRAME_HEAD: u64 = 8;
+
+/// Default ring size: virtual; only the pages in use are ever touched (see `HOT`).
+pub(crate) const DEFAULT_CAPACITY: u64 = 256 << 20;
+/// The largest ring.
+const MAX_CAPACITY: u64 = 1 << 31;
+/// A producer past this offset goes back to the start of the ring as soon as the message
+/// fits there, so a queue that is drained as fast as it is filled keeps to its first
+/// `HOT` bytes (cache-friendly, and the rest of the memfd is never allocated).
+const HOT: u64 = 512 << 10;
+
+/// Spins before yielding, yields before sleeping (the machine may have 2 cores).
+const SPINS: u32 = 256;
+const YIELDS: u32 = 16;
+/// Longest single futex sleep: waits re-check their condition (and closed) at least this
+/// often, so no wake-up is ever needed for progress.
+const SLICE: Duration = Duration::from_millis(50);
+/// How long a lock may stay with one holder before we check whether it is alive.
+const LIVENESS_AFTER: Duration = Duration::from_millis(20);
+
+const WAITERS: u32 = 1 << 31;
+
+fn pack(count: u32, pos: u64) -> u64 {
+    ((count as u64) << 32) | pos
+}
+
+fn unpack(w: u64) -> (u32, u64) {
+    ((w >> 32) as u32, w & 0xffff_ffff)
+}
+
+fn frame_size(len: u64) -> u64 {
+    FRAME_HEAD + len.div_ceil(8) * 8
+}
+
+thread_local! {
+    static TID: Cell<u32> = const { Cell::new(0) };
+}
+
+fn my_tid() -> u32 {
+    TID.with(|t| {
+        if t.get() == 0 {
+            t.set(rustix::thread::gettid().as_raw_nonzero().get() as u32);
+        }
+        t.get()
+    })
+}
+
+/// Whether thread `tid` (of any process) still runs: `/proc/<tid>/stat` exists and its
+/// state is not zombie/dead.
+pub(crate) fn thread_alive(tid: u32) -> bool {
+    match std::fs::read(format!("/proc/{tid}/stat")) {
+        Ok(s) => {
+            let state = s
+                .iter()
+                .rposition(|&b| b == b')')
+                .and_then(|i| s.get(i + 2))
+                .copied();
+            !matches!(state, Some(b'Z') | Some(b'X') | Some(b'x'))
+        }
+        Err(_) => false,
+    }
+}
+
+/// A held ring lock; released on drop (also on unwind).
+pub(crate) struct Guard<'a> {
+    word: &'a AtomicU32,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if self.word.swap(0, Release) & WAITERS != 0 {
+            futex_wake(self.word, 1);
+        }
+    }
+}
+
+/// Takes the lock word `word` (0 = free, else holder's tid, bit 31 = sleepers), taking it
+/// over from a holder that died.
+fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Result<Guard<'_>> {
+    let me = my_tid();
+    if word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
+        return Ok(Guard { word });
+    }
+    for _ in 0..SPINS {
+        std::hint::spin_loop();
+        if word.load(Relaxed) == 0 && word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
+            return Ok(Guard { word });
+        }
+    }
+    let mut seen = (0u32, Instant::now());
+    loop {
+        let cur = word.load(Relaxed);
+        if cur == 0 {
+            // Take it marked contended: there may be other sleepers to wake on release.
+            if word
+                .compare_exchange(0, me | WAITERS, Acquire, Relaxed)
+                .is_ok()
+            {
+                return Ok(Guard { word });
+            }
+            continue;
+        }
+        let holder = cur & !WAITERS;
+        if holder != seen.0 {
+            seen = (holder, Instant::now());
+        } else if seen.1.elapsed() >= LIVENESS_AFTER {
+            if !thread_alive(holder) {
+                if word
+                    .compare_exchange(cur, me | WAITERS, Acquire, Relaxed)
+                    .is_ok()
+                {
+                    return Ok(Guard { word });
+                }
+                continue;
+            }
+            seen.1 = Instant::now();
+        }
+        if cur & WAITERS == 0
+            && word
+                .compare_exchange(cur, cur | WAITERS, Relaxed, Relaxed)
+                .is_err()
+        {
+            continue;
+        }
+        let mut slice = LIVENESS_AFTER;
+        if let Some(d) = deadline {
+            let now = Instant::now();
+            if now >= d {
+                return Err(Error::Timeout(Duration::ZERO));
+            }
+            slice = slice.min(d - now);
+        }
+        futex_wait(word, cur | WAITERS, Some(slice));
+    }
+}
+
+/// Sets the sleeper bit of `word`, re-checks `ready`, and sleeps one slice.
+/// Returns `Err(Timeout)` once `deadline` has passed.
+fn wait_on(word: &AtomicU32, deadline: Option<Instant>, ready: impl Fn() -> bool) -> Result<()> {
+    for i in 0..SPINS + YIELDS {
+        if ready() {
+            return Ok(());
+        }
+        if i < SPINS {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    loop {
+        let v = word.fetch_or(1, SeqCst) | 1;
+        if ready() {
+            return Ok(());
+        }
+        let mut slice = SLICE;
+        if let Some(d) = deadline {
+            let now = Instant::now();
+            if now >= d {
+                return Err(Error::Timeout(Duration::ZERO));
+            }
+            slice = slice.min(d - now);
+        }
+        futex_wait(word, v, Some(slice));
+    }
+}
+
+/// Wakes everyone sleeping on `word` if its sleeper bit is set.
+fn wake(word: &AtomicU32) {
+    let v = word.load(SeqCst);
+    if v & 1 != 0
+        && word
+            .compare_exchange(v, v.wrapping_add(1), SeqCst, Relaxed)
+            .is_ok()
+    {
+        futex_wake(word, i32::MAX as u32);
+    }
+}
+
+/// Where a frame of `s` bytes goes, given the ring state; `Some((pos, wrap))` where `wrap`
+/// means a wrap marker must first be written at `t`.
+fn place(t: u64, h: u64, n: u32, s: u64, cap: u64) -> Option<(u64, bool)> {
+    if n == 0 || t > h {
+        // Free: [t, cap) and [0, h). (n == 0 implies t == h.)
+        let fits_here = t + s <= cap;
+        let fits_start = s <= h;
+        if fits_start && (!fits_here || t >= HOT) {
+            Some((0, true))
+        } else if fits_here {
+            Some((t, false))
+        } else {
+            None
+        }
+    } else if t < h && t + s <= h {
+        Some((t, false))
+    } else {
+        None // t == h with n > 0: full
+    }
+}
+
+/// One mapping of a queue's ring (one per `Queue` handle family in a process).
+pub(crate) struct Ring {
+    map: SharedMapping,
+    fd: OwnedFd,
+    cap: u64,
+    maxsize: u32,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("capacity", &self.cap)
+            .field("maxsize", &self.maxsize)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Ring {
+    /// A new ring of `cap` bytes holding at most `maxsize` items (0: no item limit).
+    pub(crate) fn create(cap: u64, maxsize: u32) -> Result<Ring> {
+        if !(4096..=MAX_CAPACITY).contains(&cap) {
+            return Err(Error::InvalidArgument(format!(
+                "queue capacity must be between 4 KiB and 2 GiB, not {cap} bytes"
+            )));
+        }
+        let cap = cap / 8 * 8;
+        let fd = crate::sys::mem::memfd("multiproc-queue", HEADER as u64 + cap)?;
+        let map = SharedMapping::map(&fd, HEADER + cap as usize)?;
+        map.atomic_u64(OFF_CAP).store(cap, Relaxed);
+        map.atomic_u64(OFF_MAXSIZE).store(maxsize as u64, Relaxed);
+        map.atomic_u64(OFF_MAGIC).store(MAGIC, Release);
+        Ok(Ring {
+            map,
+            fd,
+            cap,
+            maxsize,
+        })
+    }
+
+    /// Maps the ring in `fd` (received from another process).
+    pub(crate) fn open(fd: OwnedFd) -> Result<Ring> {
+        let size = rustix::fs::fstat(&fd)
+            .map_err(|e| Error::io("fstat queue memfd", e))?
+            .st_size as u64;
+        if size < HEADER as u64 + 4096 {
+            return Err(Error::Protocol(
+                "the queue's shared memory is too small".into(),
+            ));
+        }
+        let map = SharedMapping::map(&fd, size as usize)?;
+        let cap = map.atomic_u64(OFF_CAP).load(Relaxed);
+        if map.atomic_u64(OFF_MAGIC).load(Acquire) != MAGIC
+            || cap + HEADER as u64 != size
+            || cap % 8 != 0
+        {
+            return Err(Error::Protocol("not a multiproc queue".into()));
+        }
+        let maxsize = map.atomic_u64(OFF_MAXSIZE).load(Relaxed) as u32;
+        Ok(Ring {
+            map,
+            fd,
+            cap,
+            maxsize,
+        })
+    }
+
+    pub(crate) fn fd(&self) -> impl AsFd + '_ {
+        &self.fd
+    }
+
+    fn word(&self, off: usize) -> &AtomicU32 {
+        self.map.atomic_u32(off)
+    }
+
+    fn word64(&self, off: usize) -> &AtomicU64 {
+        self.map.atomic_u64(off)
+    }
+
+    fn data(&self, pos: u64) -> usize {
+        HEADER + pos as usize
+    }
+
+    /// Items in the ring now (approximate under concurrency, like `qsize`).
+    pub(crate) fn len(&self) -> usize {
+        let (gets, _) = unpack(self.word64(OFF_C).load(Acquire));
+        let (puts, _) = unpack(self.word64(OFF_P).load(Acquire));
+        puts.wrapping_sub(gets) as usize
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    pub(crate) fn maxsize(&self) -> u32 {
+        self.maxsize
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.word(OFF_CLOSED).load(Acquire) != 0
+    }
+
+    /// Closes the queue for everyone: puts fail, gets drain what is left.
+    pub(crate) fn close(&self) {
+        self.word(OFF_CLOSED).store(1, SeqCst);
+        for off in [OFF_NOT_EMPTY, OFF_NOT_FULL] {
+            self.word(off).fetch_add(2, SeqCst);
+            futex_wake(self.word(off), i32::MAX as u32);
+        }
+    }
+
+    /// Where a frame of `s` bytes would go now, under the producer lock.
+    fn find_space(&self, s: u64, fresh: bool) -> Option<(u32, u64, u64, bool)> {
+        let (puts, t) = unpack(self.word64(OFF_P).load(Relaxed));
+        let cached = self.word64(OFF_PROD_CACHED_C);
+        let c = if fresh {
+            let c = self.word64(OFF_C).load(Acquire);
+            cached.store(c, Relaxed);
+            c
+        } else {
+            cached.load(Relaxed)
+        };
+        let (gets, h) = unpack(c);
+        let n = puts.wrapping_sub(gets);
+        if self.maxsize != 0 && n >= self.maxsize {
+            return None;
+        }
+        place(t, h, n, s, self.cap).map(|(pos, wrap)| (puts, t, pos, wrap))
+    }
+
+    /// Whether a frame of `s` bytes fits now (no lock; for waiting).
+    fn has_space(&self, s: u64) -> bool {
+        let (puts, t) = unpack(self.word64(OFF_P).load(SeqCst));
+        let (gets, h) = unpack(self.word64(OFF_C).load(SeqCst));
+        let n = puts.wrapping_sub(gets);
+        (self.maxsize == 0 || n < self.maxsize) && place(t, h, n, s, self.cap).is_some()
+    }
+
+    fn has_items(&self) -> bool {
+        let (puts, _) = unpack(self.word64(OFF_P).load(SeqCst));
+        let (gets, _) = unpack(self.word64(OFF_C).load(SeqCst));
+        puts != gets
+    }
+
+    /// The largest message (serialized) this ring takes.
+    pub(crate) fn max_message(&self) -> u64 {
+        self.cap - FRAME_HEAD
+    }
+
+    /// Appends `value`. Once this returns `Ok`, the item is in shared memory.
+    pub(crate) fn put<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let ser_err = |e: postcard::Error| Error::Serialize {
+            type_name: std::any::type_name::<T>(),
+            message: super::fdctx::describe(&e),
+        };
+        if self.is_closed() {
+            return Err(Error::Closed("the queue is closed".into()));
+        }
+        let len = postcard::experimental::serialized_size(value).map_err(ser_err)? as u64;
+        let s = frame_size(len);
+        if s > self.cap {
+            return Err(Error::InvalidArgument(format!(
+                "a message of {len} bytes does not fit in a queue of {} bytes \
+                 (make the queue larger with Queue::with_capacity)",
+                self.cap
+            )));
+        }
+        loop {
+            let guard = lock(self.word(OFF_PROD_LOCK), deadline)?;
+            if self.is_closed() {
+                return Err(Error::Closed("the queue is closed".into()));
+            }
+            let spot = self
+                .find_space(s, false)
+                .or_else(|| self.find_space(s, true));
+            if let Some((puts, t, pos, wrap)) = spot {
+                if wrap {
+                    self.word(self.data(t) + 4).store(KIND_WRAP, Relaxed);
+                }
+                let start = self.data(pos);
+                let written = with_bytes_mut(
+                    &self.map,
+                    start + FRAME_HEAD as usize,
+                    len as usize,
+                    |buf| postcard::to_slice(value, buf).map(|out| out.len()),
+                )
+                .map_err(ser_err)?;
+                if written as u64 != len {
+                    return Err(Error::Serialize {
+                        type_name: std::any::type_name::<T>(),
+                        message: "the value serialized to a different size the second time".into(),
+                    });
+                }
+                self.word(start).store(len as u32, Relaxed);
+                self.word(start + 4).store(KIND_DATA, Relaxed);
+                let mut new_t = pos + s;
+                if new_t == self.cap {
+                    new_t = 0;
+                }
+                // The commit point: one store makes the whole frame (and any wrap marker)
+                // visible. SeqCst pairs with the sleeper bit in `wait_on`.
+                self.word64(OFF_P)
+                    .store(pack(puts.wrapping_add(1), new_t), SeqCst);
+                drop(guard);
+                wake(self.word(OFF_NOT_EMPTY));
+                return Ok(());
+            }
+            drop(guard);
+            self.wait_space(s, deadline)?;
+        }
+    }
+
+    fn wait_space(&self, s: u64, deadline: Option<Instant>) -> Result<()> {
+        wait_on(self.word(OFF_NOT_FULL), deadline, || {
+            self.is_closed() || self.has_space(s)
+        })?;
+        if self.is_closed() {
+            return Err(Error::Closed("the queue is closed".into()));
+        }
+        Ok(())
+    }
+
+    /// Removes the oldest item. `Err(Timeout)` after `deadline`; `Err(Closed)` once the
+    /// queue is closed and empty.
+    pub(crate) fn get<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T> {
+        loop {
+            let guard = lock(self.word(OFF_CONS_LOCK), deadline)?;
+            let (gets, h) = unpack(self.word64(OFF_C).load(Relaxed));
+            let cached = self.word64(OFF_CONS_CACHED_P);
+            let mut p = cached.load(Relaxed);
+            if unpack(p).0 == gets {
+                p = self.word64(OFF_P).load(Acquire);
+                cached.store(p, Relaxed);
+            }
+            if unpack(p).0 != gets {
+                let mut pos = h;
+                let mut kind = self.word(self.data(pos) + 4).load(Relaxed);
+                if kind == KIND_WRAP {
+                    pos = 0;
+                    kind = self.word(self.data(0) + 4).load(Relaxed);
+                }
+                let len = self.word(self.data(pos)).load(Relaxed) as u64;
+                let s = frame_size(len);
+                if kind != KIND_DATA || pos + s > self.cap {
+                    return Err(Error::Protocol(
+                        "the queue's shared memory is corrupted (was it written by another program?)"
+                            .into(),
+                    ));
+                }
+                // A panicking `Deserialize` impl must not leave the item stuck at the head:
+                // the item is consumed either way, then the panic goes on.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    with_bytes(
+                        &self.map,
+                        self.data(pos) + FRAME_HEAD as usize,
+                        len as usize,
+                        |b| postcard::from_bytes::<T>(b),
+                    )
+                }));
+                let mut new_h = pos + s;
+                if new_h == self.cap {
+                    new_h = 0;
+                }
+                // The commit point for the consumer side (the item is ours from here).
+                self.word64(OFF_C)
+                    .store(pack(gets.wrapping_add(1), new_h), SeqCst);
+                drop(guard);
+                wake(self.word(OFF_NOT_FULL));
+                let r = r.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                return r.map_err(|e| Error::Deserialize {
+                    type_name: std::any::type_name::<T>(),
+                    message: e.to_string(),
+                });
+            }
+            drop(guard);
+            if self.is_closed() {
+                // Re-check after seeing `closed`: a put may have completed just before.
+                if !self.has_items() {
+                    return Err(Error::Closed("the queue is closed and empty".into()));
+                }
+                continue;
+            }
+            wait_on(self.word(OFF_NOT_EMPTY), deadline, || {
+                self.is_closed() || self.has_items()
+            })?;
+        }
+    }
+
+    /// Marks one item done (`JoinableQueue::task_done`).
+    pub(crate) fn task_done(&self) -> Result<()> {
+        let done = self.word(OFF_DONE);
+        loop {
+            let d = done.load(SeqCst);
+            let (puts, _) = unpack(self.word64(OFF_P).load(SeqCst));
+            if d == puts {
+                return Err(Error::InvalidArgument(
+                    "task_done() called more times than there were items".into(),
+                ));
+            }
+            if done
+                .compare_exchange(d, d.wrapping_add(1), SeqCst, Relaxed)
+                .is_ok()
+            {
+                if d.wrapping_add(1) == puts {
+                    futex_wake(done, i32::MAX as u32);
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits until every item put has been marked done (`JoinableQueue::join`).
+    pub(crate) fn join(&self, deadline: Option<Instant>) -> Result<()> {
+        let done = self.word(OFF_DONE);
+        loop {
+            let d = done.load(SeqCst);
+            let (puts, _) = unpack(self.word64(OFF_P).load(SeqCst));
+            if d == puts {
+                return Ok(());
+            }
+            let mut slice = SLICE;
+            if let Some(dl) = deadline {
+                let now = Instant::now();
+                if now >= dl {
+                    return Err(Error::Timeout(Duration::ZERO));
+                }
+                slice = slice.min(dl - now);
+            }
+            futex_wait(done, d, Some(slice));
+        }
+    }
+
+    /// Test hook: the two lock words, to simulate a holder that died.
+    #[cfg(test)]
+    pub(crate) fn lock_words(&self) -> (&AtomicU32, &AtomicU32) {
+        (self.word(OFF_PROD_LOCK), self.word(OFF_CONS_LOCK))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_rules() {
+        let cap = 1 << 20;
+        // Empty at 0: write at 0.
+        assert_eq!(place(0, 0, 0, 64, cap), Some((0, false)));
+        // Ahead of the consumer, room at the end.
+        assert_eq!(place(100, 0, 1, 64, cap), Some((100, false)));
+        // Exactly to the end.
+        assert_eq!(place(cap - 64, 8, 1, 64, cap), Some((cap - 64, false)));
+        // No room at the end, room at the start: wrap.
+        assert_eq!(place(cap - 8, 128, 1, 64, cap), Some((0, true)));
+        // Neither: full.
+        assert_eq!(place(cap - 8, 32, 1, 64, cap), None);
+        // Wrapped: room before the head only.
+        assert_eq!(place(64, 256, 3, 192, cap), Some((64, false)));
+        assert_eq!(place(64, 256, 3, 200, cap), None);
+        // t == h with items: full.
+        assert_eq!(place(64, 64, 1, 8, cap), None);
+        // Past HOT with room at the start: go back early.
+        assert_eq!(place(HOT + 8, HOT, 1, 64, cap), Some((0, true)));
+    }
+
+    #[test]
+    fn dead_lock_holder_is_replaced() {
+        let r = Ring::create(1 << 16, 0).unwrap();
+        // A tid that cannot exist (above pid_max's hard limit of 2^22).
+        r.lock_words().0.store((1 << 22) + 5, Relaxed);
+        let t0 = Instant::now();
+        r.put(&7u32, Some(Instant::now() + Duration::from_secs(5)))
+            .unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert_eq!(r.get::<u32>(None).unwrap(), 7);
+        // A live holder (this thread, via another tid of this process) is not replaced.
+        r.lock_words().1.store(std::process::id(), Relaxed);
+        let t0 = Instant::now();
+        let e = r.get::<u32>(Some(Instant::now() + Duration::from_millis(100)));
+        assert!(matches!(e, Err(Error::Timeout(_))), "{e:?}");
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn wraps_and_fills_bytes() {
+        let r = Ring::create(4096, 0).unwrap();
+        let msg = vec![1u8; 1000];
+        // 1008 + 8 header = 1016 bytes per frame: 4 fit in 4096 (with the t==h rule).
+        for _ in 0..4 {
+            r.put(&msg, Some(Instant::now())).unwrap();
+        }
+        assert!(matches!(
+            r.put(&msg, Some(Instant::now())),
+            Err(Error::Timeout(_))
+        ));
+        for round in 0..50u32 {
+            let got: Vec<u8> = r.get(None).unwrap();
+            let want = match round.checked_sub(4) {
+                None => vec![1u8; 1000],
+                Some(k) => vec![k as u8; 1000 + (k as usize % 7)],
+            };
+            assert_eq!(got, want, "round {round}");
+            r.put(
+                &vec![round as u8; 1000 + (round as usize % 7)],
+                Some(Instant::now()),
+            )
+            .unwrap();
+        }
+        assert_eq!(r.len(), 4);
+    }
+}
