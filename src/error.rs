@@ -82,6 +82,13 @@ pub enum Error {
     /// A lock's previous holder died while holding it.
     #[error("the previous owner of the lock died while holding it")]
     OwnerDied,
+    /// A lock's holder died, and the lock was then released without repairing the data it
+    /// protects (without `mark_consistent`): the lock cannot be used any more.
+    #[error("the lock is not recoverable: a holder died and the data was not marked consistent")]
+    NotRecoverable,
+    /// A [`Barrier`](crate::Barrier) was aborted, reset or timed out while waiting.
+    #[error("the barrier is broken (aborted, reset, or a waiter timed out)")]
+    BrokenBarrier,
     /// A shared-memory segment or other named object already exists.
     #[error("{0} already exists")]
     AlreadyExists(String),

@@ -1,7 +1,7 @@
 //! The `Executor` trait shared by every pool, and the machinery behind `map` and `imap`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use serde::Serialize;
@@ -19,6 +19,8 @@ pub struct MapState<R> {
     cv: Condvar,
     cancelled: AtomicBool,
     ordered: bool,
+    /// Batches delivered so far: lets the consumer spin briefly without the lock.
+    delivered: AtomicUsize,
 }
 
 struct MapInner<R> {
@@ -40,6 +42,7 @@ impl<R> MapState<R> {
             cv: Condvar::new(),
             cancelled: AtomicBool::new(false),
             ordered,
+            delivered: AtomicUsize::new(0),
         })
     }
 
@@ -54,6 +57,7 @@ impl<R> MapState<R> {
         } else {
             g.fifo.push_back((start, results));
         }
+        self.delivered.fetch_add(1, Ordering::Release);
         if g.waiting {
             g.waiting = false;
             drop(g);
@@ -73,6 +77,7 @@ impl<R> MapState<R> {
     /// Blocks until the batch starting at `next` (ordered) or any batch (unordered) is in.
     fn take(&self, next: usize) -> (usize, Vec<Result<R, TaskError>>) {
         let mut g = self.inner.lock().unwrap();
+        let mut spins = 0u32;
         loop {
             if self.ordered {
                 if let Some(b) = g.by_index.remove(&next) {
@@ -81,8 +86,25 @@ impl<R> MapState<R> {
             } else if let Some(b) = g.fifo.pop_front() {
                 return b;
             }
+            // A short bounded spin first: a cross-CPU wake-up costs tens of µs, more than
+            // the next batch usually takes to arrive while a map is streaming.
+            if spins < 2000 {
+                let seen = self.delivered.load(Ordering::Acquire);
+                drop(g);
+                while spins < 2000 && self.delivered.load(Ordering::Acquire) == seen {
+                    spins += 1;
+                    if spins < 100 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+                g = self.inner.lock().unwrap();
+                continue;
+            }
             g.waiting = true;
             g = self.cv.wait(g).unwrap();
+            spins = 0;
         }
     }
 }
@@ -120,7 +142,7 @@ impl<'a, R> Imap<'a, R> {
         let chunksize = chunksize.max(1);
         // Enough in flight to keep every worker busy while results travel back; bounded so
         // memory does not grow with the input.
-        let window = (chunksize * 4 * workers.max(1)).max(2048);
+        let window = (chunksize * 8 * workers.max(1)).max(2048);
         let bar = progress.then(|| match total {
             Some(n) => indicatif::ProgressBar::new(n as u64),
             None => indicatif::ProgressBar::new_spinner(),
@@ -191,7 +213,7 @@ impl<R> Drop for Imap<'_, R> {
 
 /// Largest automatic chunk: past this, bigger chunks save nothing measurable, while they
 /// would hold more memory and balance work worse.
-const MAX_AUTO_CHUNK: usize = 1024;
+const MAX_AUTO_CHUNK: usize = 4096;
 
 /// Python's automatic chunk size, `len / (4 × workers)` rounded up, capped.
 pub(crate) fn auto_chunksize(len: usize, workers: usize) -> usize {
@@ -219,7 +241,7 @@ impl<F: Fn(A) -> R + Copy + Send + Sync + 'static, A, R> PoolFn<A, R> for F {}
 /// How a map-style call splits its input.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Chunksize {
-    /// Python's rule, `len / (4 × workers)` (at most 1024) when the length is known, else 1.
+    /// Python's rule, `len / (4 × workers)` (at most 4096) when the length is known, else 1.
     #[default]
     Auto,
     /// This many items per chunk.

@@ -55,6 +55,28 @@
 //! assert!(matches!(out[2], Err(TaskError::WorkerDied { index: Some(2), .. })));
 //! assert_eq!(out[3].as_ref().unwrap(), &30);
 //! ```
+//!
+//! ## Sharing memory and locks
+//!
+//! [`SharedMemory`] segments (names compatible with Python's
+//! `multiprocessing.shared_memory`), [`Value`] and [`Array`] hold data that processes see
+//! without copying; [`Lock`], [`RLock`], [`Semaphore`], [`Event`], [`Condition`] and
+//! [`Barrier`] coordinate threads and processes alike. Pass them to a process as task
+//! arguments. A lock whose holder died is never a silent deadlock: the next acquirer gets
+//! [`AcquireError::OwnerDied`] with a guard to repair the data.
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::{Executor, ProcessPool, Value};
+//!
+//! fn add_one(v: Value<u64>) {
+//!     *v.lock().unwrap() += 1;
+//! }
+//! let counter = Value::new(0u64).unwrap();
+//! let pool = ProcessPool::new(2).unwrap();
+//! pool.map(add_one, vec![counter.clone(); 10]).unwrap();
+//! assert_eq!(counter.get().unwrap(), 10);
+//! ```
 #![warn(missing_docs)]
 
 mod bootstrap;
@@ -64,6 +86,8 @@ mod sys;
 pub use bootstrap::{StartMethod, freeze_support, init};
 pub use error::{Error, ExitStatus, Result, TaskError, signal_name};
 mod process;
+mod shm;
+mod sync;
 
 pub use process::{CurrentProcess, Process, ProcessBuilder, active_children, current_process};
 mod ipc;
@@ -100,3 +124,9 @@ pub type ThreadPoolExecutor = ThreadPool;
 pub fn __test_segfault() -> ! {
     sys::process::segfault()
 }
+
+pub use shm::{Array, ArrayGuard, SharedMemory, Value, ValueGuard};
+pub use sync::{
+    AcquireError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard,
+    Semaphore, SemaphoreGuard,
+};

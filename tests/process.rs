@@ -8,6 +8,27 @@ use multiproc::{Connection, Error, Pipe, Process, Queue, StartMethod};
 
 multiproc::test_support!();
 
+/// The small programs some tests need: when a test re-executes this binary with
+/// `MP_TEST_HELPER` set, it runs that helper as its whole program (from `.init_array`,
+/// before the test harness starts) and exits through `exit`, like a real `main` returning.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static HELPERS: extern "C" fn() = {
+    extern "C" fn run_helper() {
+        if std::env::var_os("MULTIPROC_ROLE").is_some() {
+            return; // a worker or fork server started by the helper: multiproc's init runs it
+        }
+        let helper: fn() = match std::env::var("MP_TEST_HELPER").as_deref() {
+            Ok("exit_with_children") => helper_exit_with_children,
+            Ok("start_children_and_wait") => helper_start_children_and_wait,
+            _ => return,
+        };
+        helper();
+        std::process::exit(0);
+    }
+    run_helper
+};
+
 fn deadline<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -165,8 +186,6 @@ fn sleep_long(_: ()) {
     std::thread::sleep(Duration::from_secs(60));
 }
 
-#[test]
-#[ignore = "helper, run by at_exit_non_daemon_children_are_joined_daemons_stopped"]
 fn helper_exit_with_children() {
     let path = std::env::var("MP_TEST_FILE").unwrap();
     let p = Process::start(touch_later, path.clone()).unwrap();
@@ -186,12 +205,7 @@ fn at_exit_non_daemon_children_are_joined_daemons_stopped() {
         let _ = std::fs::remove_file(&file);
         let t0 = Instant::now();
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "helper_exit_with_children",
-                "--ignored",
-                "--nocapture",
-            ])
+            .env("MP_TEST_HELPER", "exit_with_children")
             .env("MP_TEST_FILE", &file)
             .output()
             .unwrap();
@@ -224,8 +238,6 @@ fn at_exit_non_daemon_children_are_joined_daemons_stopped() {
     });
 }
 
-#[test]
-#[ignore = "helper, run by children_die_when_their_parent_is_killed"]
 fn helper_start_children_and_wait() {
     let path = std::env::var("MP_TEST_FILE").unwrap();
     let p = Process::start(sleep_long, ()).unwrap();
@@ -249,7 +261,7 @@ fn children_die_when_their_parent_is_killed() {
         let file = std::env::temp_dir().join(format!("mp-kill-{}", std::process::id()));
         let _ = std::fs::remove_file(&file);
         let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "helper_start_children_and_wait", "--ignored"])
+            .env("MP_TEST_HELPER", "start_children_and_wait")
             .env("MP_TEST_FILE", &file)
             .stdout(std::process::Stdio::null())
             .spawn()

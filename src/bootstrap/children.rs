@@ -72,6 +72,11 @@ struct ChildState {
 
 impl ChildState {
     fn exited(&self, pid: u32, status: ExitStatus) {
+        // A child that did not end cleanly may have left shared-memory segments behind:
+        // we are the long-lived owner that removes them (names carry their creator's pid).
+        if status.code != Some(0) {
+            crate::shm::sweep_dead_owners();
+        }
         *self.status.lock().unwrap() = Some(status);
         self.cv.notify_all();
         let cb = self.on_exit.lock().unwrap().take();
@@ -170,7 +175,11 @@ fn manager() -> &'static Manager {
         let wake2 = wake.try_clone().expect("dup eventfd");
         std::thread::Builder::new()
             .name("multiproc-manager".into())
-            .spawn(move || Loop::default().run(rx, wake2))
+            .spawn(move || {
+                // Segments left by an earlier run of the program that was killed.
+                crate::shm::sweep_dead_owners();
+                Loop::default().run(rx, wake2)
+            })
             .expect("spawn the multiproc manager thread");
         Manager { tx, wake }
     })

@@ -47,6 +47,16 @@ impl SharedMapping {
         })
     }
 
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The base address (for `sys::shm`'s slice views, and pointer identity).
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
     fn check(&self, off: usize, len: usize, align: usize) {
         assert!(
             off.checked_add(len).is_some_and(|end| end <= self.len),
@@ -122,17 +132,4 @@ pub(crate) fn memfd(name: &str, size: u64) -> Result<OwnedFd> {
         .map_err(|e| Error::io("memfd_create", e))?;
     rustix::fs::ftruncate(&fd, size).map_err(|e| Error::io("ftruncate memfd", e))?;
     Ok(fd)
-}
-
-// Used by `sys::ring` (the queue ring borrows ranges of a mapping for one (de)serialization).
-impl SharedMapping {
-    /// Length in bytes.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// The base address.
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
 }

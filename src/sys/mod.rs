@@ -8,6 +8,7 @@ pub(crate) mod fdpass;
 pub(crate) mod futex;
 pub(crate) mod mem;
 pub(crate) mod process;
+pub(crate) mod shm;
 
 pub(crate) use futex::{futex_wait, futex_wake};
 pub(crate) use mem::SharedMapping;

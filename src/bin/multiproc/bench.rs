@@ -182,7 +182,7 @@ pub fn run(quick: bool, with_python: bool) -> Result<()> {
         t.elapsed().as_secs_f64() * 1e6 / big as f64
     });
     let fib_n = if quick { 32 } else { 35 };
-    let fib_in = vec![fib_n; 16];
+    let fib_in = vec![fib_n; 32];
     let serial = reps(r, || {
         let t = Instant::now();
         std::hint::black_box(fib_in.iter().map(|&x| fib(x)).sum::<u64>());
@@ -332,7 +332,7 @@ pub fn run(quick: bool, with_python: bool) -> Result<()> {
         );
     }
     println!(
-        "\nCPU-bound fib({fib_n}) × 16 on 2 workers: serial {:.3} s, ProcessPool {:.3} s ({:.2}×), ThreadPool {:.3} s ({:.2}×)   target ≥1.85×",
+        "\nCPU-bound fib({fib_n}) × 32 on 2 workers: serial {:.3} s, ProcessPool {:.3} s ({:.2}×), ThreadPool {:.3} s ({:.2}×)   target ≥1.85×",
         serial,
         fib_pp,
         serial / fib_pp,

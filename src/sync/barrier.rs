@@ -1,0 +1,202 @@
+//! `Barrier`: a rendezvous point for a fixed number of threads or processes (Python's
+//! `multiprocessing.Barrier`).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::lock::{RawError, raw_lock, raw_unlock};
+use super::{Cell, Kind, cell_serde, deadline, sleep_for};
+use crate::error::{Error, Result};
+use crate::sys::{futex_wait, futex_wake};
+
+// Words: 0 = generation (the futex word; bumped when a round ends, released or broken),
+// 1 = arrived this round, 2 = broken flag, 3 = parties, byte 16 = a 64-bit history
+// (bit g % 64 set if round g ended broken), word 6 = an internal lock word.
+
+/// Blocks each of `parties` callers of [`wait`](Barrier::wait) until all have called it,
+/// then releases them together.
+///
+/// [`abort`](Barrier::abort) breaks it: every waiter, and every later caller until
+/// [`reset`](Barrier::reset), gets [`Error::BrokenBarrier`]. A waiter whose timeout passes
+/// gets [`Error::Timeout`] and breaks the barrier for the others, as in Python.
+///
+/// As in Python, a party that dies before arriving leaves the others waiting: give them a
+/// timeout (or `abort()` from whoever watches the processes) if a party may crash. One that
+/// dies after arriving still counts.
+///
+/// ```
+/// # multiproc::init();
+/// use multiproc::{Barrier, Process};
+/// fn party(b: Barrier) { b.wait().unwrap(); }
+/// let b = Barrier::new(3).unwrap();
+/// let ps: Vec<_> = (0..2).map(|_| Process::start(party, b.clone()).unwrap()).collect();
+/// let index = b.wait().unwrap(); // 0, 1 or 2: the order of arrival
+/// assert!(index < 3);
+/// ps.iter().for_each(|p| p.join());
+/// ```
+#[derive(Clone)]
+pub struct Barrier {
+    cell: Cell,
+}
+
+cell_serde!(Barrier, super::Kind::Barrier);
+
+/// Holds the barrier's internal lock (state changes are short and never block).
+struct State<'a> {
+    cell: &'a Cell,
+}
+
+impl State<'_> {
+    fn gen_word(&self) -> &AtomicU32 {
+        self.cell.word(0)
+    }
+    fn count(&self) -> &AtomicU32 {
+        self.cell.word(1)
+    }
+    fn broken(&self) -> &AtomicU32 {
+        self.cell.word(2)
+    }
+    fn history(&self) -> &AtomicU64 {
+        self.cell.word64(16)
+    }
+
+    /// Ends the current round: released (`broken == false`) or broken; wakes its waiters.
+    fn end_round(&self, broken: bool) {
+        let g = self.gen_word().load(Ordering::Relaxed);
+        let bit = 1u64 << (g % 64);
+        if broken {
+            self.history().fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.history().fetch_and(!bit, Ordering::Relaxed);
+        }
+        self.count().store(0, Ordering::Relaxed);
+        self.gen_word().store(g.wrapping_add(1), Ordering::Release);
+        futex_wake(self.gen_word(), i32::MAX as u32);
+    }
+
+    /// Breaks the barrier: the current round's waiters and later callers fail.
+    fn break_it(&self) {
+        self.broken().store(1, Ordering::Relaxed);
+        if self.count().load(Ordering::Relaxed) > 0 {
+            self.end_round(true);
+        }
+    }
+}
+
+impl Drop for State<'_> {
+    fn drop(&mut self) {
+        raw_unlock(self.cell.word(6));
+    }
+}
+
+impl Barrier {
+    /// A barrier for `parties` callers (at least 1).
+    pub fn new(parties: u32) -> Result<Barrier> {
+        if parties == 0 {
+            return Err(Error::InvalidArgument(
+                "a barrier needs at least one party".into(),
+            ));
+        }
+        let cell = Cell::new(Kind::Barrier)?;
+        cell.word(3).store(parties, Ordering::Release);
+        Ok(Barrier { cell })
+    }
+
+    fn from_cell(cell: Cell) -> Barrier {
+        Barrier { cell }
+    }
+
+    fn state(&self) -> State<'_> {
+        let state = State { cell: &self.cell };
+        // The internal lock is held only for a few instructions; if a process died inside
+        // them, its round is in an unknown state: break the barrier (reset repairs it).
+        match raw_lock(self.cell.word(6), None) {
+            Ok(false) => {}
+            Ok(true) => state.broken().store(1, Ordering::Relaxed),
+            Err(RawError::NotRecoverable | RawError::Timeout) => {
+                unreachable!("the internal lock is never made unrecoverable nor timed")
+            }
+        }
+        state
+    }
+
+    /// Waits until `parties` callers are waiting; returns this caller's arrival index
+    /// (0 to `parties - 1`; exactly one caller gets `parties - 1`).
+    pub fn wait(&self) -> Result<u32> {
+        self.wait_inner(None)
+    }
+
+    /// As [`wait`](Barrier::wait), for at most `timeout`. On timeout the barrier breaks.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
+        self.wait_inner(Some(timeout))
+    }
+
+    fn wait_inner(&self, timeout: Option<Duration>) -> Result<u32> {
+        let deadline = deadline(timeout);
+        let (g, index) = {
+            let st = self.state();
+            if st.broken().load(Ordering::Relaxed) != 0 {
+                return Err(Error::BrokenBarrier);
+            }
+            let g = st.gen_word().load(Ordering::Relaxed);
+            let index = st.count().fetch_add(1, Ordering::Relaxed);
+            if index + 1 == self.parties() {
+                st.end_round(false);
+                return Ok(index);
+            }
+            (g, index)
+        };
+        let gen_word = self.cell.word(0);
+        loop {
+            if gen_word.load(Ordering::Acquire) != g {
+                let broken = self.cell.word64(16).load(Ordering::Relaxed) & (1 << (g % 64));
+                return if broken != 0 {
+                    Err(Error::BrokenBarrier)
+                } else {
+                    Ok(index)
+                };
+            }
+            match sleep_for(deadline, None) {
+                Some(sleep) => futex_wait(gen_word, g, sleep),
+                None => {
+                    let st = self.state();
+                    if st.gen_word().load(Ordering::Relaxed) == g {
+                        st.break_it();
+                        return Err(Error::Timeout(timeout.unwrap_or_default()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Breaks the barrier: current and later waiters get [`Error::BrokenBarrier`] until
+    /// [`reset`](Barrier::reset).
+    pub fn abort(&self) {
+        self.state().break_it();
+    }
+
+    /// Returns the barrier to its initial state; current waiters get
+    /// [`Error::BrokenBarrier`].
+    pub fn reset(&self) {
+        let st = self.state();
+        if st.count().load(Ordering::Relaxed) > 0 {
+            st.end_round(true);
+        }
+        st.broken().store(0, Ordering::Relaxed);
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> u32 {
+        self.cell.word(3).load(Ordering::Relaxed)
+    }
+
+    /// How many callers are waiting now.
+    pub fn n_waiting(&self) -> u32 {
+        self.cell.word(1).load(Ordering::Relaxed)
+    }
+
+    /// Whether the barrier is broken.
+    pub fn broken(&self) -> bool {
+        self.cell.word(2).load(Ordering::Relaxed) != 0
+    }
+}
