@@ -13,7 +13,7 @@
 //!
 //! Both pools implement one [`Executor`] API, so switching is one constructor:
 //!
-//! ```
+//! ```standalone_crate
 //! # multiproc::init();
 //! use multiproc::{Executor, ProcessPool, ThreadPool};
 //!
@@ -41,7 +41,7 @@
 //! how (panic message and location, the worker's pid and signal or exit code, timeout,
 //! cancellation, memory limit, serialization). The pool replaces a dead worker and goes on.
 //!
-//! ```
+//! ```standalone_crate
 //! # multiproc::init();
 //! use multiproc::{Chunksize, Executor, ProcessPool, TaskError};
 //! use std::time::Duration;
@@ -65,7 +65,7 @@
 //! arguments. A lock whose holder died is never a silent deadlock: the next acquirer gets
 //! [`AcquireError::OwnerDied`] with a guard to repair the data.
 //!
-//! ```
+//! ```standalone_crate
 //! # multiproc::init();
 //! use multiproc::{Executor, ProcessPool, Value};
 //!

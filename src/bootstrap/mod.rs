@@ -26,7 +26,7 @@ pub(crate) const FD_ENV: &str = "MULTIPROC_FD";
 /// binaries use [`test_support!`](crate::test_support) instead. Python users know this as
 /// `multiprocessing.freeze_support()`.
 ///
-/// ```
+/// ```standalone_crate
 /// multiproc::init();
 /// // ... the program, free to start process pools ...
 /// ```

@@ -25,7 +25,7 @@ use crate::sys::shm::{current_pid, shm_create, shm_open, shm_unlink};
 /// [`clone_handle`](SharedMemory::clone_handle) and keep the creator's handle until the
 /// receiver has opened it: dropping the creator's handle unlinks the name.
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Process, SharedMemory};
 ///

@@ -166,7 +166,7 @@ fn deserialize_block<'de, T: Pod, D: Deserializer<'de>>(
 /// [`lock`](Value::lock) holds it across a read-modify-write. Clones share the value; pass
 /// a clone to a [`Process`](crate::Process) or a pool task.
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Process, Value};
 /// fn bump(v: Value<i64>) { *v.lock().unwrap() += 10; }
@@ -312,7 +312,7 @@ impl<T> DerefMut for ValueGuard<'_, T> {
 /// A fixed-length array of plain-old-data in shared memory, with a lock (Python's
 /// `multiprocessing.Array`).
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Array, Process};
 /// fn square(a: Array<f64>) {

@@ -24,7 +24,7 @@ use crate::sys::{futex_wait, futex_wake};
 /// timeout (or `abort()` from whoever watches the processes) if a party may crash. One that
 /// dies after arriving still counts.
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Barrier, Process};
 /// fn party(b: Barrier) { b.wait().unwrap(); }

@@ -20,7 +20,7 @@ use crate::sys::{futex_wait, futex_wake};
 /// As with std's `Condvar`, waits can wake spuriously: loop, or use
 /// [`wait_for`](Condition::wait_for).
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Condition, Process, Value};
 /// fn produce((cond, ready): (Condition, Value<u32>)) {

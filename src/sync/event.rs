@@ -14,7 +14,7 @@ const CLEAR_WAITED: u32 = 2;
 
 /// A flag, initially clear: [`wait`](Event::wait) blocks until someone [`set`](Event::set)s it.
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Event, Process};
 /// fn signal(ev: Event) { ev.set(); }

@@ -324,7 +324,7 @@ pub(crate) fn wrap<G>(
 /// process it sent one to has received it: the last handle in the creator unlinks the
 /// segment's name, after which nobody can attach (the receiver then fails to deserialize).
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Lock, Process, Value};
 ///

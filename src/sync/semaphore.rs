@@ -82,7 +82,7 @@ fn give(cell: &Cell, n: u32, bound: Option<u32>) -> Result<()> {
 /// A counter of permits for threads and processes alike: `acquire` takes one (blocking
 /// while there is none), dropping the guard or `release` gives one back.
 ///
-/// ```
+/// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Process, Semaphore};
 /// fn worker(sem: Semaphore) {
