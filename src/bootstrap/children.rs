@@ -156,6 +156,19 @@ impl Child {
 
 enum Cmd {
     Start(StartMethod, ChildSpec, Sender<Result<Child>>),
+    /// Stop every fork server and reap it (at program exit).
+    StopServers(Sender<()>),
+}
+
+/// At normal program exit: close the fork servers' sockets so they exit, and reap them, so
+/// no fork server outlives the program even for a moment as an orphan.
+fn stop_fork_servers() {
+    let m = manager();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    if m.tx.send(Cmd::StopServers(tx)).is_ok() {
+        let _ = rustix::io::write(&m.wake, &1u64.to_ne_bytes());
+        let _ = rx.recv_timeout(Duration::from_secs(2));
+    }
 }
 
 struct Manager {
@@ -338,6 +351,10 @@ impl Loop {
             while let Ok(cmd) = rx.try_recv() {
                 match cmd {
                     Cmd::Start(method, spec, reply) => self.start(method, spec, reply),
+                    Cmd::StopServers(reply) => {
+                        self.stop_servers();
+                        let _ = reply.send(());
+                    }
                 }
             }
         }
@@ -471,6 +488,21 @@ impl Loop {
         }
     }
 
+    fn stop_servers(&mut self) {
+        for (_, mut server) in self.servers.drain() {
+            drop(server.sock); // the server exits on EOF; its children die with it
+            let end = Instant::now() + Duration::from_millis(500);
+            while matches!(server.proc.try_wait(), Ok(None)) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _ = server.proc.kill();
+            let _ = server.proc.wait();
+            for (_, (_, tx)) in server.pending.drain() {
+                let _ = tx.send(Err(Error::StartFailed("the program is exiting".into())));
+            }
+        }
+    }
+
     /// Asks the fork server; the reply arrives later as `Started`.
     fn start_forked(
         &mut self,
@@ -488,6 +520,7 @@ impl Loop {
                 children: HashMap::new(),
             };
             self.servers.insert(exe.clone(), server);
+            crate::sys::atexit::at_exit_last(stop_fork_servers);
         }
         let msg = encode_start(id, spec)?;
         send_start(&self.servers[&exe].sock, &msg, &spec.fds)?;

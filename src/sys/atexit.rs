@@ -3,27 +3,42 @@
 use std::sync::Mutex;
 
 static HOOKS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
+/// Hooks that must run after all others (stopping the fork servers, after children joined).
+static LAST: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 
 extern "C" fn run_hooks() {
-    let hooks = std::mem::take(&mut *HOOKS.lock().unwrap_or_else(|e| e.into_inner()));
-    for h in hooks {
-        h();
+    for list in [&HOOKS, &LAST] {
+        let hooks = std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in hooks {
+            h();
+        }
     }
+}
+
+/// Like [`at_exit`], but runs after every hook registered with `at_exit`.
+pub(crate) fn at_exit_last(hook: fn()) {
+    register();
+    let mut hooks = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if !hooks.contains(&hook) {
+        hooks.push(hook);
+    }
+}
+
+fn register() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: `run_hooks` is a plain `extern "C" fn()` that never unwinds across the C
+    // boundary (it only locks mutexes, recovering from poison, and calls hooks that
+    // multiproc controls and that do not panic).
+    ONCE.call_once(|| unsafe {
+        libc::atexit(run_hooks);
+    });
 }
 
 /// Registers `hook` to run once at normal exit of this process (not after `_exit`, not in
 /// children of the fork server, which leave through `_exit`).
 pub(crate) fn at_exit(hook: fn()) {
+    register();
     let mut hooks = HOOKS.lock().unwrap_or_else(|e| e.into_inner());
-    if hooks.is_empty() {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        // SAFETY: `run_hooks` is a plain `extern "C" fn()` that never unwinds across the
-        // C boundary (it only locks a mutex, recovering from poison, and calls hooks that
-        // multiproc controls and that do not panic).
-        ONCE.call_once(|| unsafe {
-            libc::atexit(run_hooks);
-        });
-    }
     if !hooks.contains(&hook) {
         hooks.push(hook);
     }
