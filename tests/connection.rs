@@ -1,24 +1,17 @@
 //! Listener / Client: authentication, limits, and byte-level interop with CPython's
 //! `multiprocessing.connection` (a real `python3` in both directions).
 
+mod common;
+use common::deadline;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use multiproc::Error;
 use multiproc::connection::{Address, Client, Listener};
 
 multiproc::test_support!();
-
-fn deadline<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(secs))
-        .expect("the test body hung past its deadline")
-}
 
 fn sock_path(tag: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("mp-test-{}-{tag}.sock", std::process::id()))

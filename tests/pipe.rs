@@ -1,21 +1,13 @@
 //! Pipe and Connection: framing, sizes, EOF, timeouts, limits, passing to a Process.
 
-use std::sync::mpsc;
+mod common;
+use common::deadline;
+
 use std::time::{Duration, Instant};
 
 use multiproc::{Connection, Error, Pipe, Process, StartMethod};
 
 multiproc::test_support!();
-
-/// Runs `f` in a thread and fails the test if it does not finish within `secs`.
-fn deadline<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(secs))
-        .expect("the test body hung past its deadline")
-}
 
 #[test]
 fn values_and_bytes_keep_boundaries_at_any_size() {

@@ -1,7 +1,9 @@
 //! Process: start methods, exit codes, names, daemon, current_process, active_children,
 //! panics, joining at exit.
 
-use std::sync::mpsc;
+mod common;
+use common::deadline;
+
 use std::time::{Duration, Instant};
 
 use multiproc::{Connection, Error, Pipe, Process, Queue, StartMethod};
@@ -28,15 +30,6 @@ static HELPERS: extern "C" fn() = {
     }
     run_helper
 };
-
-fn deadline<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(secs))
-        .expect("the test body hung past its deadline")
-}
 
 fn exit_with(code: i32) {
     std::process::exit(code);

@@ -1,21 +1,14 @@
 //! Queue, SimpleQueue, JoinableQueue: semantics, processes, faults.
 
+mod common;
+use common::deadline;
+
 use std::collections::BTreeSet;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use multiproc::{Connection, Error, JoinableQueue, Pipe, Process, Queue, SimpleQueue, StartMethod};
 
 multiproc::test_support!();
-
-fn deadline<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(secs))
-        .expect("the test body hung past its deadline")
-}
 
 #[test]
 fn fifo_len_try_and_timeouts() {

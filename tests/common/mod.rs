@@ -48,3 +48,26 @@ pub fn assert_gone(pids: &[u32]) {
 pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
+
+/// After every test of a binary has run (at process exit): nothing this process created,
+/// and no test segment, is left in `/dev/shm`; otherwise the binary fails loudly.
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static NO_SEGMENT_LEFT: extern "C" fn() = {
+    extern "C" fn check() {
+        let mine = format!("mp-{}-", std::process::id());
+        let left: Vec<String> = std::fs::read_dir("/dev/shm")
+            .map(|dir| {
+                dir.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&mine) || n.starts_with("multiproc-test-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !left.is_empty() {
+            eprintln!("LEAK: left in /dev/shm after the tests: {left:?}");
+            std::process::abort();
+        }
+    }
+    check
+};
