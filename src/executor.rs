@@ -29,6 +29,8 @@ struct MapInner<R> {
     /// Unordered mode: batches in completion order.
     fifo: VecDeque<(usize, Vec<Result<R, TaskError>>)>,
     waiting: bool,
+    /// When the last batch arrived: spinning only pays while results stream in.
+    last: Option<std::time::Instant>,
 }
 
 impl<R> MapState<R> {
@@ -38,6 +40,7 @@ impl<R> MapState<R> {
                 by_index: BTreeMap::new(),
                 fifo: VecDeque::new(),
                 waiting: false,
+                last: None,
             }),
             cv: Condvar::new(),
             cancelled: AtomicBool::new(false),
@@ -58,6 +61,7 @@ impl<R> MapState<R> {
             g.fifo.push_back((start, results));
         }
         self.delivered.fetch_add(1, Ordering::Release);
+        g.last = Some(std::time::Instant::now());
         if g.waiting {
             g.waiting = false;
             drop(g);
@@ -88,7 +92,10 @@ impl<R> MapState<R> {
             }
             // A short bounded spin first: a cross-CPU wake-up costs tens of µs, more than
             // the next batch usually takes to arrive while a map is streaming.
-            if spins < 2000 {
+            let streaming = g
+                .last
+                .is_some_and(|t| t.elapsed() < std::time::Duration::from_micros(500));
+            if spins < 2000 && streaming {
                 let seen = self.delivered.load(Ordering::Acquire);
                 drop(g);
                 while spins < 2000 && self.delivered.load(Ordering::Acquire) == seen {
