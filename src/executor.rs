@@ -98,8 +98,12 @@ impl<R> MapState<R> {
             if spins < 2000 && streaming {
                 let seen = self.delivered.load(Ordering::Acquire);
                 drop(g);
+                let end = std::time::Instant::now() + std::time::Duration::from_millis(2);
                 while spins < 2000 && self.delivered.load(Ordering::Acquire) == seen {
                     spins += 1;
+                    if spins.is_multiple_of(64) && std::time::Instant::now() >= end {
+                        spins = 2000;
+                    }
                     if spins < 100 {
                         std::hint::spin_loop();
                     } else {

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, TaskError};
 use crate::sys::{futex_wait, futex_wake};
 
+/// The longest a waiter spins before it sleeps.
+const SPIN_LIMIT: Duration = Duration::from_millis(2);
+
 const PENDING: u32 = 0;
 const DONE: u32 = 1;
 
@@ -112,11 +115,18 @@ impl<R> FutureState<R> {
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
         // Spin briefly: a cross-CPU wake-up costs far more than a short task here.
         // While spinning, help the pool collect results: then no other thread has to wake.
+        // The spin is bounded in time too (on a loaded machine each yield can take long), and
+        // never outlasts the caller's deadline.
+        let spin_end = Instant::now() + SPIN_LIMIT;
+        let spin_end = deadline.map_or(spin_end, |d| d.min(spin_end));
         for i in 0..2000u32 {
             if self.is_done() {
                 return true;
             }
             if i % 16 == 0 {
+                if Instant::now() >= spin_end {
+                    break;
+                }
                 self.help();
             } else if i < 200 {
                 std::hint::spin_loop();

@@ -178,9 +178,14 @@ impl Bell {
         timeout: Option<Duration>,
         ready: impl Fn() -> bool,
     ) -> bool {
+        let end = std::time::Instant::now() + Duration::from_millis(2);
         for i in 0..spin {
             if ready() {
                 return true;
+            }
+            // Bounded in time as well: on a loaded machine each yield can take long.
+            if i % 64 == 63 && std::time::Instant::now() >= end {
+                break;
             }
             if i < 64 {
                 std::hint::spin_loop();
