@@ -464,7 +464,7 @@ star_fn!(A1, A2, A3, A4);
 fn make_imap<'a, E, F, A, R, It>(
     pool: &'a E,
     f: F,
-    mut iter: It,
+    iter: It,
     chunksize: Chunksize,
     ordered: bool,
 ) -> Imap<'a, R>
@@ -475,15 +475,36 @@ where
     R: Payload,
     It: Iterator<Item = A> + 'a,
 {
+    let (workers, progress) = (pool.workers(), pool.progress());
+    lazy_imap(
+        iter,
+        chunksize,
+        ordered,
+        workers,
+        progress,
+        move |start, items, sink| pool.dispatch_chunk(f, start, items, sink),
+    )
+}
+
+/// An [`Imap`] that takes `iter` one chunk at a time, when the window has room, and hands
+/// each chunk to `dispatch(first index, items, results)`: the part every pool shares.
+pub(crate) fn lazy_imap<'a, A: 'a, R: 'a>(
+    mut iter: impl Iterator<Item = A> + 'a,
+    chunksize: Chunksize,
+    ordered: bool,
+    workers: usize,
+    progress: bool,
+    mut dispatch: impl FnMut(usize, Vec<A>, &Arc<MapState<R>>) + 'a,
+) -> Imap<'a, R> {
     let total = exact_len(&iter);
-    let cs = chunksize.resolve(total, pool.workers());
+    let cs = chunksize.resolve(total, workers);
     let feeder: Feeder<'a, R> = Box::new(move |start, sink| {
         let items: Vec<A> = iter.by_ref().take(cs).collect();
         let n = items.len();
         if n > 0 {
-            pool.dispatch_chunk(f, start, items, sink);
+            dispatch(start, items, sink);
         }
         n
     });
-    Imap::new(feeder, ordered, cs, pool.workers(), total, pool.progress())
+    Imap::new(feeder, ordered, cs, workers, total, progress)
 }

@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::bootstrap::task::{set_quiet, take_panic};
 use crate::error::{Error, Result, TaskError};
-use crate::executor::{Chunksize, Executor, Feeder, Imap, MapState, Payload, PoolFn, exact_len};
+use crate::executor::{Chunksize, Executor, Imap, MapState, Payload, PoolFn, lazy_imap};
 use crate::future::{FutureState, TaskFuture};
 
 enum Job {
@@ -227,7 +227,7 @@ impl ThreadPool {
     fn imap_arc<'a, F, A, R, It>(
         &'a self,
         f: F,
-        mut iter: It,
+        iter: It,
         chunksize: Chunksize,
         ordered: bool,
     ) -> Imap<'a, R>
@@ -237,18 +237,15 @@ impl ThreadPool {
         R: Send + 'static,
         It: Iterator<Item = A> + 'a,
     {
-        let total = exact_len(&iter);
-        let cs = chunksize.resolve(total, self.workers);
         let f = Arc::new(f);
-        let feeder: Feeder<'a, R> = Box::new(move |start, sink| {
-            let items: Vec<A> = iter.by_ref().take(cs).collect();
-            let n = items.len();
-            if n > 0 {
-                self.dispatch(&f, start, items, sink);
-            }
-            n
-        });
-        Imap::new(feeder, ordered, cs, self.workers, total, self.progress)
+        lazy_imap(
+            iter,
+            chunksize,
+            ordered,
+            self.workers,
+            self.progress,
+            move |start, items, sink| self.dispatch(&f, start, items, sink),
+        )
     }
 
     /// Lazily applies `f` to every item; outcomes in input order.

@@ -145,25 +145,15 @@ fn map_returns_the_first_error_in_input_order() {
 fn a_worker_killed_from_outside_fails_only_its_task() {
     deadline(60, || {
         let pool = ProcessPool::new(2).unwrap();
-        fn sleepy_pid(ms: u64) -> u32 {
-            std::thread::sleep(Duration::from_millis(ms));
-            std::process::id()
-        }
-        let victim = pool.submit(sleepy_pid, 20_000).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        // Find the worker running it: the one not answering a quick task.
-        let other = pool.submit(sleepy_pid, 0).unwrap().result().unwrap();
-        let pids: Vec<u32> = pool
-            .initial_pids()
-            .iter()
-            .copied()
-            .filter(|&p| p != other)
-            .collect();
-        assert_eq!(pids.len(), 1);
-        unsafe_kill(pids[0]);
+        let marker = marker_path("kill");
+        let victim = pool.submit(announce_then_sleep, marker.clone()).unwrap();
+        let pid = wait_for_pid(&marker);
+        sigkill(pid);
         match victim.result() {
-            Err(TaskError::WorkerDied { pid, status, .. }) => {
-                assert_eq!(pid, pids[0]);
+            Err(TaskError::WorkerDied {
+                pid: died, status, ..
+            }) => {
+                assert_eq!(died, pid);
                 assert_eq!(status.signal, Some(9));
             }
             other => panic!("{other:?}"),
@@ -172,7 +162,40 @@ fn a_worker_killed_from_outside_fails_only_its_task() {
     });
 }
 
-fn unsafe_kill(pid: u32) {
+/// A task that writes its worker's pid to `path` once it runs, then sleeps for 30 s.
+fn announce_then_sleep(path: String) -> u32 {
+    std::fs::write(&path, std::process::id().to_string()).unwrap();
+    std::thread::sleep(Duration::from_secs(30));
+    std::process::id()
+}
+
+fn marker_path(tag: &str) -> String {
+    let p = std::env::temp_dir().join(format!(
+        "mp-{tag}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_file(&p);
+    p.display().to_string()
+}
+
+/// Waits (at most 20 s) until the task behind `path` has started; returns its worker's pid.
+fn wait_for_pid(path: &str) -> u32 {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            let _ = std::fs::remove_file(path);
+            return pid;
+        }
+        assert!(Instant::now() < end, "the task never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn sigkill(pid: u32) {
     std::process::Command::new("kill")
         .arg("-9")
         .arg(pid.to_string())
@@ -377,13 +400,16 @@ fn cancel_pending_and_running_tasks() {
             ms
         }
         let pool = ProcessPool::new(1).unwrap();
-        let running = pool.submit(sleep_ms, 30_000).unwrap();
+        let marker = marker_path("cancel");
+        let running = pool.submit(announce_then_sleep, marker.clone()).unwrap();
         let pending = pool.submit(sleep_ms, 30_000).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        let pid = wait_for_pid(&marker);
         assert!(pending.cancel());
         assert!(running.cancel());
         assert!(matches!(running.result(), Err(TaskError::Cancelled { .. })));
         assert!(matches!(pending.result(), Err(TaskError::Cancelled { .. })));
+        // Cancelling the running task killed its worker.
+        assert_gone(&[pid]);
         // The killed worker was replaced: new work runs at once.
         assert_eq!(pool.submit(sleep_ms, 1).unwrap().result().unwrap(), 1);
     });

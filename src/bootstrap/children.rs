@@ -260,11 +260,7 @@ fn launch(exe: &Path, role: &str) -> Result<(OwnedFd, std::process::Child, u32)>
         Err(Error::StartFailed(why))
     };
     let mut pfd = [PollFd::new(&mine, PollFlags::IN)];
-    let ms = HELLO_TIMEOUT.as_millis() as i32;
-    let ts = rustix::event::Timespec {
-        tv_sec: (ms / 1000) as i64,
-        tv_nsec: ((ms % 1000) * 1_000_000) as _,
-    };
+    let ts = crate::sys::timespec(HELLO_TIMEOUT);
     let ready = loop {
         match rustix::event::poll(&mut pfd, Some(&ts)) {
             Err(rustix::io::Errno::INTR) => continue,
@@ -448,10 +444,7 @@ impl Loop {
                     // Wait for the kernel to deliver the death signal before reporting.
                     let _ = sp::pidfd_open(pid).map(|fd| {
                         let mut p = [PollFd::new(&fd, PollFlags::IN)];
-                        let ts = rustix::event::Timespec {
-                            tv_sec: 1,
-                            tv_nsec: 0,
-                        };
+                        let ts = crate::sys::timespec(Duration::from_secs(1));
                         let _ = rustix::event::poll(&mut p, Some(&ts));
                     });
                     state.exited(

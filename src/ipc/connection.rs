@@ -110,14 +110,7 @@ pub(crate) fn wait_fd(
 ) -> Result<bool> {
     loop {
         let rem = remaining(deadline);
-        let ts = rem.map(|d| {
-            // Round up to whole microseconds so a wait never ends early.
-            let us = d.as_nanos().div_ceil(1000);
-            rustix::event::Timespec {
-                tv_sec: (us / 1_000_000).min(i64::MAX as u128) as i64,
-                tv_nsec: (us % 1_000_000) as i64 * 1000,
-            }
-        });
+        let ts = rem.map(crate::sys::timespec);
         let mut pfd = [PollFd::new(&fd, flags)];
         match rustix::event::poll(&mut pfd, ts.as_ref()) {
             Ok(0) => {
@@ -575,13 +568,7 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
     };
     loop {
         let rem = remaining(deadline);
-        let ts = rem.map(|d| {
-            let us = d.as_nanos().div_ceil(1000);
-            rustix::event::Timespec {
-                tv_sec: (us / 1_000_000).min(i64::MAX as u128) as i64,
-                tv_nsec: (us % 1_000_000) as i64 * 1000,
-            }
-        });
+        let ts = rem.map(crate::sys::timespec);
         let mut pfds: Vec<PollFd<'_>> = conns
             .iter()
             .map(|c| PollFd::new(&c.fd, PollFlags::IN))

@@ -137,7 +137,9 @@ fn dispatcher_loop(inner: Arc<Inner>, core: Arc<Mutex<Dispatcher>>) {
 /// ```
 pub struct ProcessPool {
     inner: Arc<Inner>,
-    link: Arc<Link>,
+    /// Keeps the link alive; futures hold `weak_link`.
+    _link: Arc<Link>,
+    weak_link: std::sync::Weak<dyn PoolLink>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
     pids: Vec<u32>,
 }
@@ -329,9 +331,11 @@ impl ProcessPool {
             .name("multiproc-dispatcher".into())
             .spawn(move || dispatcher_loop(i2, core))
             .map_err(|e| Error::io("spawn the dispatcher thread", e))?;
+        let weak_link: std::sync::Weak<dyn PoolLink> = Arc::downgrade(&link) as _;
         Ok(ProcessPool {
             inner,
-            link,
+            _link: link,
+            weak_link,
             dispatcher: Mutex::new(Some(handle)),
             pids,
         })
@@ -428,9 +432,7 @@ impl ProcessPool {
         })?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let state = FutureState::<R>::new(None);
-        let weak: std::sync::Weak<dyn PoolLink> =
-            Arc::downgrade(&(self.link.clone() as Arc<dyn PoolLink>));
-        state.set_link(weak, id);
+        state.set_link(self.weak_link.clone(), id);
         let job = Job {
             id,
             thunk: crate::sys::code::ship_task(f),

@@ -5,13 +5,20 @@ use std::time::Duration;
 
 use rustix::thread::futex;
 
+/// A relative timeout for `poll` or `futex`, rounded up to whole microseconds so a wait
+/// never ends before the time asked for.
+pub(crate) fn timespec(d: Duration) -> rustix::fs::Timespec {
+    let us = d.as_nanos().div_ceil(1000);
+    rustix::fs::Timespec {
+        tv_sec: (us / 1_000_000).min(i64::MAX as u128) as i64,
+        tv_nsec: (us % 1_000_000) as i64 * 1000,
+    }
+}
+
 /// Sleeps while `*word == expected`, for at most `timeout`. Returns on a wake-up, a
 /// spurious wake-up, a value change or the timeout: callers re-check their condition.
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    let ts = timeout.map(|d| rustix::fs::Timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: d.subsec_nanos() as _,
-    });
+    let ts = timeout.map(timespec);
     // Not FUTEX_PRIVATE: the word may be in a MAP_SHARED mapping used by other processes.
     let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
 }

@@ -10,7 +10,7 @@ pub(crate) mod mem;
 pub(crate) mod process;
 pub(crate) mod shm;
 
-pub(crate) use futex::{futex_wait, futex_wake};
+pub(crate) use futex::{futex_wait, futex_wake, timespec};
 pub(crate) use mem::SharedMapping;
 pub(crate) mod atexit;
 pub(crate) mod ring;
