@@ -28,21 +28,52 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         sleep: u64,
     },
-    /// Measures the pools side by side with Python 3 and with bare baselines.
+    /// Measures every speed claim beside Python doing the same work and beside the bare
+    /// mechanism (the OS limit), in one run.
     Bench {
-        /// Fewer repetitions (for CI smoke runs).
+        /// One JSON line per measurement: {"name","unit","multiproc","python","limit"}.
+        #[arg(long)]
+        json: bool,
+        /// Only measurements whose name contains this (repeatable).
+        #[arg(long)]
+        filter: Vec<String>,
+        /// Repetitions per measurement; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// Small sizes (CI smoke runs).
         #[arg(long)]
         quick: bool,
         /// Skip the Python side.
         #[arg(long)]
         no_python: bool,
+        /// Busy-looping processes to run beside the bench (a crowded machine).
+        #[arg(long, default_value_t = 0)]
+        hogs: usize,
     },
+    /// (internal) One cold pool start in a fresh process; prints milliseconds.
+    #[command(hide = true)]
+    BenchColdStart,
 }
 
 fn main() -> multiproc::Result<()> {
     multiproc::init();
     match Cli::parse().cmd {
         Cmd::Tour { n, sleep } => tour::run(n, sleep),
-        Cmd::Bench { quick, no_python } => bench::run(quick, !no_python),
+        Cmd::Bench {
+            json,
+            filter,
+            repeat,
+            quick,
+            no_python,
+            hogs,
+        } => bench::run(bench::Opts {
+            json,
+            filter,
+            repeat,
+            quick,
+            no_python,
+            hogs,
+        }),
+        Cmd::BenchColdStart => bench::pool::cold_start(),
     }
 }
