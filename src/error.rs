@@ -67,6 +67,16 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A received message (or queue item) is not a value of the type it was read as: its
+    /// bytes do not decode as one, hold more than one, or are a pickled Python object.
+    /// The message is consumed; the next one is read normally.
+    #[error("expected a message of type {expected}, but {found}")]
+    WrongType {
+        /// The Rust type the message was read as.
+        expected: &'static str,
+        /// What the message is instead.
+        found: String,
+    },
     /// The peer closed the connection or the object was closed.
     #[error("closed: {0}")]
     Closed(String),

@@ -2,6 +2,7 @@
 //! this file for the queue ring and the authentication handshake.
 
 mod auth;
+pub(crate) mod codec;
 pub mod connection;
 pub(crate) mod fdctx;
 mod pipe;

@@ -552,7 +552,7 @@ impl Ring {
                         &self.map,
                         self.data(pos) + FRAME_HEAD as usize,
                         len as usize,
-                        |b| postcard::from_bytes::<T>(b),
+                        |b| super::codec::decode_exact::<T>(b),
                     )
                 }));
                 let mut new_h = pos + s;
@@ -565,10 +565,7 @@ impl Ring {
                 drop(guard);
                 wake(self.word(OFF_NOT_FULL));
                 let r = r.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                return r.map_err(|e| Error::Deserialize {
-                    type_name: std::any::type_name::<T>(),
-                    message: e.to_string(),
-                });
+                return r.map_err(Error::from);
             }
             drop(guard);
             if self.is_closed() {
