@@ -199,6 +199,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Removes and returns the oldest item, waiting for one.
+    ///
+    /// An item that is not exactly one `T` (put by a process that took the queue for
+    /// another type) is an [`Error::WrongType`]; one that `T`'s `Deserialize` refuses is an
+    /// [`Error::Deserialize`]. Either way the item is consumed and the next `get` returns
+    /// the next one.
     pub fn get(&self) -> Result<T> {
         self.ring.get(None)
     }
