@@ -8,7 +8,7 @@
 //! binary into a worker.
 
 mod common;
-use common::deadline;
+use common::{assert_group_died, deadline, start_children_then_hang, wait_for_pids};
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -105,10 +105,7 @@ fn helper_slow_handshake() {
     let a = ProcessPool::new(1).unwrap();
     let t0 = Instant::now();
     let hung = std::thread::spawn(move || {
-        let r = ProcessPool::builder()
-            .workers(1)
-            .executable(script)
-            .build();
+        let r = ProcessPool::builder().workers(1).executable(script).build();
         (r.err().map(|e| e.to_string()), t0.elapsed())
     });
     // Wait until the script runs: its handshake is now pending.
@@ -203,7 +200,11 @@ fn a_program_without_init_runs_its_pool() {
     assert_eq!(r.code, Some(0), "output: {}", r.out);
     assert!(r.out.contains("sum 285"), "output: {}", r.out);
     // The program and its fork server; the workers are forked, they re-run nothing.
-    assert!(r.processes <= 2, "{} processes ran the program", r.processes);
+    assert!(
+        r.processes <= 2,
+        "{} processes ran the program",
+        r.processes
+    );
 }
 
 #[test]
@@ -217,7 +218,11 @@ fn a_worker_that_reaches_user_code_fails_at_once_naming_init() {
         r.out
     );
     assert!(r.took < Duration::from_secs(3), "took {:?}", r.took);
-    assert!(r.processes <= 2, "{} processes ran the program", r.processes);
+    assert!(
+        r.processes <= 2,
+        "{} processes ran the program",
+        r.processes
+    );
 }
 
 #[test]
@@ -237,96 +242,6 @@ fn pools_and_processes_work_in_a_test_binary_without_test_support() {
             assert_eq!(p.exitcode(), Some(0));
         }
     });
-}
-
-/// Whether `pid` is dead: gone, or a zombie (an orphan waits for init to reap it).
-fn dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
-}
-
-/// Live (non-zombie) processes in process group `pgid`.
-fn live_in_group(pgid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        // fields after the name: state ppid pgrp ...
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string() {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// A task that starts `sleep 1000` and a shell pipeline, records `worker sleep sh` pids in
-/// `path`, and never ends.
-fn start_children_then_hang(path: String) -> u32 {
-    let sleep = std::process::Command::new("sleep")
-        .arg("1000")
-        .spawn()
-        .unwrap();
-    let sh = std::process::Command::new("sh")
-        .args(["-c", "sleep 1000 | cat"])
-        .spawn()
-        .unwrap();
-    let tmp = format!("{path}.tmp");
-    std::fs::write(
-        &tmp,
-        format!("{} {} {}", std::process::id(), sleep.id(), sh.id()),
-    )
-    .unwrap();
-    std::fs::rename(&tmp, &path).unwrap();
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-fn wait_for_pids(path: &PathBuf) -> Vec<u32> {
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            let _ = std::fs::remove_file(path);
-            return s.split_whitespace().map(|p| p.parse().unwrap()).collect();
-        }
-        assert!(Instant::now() < end, "the task never started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Kills what a failed assertion left (so no test leaves a process behind), then asserts
-/// that the worker's whole group died by itself within 5 s.
-fn assert_group_died(pids: &[u32]) {
-    let end = Instant::now() + Duration::from_secs(5);
-    let worker = pids[0];
-    let mut left;
-    loop {
-        left = live_in_group(worker);
-        left.extend(pids.iter().copied().filter(|&p| !dead(p)));
-        if left.is_empty() || Instant::now() > end {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    for &p in &left {
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_raw(p as i32).unwrap(),
-            rustix::process::Signal::KILL,
-        );
-    }
-    assert!(left.is_empty(), "the task's children outlived it: {left:?}");
 }
 
 #[test]
@@ -379,11 +294,7 @@ fn a_handshake_that_never_answers_blocks_no_other_child() {
         "#!/bin/sh\necho $$ > \"$MP_HANG_PID\"\nexec sleep 1000\n",
     )
     .unwrap();
-    std::fs::set_permissions(
-        &script,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let r = run_helper(
         "slow_handshake",
         &[

@@ -284,3 +284,36 @@ fn children_die_when_their_parent_is_killed() {
         let _ = std::fs::remove_file(&file);
     });
 }
+
+/// `terminate` and `kill` reach what the process started: its group, not only its pid.
+#[test]
+fn terminate_and_kill_reach_the_processes_it_started() {
+    deadline(60, || {
+        fn run(path: String) {
+            common::start_children_then_hang(path);
+        }
+        for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+            for kill in [false, true] {
+                let path = std::env::temp_dir().join(format!(
+                    "mp-proc-group-{}-{method:?}-{kill}",
+                    std::process::id()
+                ));
+                let _ = std::fs::remove_file(&path);
+                let p = Process::builder()
+                    .daemon(true)
+                    .start_method(method)
+                    .start(run, path.display().to_string())
+                    .unwrap();
+                let pids = common::wait_for_pids(&path);
+                assert_eq!(pids[0], p.pid());
+                if kill {
+                    p.kill().unwrap();
+                } else {
+                    p.terminate().unwrap();
+                }
+                assert!(p.join_timeout(Duration::from_secs(10)));
+                common::assert_group_died(&pids);
+            }
+        }
+    });
+}

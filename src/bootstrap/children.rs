@@ -271,6 +271,8 @@ struct Loop {
     queued: HashMap<PathBuf, Vec<Queued>>,
     launching: Vec<Launching>,
     spawned: Vec<(u32, Arc<OwnedFd>, Arc<ChildState>)>,
+    /// Children of a fork server that died: killed, reported once gone.
+    orphans: Vec<(u32, OwnedFd, Arc<ChildState>)>,
     /// Killed processes not reaped yet (reaped when their pidfd turns readable).
     reaping: Vec<(u32, OwnedFd)>,
     next_id: u64,
@@ -293,7 +295,11 @@ fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Starts `exe` in `role`; its hello is awaited by the manager loop, not here.
-fn launch(exe: &Path, role: &str, what: LaunchFor) -> std::result::Result<Launching, (Error, LaunchFor)> {
+fn launch(
+    exe: &Path,
+    role: &str,
+    what: LaunchFor,
+) -> std::result::Result<Launching, (Error, LaunchFor)> {
     let (mine, theirs) = match seqpacket_pair() {
         Ok(x) => x,
         Err(e) => return Err((e, what)),
@@ -331,6 +337,12 @@ fn launch(exe: &Path, role: &str, what: LaunchFor) -> std::result::Result<Launch
         what,
     })
 }
+
+/// How a child of a dead fork server ended: killed by its death signal.
+const ORPHAN_STATUS: ExitStatus = ExitStatus {
+    code: None,
+    signal: Some(libc::SIGKILL),
+};
 
 /// Why a handshake failed, to build one error per waiting request.
 enum Refusal {
@@ -433,7 +445,7 @@ impl Loop {
             .map(|l| l.deadline.saturating_duration_since(Instant::now()))
             .min()
             .map(crate::sys::timespec);
-        let (server_ready, spawned_ready, launch_ready, reap_ready) = {
+        let (server_ready, spawned_ready, launch_ready, reap_ready, orphan_ready) = {
             let mut polls = vec![PollFd::new(wake, PollFlags::IN)];
             polls.extend(
                 servers
@@ -457,6 +469,11 @@ impl Loop {
                     .iter()
                     .map(|(_, fd)| PollFd::new(fd, PollFlags::IN)),
             );
+            polls.extend(
+                self.orphans
+                    .iter()
+                    .map(|(_, fd, _)| PollFd::new(fd, PollFlags::IN)),
+            );
             if let Err(e) = rustix::event::poll(&mut polls, timeout.as_ref()) {
                 if e != rustix::io::Errno::INTR {
                     std::thread::sleep(Duration::from_millis(10));
@@ -475,6 +492,7 @@ impl Loop {
                 take(self.spawned.len()),
                 take(self.launching.len()),
                 take(self.reaping.len()),
+                take(self.orphans.len()),
             )
         };
         for (k, ready) in servers.iter().zip(server_ready) {
@@ -495,6 +513,12 @@ impl Loop {
                 let _ = sp::wait(pid);
             }
         }
+        for i in (0..orphan_ready.len()).rev() {
+            if orphan_ready[i] {
+                let (pid, _fd, state) = self.orphans.swap_remove(i);
+                state.exited(pid, ORPHAN_STATUS);
+            }
+        }
         for i in (0..launch_ready.len()).rev() {
             if launch_ready[i] {
                 let l = self.launching.swap_remove(i);
@@ -511,7 +535,9 @@ impl Loop {
             return self.fail_launch(l, Refusal::Exited(status), false);
         }
         let mut buf = [0u8; 512];
-        let n = recv_with_fds(&l.sock, &mut buf).map(|(n, _)| n).unwrap_or(0);
+        let n = recv_with_fds(&l.sock, &mut buf)
+            .map(|(n, _)| n)
+            .unwrap_or(0);
         let reply = if n == 0 {
             None
         } else {
@@ -653,8 +679,8 @@ impl Loop {
         reply: Sender<Result<Child>>,
     ) {
         let server = self.servers.get_mut(exe).expect("server exists");
-        let sent = encode_start(id, &mut spec)
-            .and_then(|msg| send_start(&server.sock, &msg, &spec.fds));
+        let sent =
+            encode_start(id, &mut spec).and_then(|msg| send_start(&server.sock, &msg, &spec.fds));
         match sent {
             Ok(()) => {
                 server.pending.insert(id, (spec.on_exit.take(), reply));
@@ -708,19 +734,13 @@ impl Loop {
                     ))));
                 }
                 for (pid, state) in server.children.drain() {
-                    // Wait for the kernel to deliver the death signal before reporting.
-                    let _ = sp::pidfd_open(pid).map(|fd| {
-                        let mut p = [PollFd::new(&fd, PollFlags::IN)];
-                        let ts = crate::sys::timespec(Duration::from_secs(1));
-                        let _ = rustix::event::poll(&mut p, Some(&ts));
-                    });
-                    state.exited(
-                        pid,
-                        ExitStatus {
-                            code: None,
-                            signal: Some(libc::SIGKILL),
-                        },
-                    );
+                    // The death signal kills the worker, not what its task started.
+                    let _ = sp::kill_group(pid, libc::SIGKILL);
+                    // Report once the kernel has delivered the death (init reaps it).
+                    match sp::pidfd_open(pid) {
+                        Ok(fd) => self.orphans.push((pid, fd, state)),
+                        Err(_) => state.exited(pid, ORPHAN_STATUS),
+                    }
                 }
             }
         }
