@@ -83,7 +83,7 @@ fn square(x: u64) -> u64 {
 }
 
 fn helper_map() {
-    let r = ProcessPool::new(2).and_then(|pool| pool.map(square, 0..10u64).map_err(Into::into));
+    let r = ProcessPool::new(2).and_then(|pool| pool.map(square, 0..10u64));
     match r {
         Ok(v) => println!("sum {}", v.iter().sum::<u64>()),
         Err(e) => {

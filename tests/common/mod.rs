@@ -106,6 +106,9 @@ pub fn live_in_group(pgid: u32) -> Vec<u32> {
 
 /// A task that starts `sleep 1000` and a shell pipeline, records `worker sleep sh` pids in
 /// `path`, and never ends.
+// Never waited for on purpose: the task never returns, and the kill of its group must
+// end these children.
+#[allow(clippy::zombie_processes)]
 pub fn start_children_then_hang(path: String) -> u32 {
     let sleep = std::process::Command::new("sleep")
         .arg("1000")
