@@ -192,6 +192,7 @@ impl ProcessBuilder {
 /// argument (use a tuple for several). A panic in it prints its message on the child's
 /// stderr and ends the child with exit code 1. Dropping a `Process` neither waits for nor
 /// stops it; a program that returns from `main` waits for its non-daemon children first.
+/// As in Python, the child's stdin is `/dev/null`; stdout and stderr are the parent's.
 ///
 /// ```standalone_crate
 /// # multiproc::init();

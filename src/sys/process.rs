@@ -213,7 +213,7 @@ pub(crate) fn take_env(name: &str) -> Option<String> {
 }
 
 /// Starts `exe` as a child that dies with the calling thread, leads a process group of its
-/// own, has `fd` inherited at the same number, and `envs` set.
+/// own, reads stdin from `/dev/null`, has `fd` inherited at the same number, and `envs` set.
 pub(crate) fn spawn_exec(
     exe: &std::path::Path,
     fd: RawFd,
@@ -224,6 +224,10 @@ pub(crate) fn spawn_exec(
     let mut cmd = std::process::Command::new(exe);
     cmd.envs(envs.iter().map(|(k, v)| (k, v)));
     cmd.process_group(0);
+    // Python's children read /dev/null too. In a group of its own a child reading the
+    // terminal would be stopped (SIGTTIN) and hang; and it must not eat the parent's input.
+    // Fork-server children inherit it from their server.
+    cmd.stdin(std::process::Stdio::null());
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
     // (prctl, getppid, fcntl, _exit); it allocates nothing.
     unsafe {
