@@ -323,3 +323,47 @@ fn a_handshake_that_never_answers_blocks_no_other_child() {
     assert!(r.out.contains("handshake"), "output: {}", r.out);
     assert!(r.out.contains("hung_reaped true"), "output: {}", r.out);
 }
+
+/// A "worker" that closes its control socket without a hello but keeps running is killed
+/// and reaped after a short grace, and its start fails saying so (it used to be waited for
+/// forever).
+#[test]
+fn a_silent_eof_without_hello_is_killed_not_waited_for() {
+    not_in_a_helper_tree();
+    deadline(30, || {
+        let script = temp_path("eof.sh");
+        let pid_file = temp_path("eof.pid");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/bash\necho $$ > {}\neval \"exec $MULTIPROC_FD>&-\"\nexec sleep 1000\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let t0 = Instant::now();
+        let err = ProcessPool::builder()
+            .workers(1)
+            .start_method(StartMethod::Spawn)
+            .executable(&script)
+            .build()
+            .err()
+            .expect("a silent process is no worker");
+        let took = t0.elapsed();
+        let pid: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let _ = std::fs::remove_file(&script);
+        let _ = std::fs::remove_file(&pid_file);
+        assert!(
+            err.to_string().contains("without a handshake"),
+            "error: {err}"
+        );
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        common::assert_gone(&[pid]);
+    });
+}
