@@ -349,8 +349,7 @@ fn a_silent_eof_without_hello_is_killed_not_waited_for() {
             .start_method(StartMethod::Spawn)
             .executable(&script)
             .build()
-            .err()
-            .expect("a silent process is no worker");
+            .expect_err("a silent process is no worker");
         let took = t0.elapsed();
         let pid: u32 = std::fs::read_to_string(&pid_file)
             .unwrap()
