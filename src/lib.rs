@@ -27,10 +27,13 @@
 //!
 //! ## Starting worker processes
 //!
-//! Workers are processes of *your own program*: the first line of `main` must be
-//! [`init()`] (Python users know it as `freeze_support()`), which turns a process that
-//! multiproc started into a worker before any of your code runs. In an integration test
-//! file, write [`test_support!()`](test_support) once at top level instead.
+//! Workers are processes of *your own program*. multiproc turns a process it started into
+//! a worker before `main` (or a test harness, or a doctest) runs, so there is nothing to
+//! add: no `freeze_support()` line, no test attribute. [`init()`] and
+//! [`test_support!()`](test_support) remain from earlier versions and are harmless. Each
+//! worker and each [`Process`] leads a process group of its own: killing it (timeout,
+//! cancel, [`Process::kill`]) kills what it started too, and a terminal's Ctrl-C reaches
+//! only your program, which manages its children (they die with it).
 //!
 //! Functions sent to a process pool are `fn` items or closures that capture nothing;
 //! arguments and results are serializable (serde). Pass data as the argument.

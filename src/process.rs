@@ -192,6 +192,7 @@ impl ProcessBuilder {
 /// argument (use a tuple for several). A panic in it prints its message on the child's
 /// stderr and ends the child with exit code 1. Dropping a `Process` neither waits for nor
 /// stops it; a program that returns from `main` waits for its non-daemon children first.
+/// As in Python, the child's stdin is `/dev/null`; stdout and stderr are the parent's.
 ///
 /// ```standalone_crate
 /// # multiproc::init();
@@ -278,12 +279,22 @@ impl Process {
         self.child.status().and_then(|s| s.exitcode())
     }
 
-    /// Sends SIGTERM.
+    /// Sends SIGTERM to the process *and every process it started* (its process group).
+    ///
+    /// Unlike Python, which signals the child alone: each `Process` leads a process group
+    /// of its own, so the programs its function ran (a `sleep`, a shell pipeline) do not
+    /// outlive it. Processes it started through multiproc lead groups of their own and die
+    /// with it through their death signal. A process that made its own session (`setsid`)
+    /// is out of reach.
+    ///
+    /// Being its own group also means a terminal's Ctrl-C reaches only the parent, which
+    /// decides what happens to its children (if the parent dies of it, they die with it).
     pub fn terminate(&self) -> Result<()> {
         self.child.signal(libc::SIGTERM)
     }
 
-    /// Sends SIGKILL.
+    /// Sends SIGKILL to the process and every process it started (its process group; see
+    /// [`terminate`](Process::terminate)).
     pub fn kill(&self) -> Result<()> {
         self.child.signal(libc::SIGKILL)
     }
