@@ -47,7 +47,11 @@ fn exercise(pool: &impl Executor) {
         .map(|&ms| pool.submit(sleep_ms, ms).unwrap())
         .collect();
     let order: Vec<u64> = as_completed(futs).map(|f| f.result().unwrap()).collect();
-    assert_eq!(order, vec![0, 600], "as_completed yields in completion order");
+    assert_eq!(
+        order,
+        vec![0, 600],
+        "as_completed yields in completion order"
+    );
 
     let futs: Vec<_> = vec![
         pool.submit(sleep_ms, 1).unwrap(),

@@ -394,7 +394,11 @@ fn progress_bar_does_not_change_results() {
         assert_eq!(it.__progress(), Some((0, Some(20), false)));
         for k in 1..=20u64 {
             assert_eq!(it.next().unwrap().unwrap(), fib(k - 1));
-            assert_eq!(it.__progress(), Some((k, Some(20), false)), "after {k} items");
+            assert_eq!(
+                it.__progress(),
+                Some((k, Some(20), false)),
+                "after {k} items"
+            );
         }
         assert!(it.next().is_none());
         assert_eq!(it.__progress(), Some((20, Some(20), true)));
