@@ -185,6 +185,16 @@ impl<'a, R> Imap<'a, R> {
     }
 }
 
+impl<R> Imap<'_, R> {
+    /// The progress bar's `(position, length, finished)`, if this map shows one. For tests.
+    #[doc(hidden)]
+    pub fn __progress(&self) -> Option<(u64, Option<u64>, bool)> {
+        self.bar
+            .as_ref()
+            .map(|b| (b.position(), b.length(), b.is_finished()))
+    }
+}
+
 impl<R> Iterator for Imap<'_, R> {
     type Item = Result<R, TaskError>;
 

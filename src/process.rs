@@ -142,10 +142,15 @@ impl ProcessBuilder {
         F: Fn(A) + Copy + Send + Sync + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
-        let (arg, fds) = fdctx::collect_fds(|| postcard::to_stdvec(&arg));
-        let arg = arg.map_err(|e| Error::Serialize {
+        // Framed as the shipped thunk reads it (`bootstrap::task::run_task`); a panic in the
+        // user's `Serialize` becomes this error.
+        let (arg, fds) = fdctx::collect_fds(|| {
+            let mut v = Vec::new();
+            bootstrap::task::encode_framed(&arg, &mut v).map(|_| v)
+        });
+        let arg = arg.map_err(|message| Error::Serialize {
             type_name: std::any::type_name::<A>(),
-            message: fdctx::describe(&e),
+            message,
         })?;
         if fds.len() > fdctx::MAX_CHILD_FDS {
             return Err(Error::InvalidArgument(format!(

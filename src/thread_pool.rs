@@ -94,23 +94,57 @@ impl ThreadPoolBuilder {
             cancel_pending: AtomicBool::new(false),
         });
         let mut threads = Vec::with_capacity(self.workers);
+        // Each thread reports how its initializer went; a panic there is `build`'s error.
+        let (init_tx, init_rx) = crossbeam_channel::unbounded::<Result<(), TaskError>>();
+        let stop = |tx: Sender<Job>, threads: Vec<JoinHandle<()>>| {
+            // With the sender gone, every thread's `recv` fails and it ends.
+            drop(tx);
+            for t in threads {
+                let _ = t.join();
+            }
+        };
         for i in 0..self.workers {
             let rx: Receiver<Job> = rx.clone();
             let shared = shared.clone();
             let init = self.initializer.clone();
+            let init_tx = init_tx.clone();
             let t = std::thread::Builder::new()
                 .name(format!("{}-{i}", self.name))
                 .spawn(move || {
                     set_quiet(true);
                     if let Some(init) = init {
-                        init();
+                        let r = run_one(|()| init(), (), None);
+                        let failed = r.is_err();
+                        let _ = init_tx.send(r);
+                        if failed {
+                            return;
+                        }
                     }
+                    drop(init_tx);
                     while let Ok(Job::Run(job)) = rx.recv() {
                         job(shared.cancel_pending.load(Ordering::Relaxed));
                     }
-                })
-                .map_err(|e| Error::io("spawn a pool thread", e))?;
-            threads.push(t);
+                });
+            match t {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    stop(tx, threads);
+                    return Err(Error::io("spawn a pool thread", e));
+                }
+            }
+        }
+        drop(init_tx);
+        if self.initializer.is_some() {
+            for _ in 0..self.workers {
+                match init_rx.recv() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        stop(tx, threads);
+                        return Err(Error::InitializerFailed(Box::new(e)));
+                    }
+                    Err(_) => break,
+                }
+            }
         }
         Ok(ThreadPool {
             tx,

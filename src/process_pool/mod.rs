@@ -25,7 +25,7 @@ use crate::bootstrap::{Child, StartMethod};
 use crate::error::{Error, Result, TaskError};
 use crate::executor::{Executor, MapState, Payload, PoolFn};
 use crate::future::{FutureState, PoolLink, TaskFuture};
-use crate::sys::SharedMapping;
+use crate::sys::{AbortIfPanic, SharedMapping};
 
 /// Options fixed when the pool is built.
 #[derive(Clone, Debug)]
@@ -94,19 +94,28 @@ impl PoolLink for Link {
 
     fn help(&self) {
         if let Ok(mut d) = self.core.try_lock() {
+            let guard = AbortIfPanic("a process pool's dispatcher round");
             d.round();
+            guard.disarm();
         }
     }
 }
 
 /// The dispatcher thread: rounds of work, sleeping on the pool bell when there is none.
 /// Callers waiting on a future run rounds too (see `Link::help`).
+///
+/// Every call into user code inside a round (decoding results, done-callbacks) catches its
+/// own panics, so the lock is never poisoned by user code; a panic of the dispatcher's own
+/// code aborts loudly (`AbortIfPanic`) instead of leaving every caller hanging.
 fn dispatcher_loop(inner: Arc<Inner>, core: Arc<Mutex<Dispatcher>>) {
     loop {
         let (progress, timeout) = {
             let mut d = core.lock().unwrap();
+            let guard = AbortIfPanic("a process pool's dispatcher round");
             let r = d.round();
-            if d.finished() {
+            let finished = d.finished();
+            guard.disarm();
+            if finished {
                 return;
             }
             r
@@ -180,7 +189,12 @@ impl ProcessPoolBuilder {
         A: Serialize + DeserializeOwned + 'static,
     {
         // Queues and connections in `arg` travel as fds with each worker's start request.
-        let (bytes, fds) = crate::ipc::fdctx::collect_fds(|| postcard::to_stdvec(&arg));
+        // Framed like every task argument (the worker runs it through the same thunk); the
+        // user's `Serialize` may panic, which `encode_framed` turns into an error.
+        let (bytes, fds) = crate::ipc::fdctx::collect_fds(|| {
+            let mut v = Vec::new();
+            crate::bootstrap::task::encode_framed(&arg, &mut v).map(|_| v)
+        });
         match bytes {
             Ok(_) if fds.len() > crate::ipc::fdctx::MAX_CHILD_FDS - 2 => {
                 self.init_error = Some(Error::InvalidArgument(format!(
@@ -192,10 +206,10 @@ impl ProcessPoolBuilder {
                 self.cfg.initializer = Some((crate::sys::code::ship_task(f), bytes));
                 self.cfg.initializer_fds = fds.into_iter().map(std::sync::Arc::new).collect();
             }
-            Err(e) => {
+            Err(message) => {
                 self.init_error = Some(Error::Serialize {
                     type_name: std::any::type_name::<A>(),
-                    message: crate::ipc::fdctx::describe(&e),
+                    message,
                 })
             }
         }
@@ -426,9 +440,12 @@ impl ProcessPool {
         R: Payload,
     {
         self.check_open()?;
-        let data = postcard::to_stdvec(&arg).map_err(|e| Error::Serialize {
-            type_name: std::any::type_name::<A>(),
-            message: crate::ipc::fdctx::describe(&e),
+        let mut data = Vec::new();
+        crate::bootstrap::task::encode_framed(&arg, &mut data).map_err(|message| {
+            Error::Serialize {
+                type_name: std::any::type_name::<A>(),
+                message,
+            }
         })?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let state = FutureState::<R>::new(None);
@@ -488,8 +505,7 @@ impl ProcessPool {
         for (k, a) in items.iter().enumerate() {
             let at = data.len();
             offsets.push(at as u32);
-            if let Err(e) = postcard::to_io(a, &mut data) {
-                data.truncate(at);
+            if let Err(message) = crate::bootstrap::task::encode_framed(a, &mut data) {
                 offsets.pop();
                 flush(&mut data, &mut offsets, run_start);
                 sink.deliver(
@@ -497,7 +513,7 @@ impl ProcessPool {
                     vec![Err(TaskError::Serialize {
                         index: Some(start + k),
                         type_name: std::any::type_name::<A>().into(),
-                        message: crate::ipc::fdctx::describe(&e),
+                        message,
                     })],
                 );
                 run_start = start + k + 1;

@@ -39,16 +39,11 @@ fn decode<R: DeserializeOwned>(
             continue;
         };
         let r = if tag == 1 {
-            match postcard::take_from_bytes::<R>(rest) {
-                Ok((v, rest)) => {
-                    bytes = rest;
-                    Ok(v)
-                }
-                Err(e) => {
-                    bytes = &[];
-                    Err(bad(std::any::type_name::<R>(), e.to_string()))
-                }
-            }
+            // Framed with its length: a `Deserialize` that fails or panics costs this item
+            // only, and the next one starts where it should.
+            bytes = rest;
+            crate::bootstrap::task::decode_framed::<R>(&mut bytes)
+                .map_err(|e| bad(std::any::type_name::<R>(), e))
         } else {
             match postcard::take_from_bytes::<TaskError>(rest) {
                 Ok((e, rest)) => {
