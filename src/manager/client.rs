@@ -97,6 +97,8 @@ pub(crate) struct ThreadConn {
 }
 
 thread_local! {
+    /// Test hook: the build id this thread's new connections claim.
+    pub(crate) static PRETEND_BUILD: RefCell<Option<String>> = const { RefCell::new(None) };
     static CONNS: RefCell<Vec<ThreadConn>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -107,30 +109,42 @@ fn disconnected(address: &Address, e: Error) -> Error {
     }
 }
 
+fn my_build() -> String {
+    PRETEND_BUILD
+        .with(|b| b.borrow().clone())
+        .unwrap_or_else(|| crate::bootstrap::build_id::build_id().to_string())
+}
+
+/// Connects, authenticates and exchanges hello and welcome.
+fn handshake(address: &Address, authkey: Option<&[u8]>) -> Result<(Connection, Welcome)> {
+    let conn = Client::connect_timeout(address.clone(), authkey, CONNECT_TIMEOUT)
+        .map_err(|e| disconnected(address, e))?;
+    conn.send(&Hello {
+        magic: MAGIC,
+        version: VERSION,
+        build_id: my_build(),
+    })
+    .map_err(|e| disconnected(address, e))?;
+    let w: Welcome = conn
+        .recv_timeout(CONNECT_TIMEOUT)
+        .map_err(|e| disconnected(address, e))?;
+    if w.version != VERSION {
+        return Err(Error::Protocol(format!(
+            "the manager at {address} speaks protocol {}, this program {VERSION}",
+            w.version
+        )));
+    }
+    Ok((conn, w))
+}
+
+pub(crate) fn raw_connect(address: &Address, authkey: Option<&[u8]>) -> Result<Connection> {
+    handshake(address, authkey).map(|(c, _)| c)
+}
+
 impl Session {
     fn connect(&self) -> Result<ThreadConn> {
-        let conn = Client::connect_timeout(
-            self.address.clone(),
-            self.authkey.as_deref(),
-            CONNECT_TIMEOUT,
-        )
-        .map_err(|e| disconnected(&self.address, e))?;
-        let my_build = crate::bootstrap::build_id::build_id();
-        conn.send(&Hello {
-            magic: MAGIC,
-            version: VERSION,
-            build_id: my_build.to_string(),
-        })
-        .map_err(|e| disconnected(&self.address, e))?;
-        let w: Welcome = conn
-            .recv_timeout(CONNECT_TIMEOUT)
-            .map_err(|e| disconnected(&self.address, e))?;
-        if w.version != VERSION {
-            return Err(Error::Protocol(format!(
-                "the manager at {} speaks protocol {}, this program {VERSION}",
-                self.address, w.version
-            )));
-        }
+        let (conn, w) = handshake(&self.address, self.authkey.as_deref())?;
+        let my_build = my_build();
         Ok(ThreadConn {
             session: self.id,
             conn,

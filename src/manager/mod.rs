@@ -298,6 +298,21 @@ fn server_child((args, ready): (ChildArgs, Connection)) {
     }
 }
 
+/// A connection to a manager that has authenticated and said hello, and nothing more:
+/// for tests that feed the server bad bytes.
+#[doc(hidden)]
+pub fn __raw_client(address: impl Into<Address>, authkey: &[u8]) -> Result<Connection> {
+    let key = (!authkey.is_empty()).then(|| authkey.to_vec());
+    client::raw_connect(&address.into(), key.as_deref())
+}
+
+/// Makes this thread's new manager connections claim another build id (to test that
+/// `update` is refused by a server of another build).
+#[doc(hidden)]
+pub fn __pretend_build_id(id: Option<String>) {
+    client::PRETEND_BUILD.with(|b| *b.borrow_mut() = id);
+}
+
 fn random_key() -> Result<Vec<u8>> {
     let mut k = vec![0u8; 32];
     getrandom::fill(&mut k).map_err(|e| Error::io("getrandom", std::io::Error::other(e)))?;
@@ -443,6 +458,21 @@ impl Manager {
     /// The auth key clients need (`None`: the server takes anyone who can reach it).
     pub fn authkey(&self) -> Option<&[u8]> {
         self.session.authkey.as_deref()
+    }
+
+    /// The pid of the server process this handle started (`None` for a thread server or
+    /// a connected handle).
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// let m = multiproc::Manager::start().unwrap();
+    /// assert!(m.pid().is_some_and(|p| p != std::process::id()));
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        match self.owned.as_deref().map(|o| &o.how) {
+            Some(How::Process { proc, .. }) => Some(proc.pid()),
+            _ => None,
+        }
     }
 
     /// One round trip to the server.
