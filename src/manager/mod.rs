@@ -167,6 +167,19 @@ impl ManagerBuilder {
         self
     }
 
+    /// Runs the server's threads on these CPUs only (for benchmarks and for keeping a
+    /// server off the cores doing the work); default: anywhere.
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// let m = multiproc::Manager::builder().cpu_affinity(&[0]).start().unwrap();
+    /// m.ping().unwrap();
+    /// ```
+    pub fn cpu_affinity(mut self, cpus: &[usize]) -> Self {
+        self.limits.cpus = Some(cpus.to_vec());
+        self
+    }
+
     /// How the server child is started (default: the fork server).
     pub fn start_method(mut self, m: StartMethod) -> Self {
         self.start_method = m;

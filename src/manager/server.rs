@@ -25,6 +25,8 @@ pub(crate) struct Limits {
     pub max_message: usize,
     pub handshake_timeout: Duration,
     pub idle_timeout: Option<Duration>,
+    /// CPUs the server's threads may run on (`None`: wherever).
+    pub cpus: Option<Vec<usize>>,
 }
 
 impl Default for Limits {
@@ -33,6 +35,7 @@ impl Default for Limits {
             max_message: 16 << 20,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(120)),
+            cpus: None,
         }
     }
 }
@@ -162,6 +165,14 @@ fn begin_stop(sh: &Shared) {
 }
 
 fn accept_loop(sh: Arc<Shared>, listener: Listener) {
+    if let Some(cpus) = &sh.limits.cpus {
+        // Connection threads are started from this one and inherit its affinity.
+        let mut set = rustix::thread::CpuSet::new();
+        cpus.iter().for_each(|&c| set.set(c));
+        if let Err(e) = rustix::thread::sched_setaffinity(None, &set) {
+            (sh.log)(&format!("could not pin the server to CPUs {cpus:?}: {e}"));
+        }
+    }
     while !sh.stopping.load(Ordering::SeqCst) {
         match listener.accept_timeout(Duration::from_millis(50)) {
             Ok(conn) => {
