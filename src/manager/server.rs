@@ -339,7 +339,6 @@ fn run_conn(
             return Some(format!("sending a reply: {e}"));
         }
         if shutdown {
-            (sh.log)(&format!("shutdown requested by connection #{id}"));
             begin_stop(sh);
             return None;
         }
