@@ -54,7 +54,10 @@ fn serve_pages(listener: TcpListener) {
 fn fetch(result_list: List<String>, link: String) {
     let (host, path) = link
         .strip_prefix("http://")
-        .and_then(|rest| rest.split_once('/').map(|(h, p)| (h.to_string(), format!("/{p}"))))
+        .and_then(|rest| {
+            rest.split_once('/')
+                .map(|(h, p)| (h.to_string(), format!("/{p}")))
+        })
         .expect("an http:// link");
     let mut stream = TcpStream::connect(&host).expect("connect to the page server");
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
@@ -81,7 +84,10 @@ fn main() -> multiproc::Result<()> {
     let manager = Manager::start()?;
     let result_list = manager.list::<String>("results")?;
     let pool = ProcessPool::new(4)?;
-    pool.starmap(fetch, links.iter().map(|l| (result_list.clone(), l.clone())))?;
+    pool.starmap(
+        fetch,
+        links.iter().map(|l| (result_list.clone(), l.clone())),
+    )?;
 
     let mut titles = result_list.to_vec()?;
     titles.sort();

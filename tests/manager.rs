@@ -104,7 +104,8 @@ fn list_queue_namespace_value() {
 
         let q = m.bounded_queue::<String>("q", 2).unwrap();
         q.put(&"a".into()).unwrap();
-        q.put_timeout(&"b".into(), Duration::from_millis(10)).unwrap();
+        q.put_timeout(&"b".into(), Duration::from_millis(10))
+            .unwrap();
         assert!(q.is_full().unwrap());
         assert!(matches!(q.try_put(&"c".into()), Err(Error::Full)));
         assert!(matches!(
@@ -173,7 +174,10 @@ fn sync_proxies() {
         std::thread::spawn(move || std::mem::forget(l3.acquire().unwrap()))
             .join()
             .unwrap();
-        let g = lock.acquire_timeout(Duration::from_secs(5)).unwrap().unwrap();
+        let g = lock
+            .acquire_timeout(Duration::from_secs(5))
+            .unwrap()
+            .unwrap();
         assert!(g.owner_died());
         drop(g);
 
@@ -323,11 +327,17 @@ fn type_mismatch_is_a_typed_error() {
                 found,
             }) => {
                 assert_eq!(name, "x");
-                assert!(expected.contains("dict") && found.contains("list<u8>"), "{expected} / {found}");
+                assert!(
+                    expected.contains("dict") && found.contains("list<u8>"),
+                    "{expected} / {found}"
+                );
             }
             other => panic!("expected TypeMismatch, got {other:?}"),
         }
-        assert!(matches!(m.list::<u16>("x"), Err(Error::TypeMismatch { .. })));
+        assert!(matches!(
+            m.list::<u16>("x"),
+            Err(Error::TypeMismatch { .. })
+        ));
         // A proxy deserialized as the wrong type fails on first use.
         let l = m.list::<u8>("x").unwrap();
         let bytes = postcard::to_stdvec(&l).unwrap();
@@ -387,7 +397,10 @@ fn auth_and_tcp_rules() {
         for r in [
             Manager::serve("127.0.0.1:0", b""),
             Manager::builder().listen("127.0.0.1:0").start(),
-            Manager::builder().listen("127.0.0.1:0").thread(true).start(),
+            Manager::builder()
+                .listen("127.0.0.1:0")
+                .thread(true)
+                .start(),
         ] {
             match r {
                 Err(Error::InvalidArgument(m)) => assert!(m.contains("auth key"), "{m}"),
@@ -596,7 +609,10 @@ fn stopped_or_killed_server_gives_disconnected_never_a_hang() {
         let blocked = std::thread::spawn(move || q2.get());
         std::thread::sleep(Duration::from_millis(100));
         m.shutdown().unwrap();
-        assert!(matches!(blocked.join().unwrap(), Err(Error::Disconnected(_))));
+        assert!(matches!(
+            blocked.join().unwrap(),
+            Err(Error::Disconnected(_))
+        ));
         assert!(matches!(q.len(), Err(Error::Disconnected(_))));
         common::assert_gone(&[pid]);
 
@@ -608,7 +624,10 @@ fn stopped_or_killed_server_gives_disconnected_never_a_hang() {
         let blocked = std::thread::spawn(move || e2.wait());
         std::thread::sleep(Duration::from_millis(100));
         kill9(pid);
-        assert!(matches!(blocked.join().unwrap(), Err(Error::Disconnected(_))));
+        assert!(matches!(
+            blocked.join().unwrap(),
+            Err(Error::Disconnected(_))
+        ));
         assert!(matches!(e.set(), Err(Error::Disconnected(_))));
         let addr = m.address().clone();
         drop(m);

@@ -31,9 +31,12 @@ pub(crate) struct Session {
     pub(crate) authkey: Option<Vec<u8>>,
 }
 
+/// (session id, address, key, the session while any proxy holds it)
+type Entry = (u64, Address, Option<Vec<u8>>, Weak<Session>);
+
 struct Registry {
     next: u64,
-    live: Vec<(u64, Address, Option<Vec<u8>>, Weak<Session>)>,
+    live: Vec<Entry>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
@@ -50,7 +53,8 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 /// by a session recreated later (the next pool task's proxy).
 pub(crate) fn session(address: Address, authkey: Option<Vec<u8>>) -> Arc<Session> {
     let mut r = registry();
-    r.live.retain(|(_, a, k, w)| w.strong_count() > 0 || (*a == address && *k == authkey));
+    r.live
+        .retain(|(_, a, k, w)| w.strong_count() > 0 || (*a == address && *k == authkey));
     if let Some((id, _, _, w)) = r
         .live
         .iter_mut()
@@ -220,7 +224,10 @@ impl ThreadConn {
             e @ Error::Serialize { .. } => e,
             e => disconnected(address, e),
         })?;
-        let bytes = self.conn.recv_bytes().map_err(|e| disconnected(address, e))?;
+        let bytes = self
+            .conn
+            .recv_bytes()
+            .map_err(|e| disconnected(address, e))?;
         let resp: Response<'_> = postcard::from_bytes(&bytes).map_err(|e| {
             Error::Disconnected(format!(
                 "the manager at {address} sent an unreadable reply: {e}"
@@ -303,7 +310,11 @@ impl ObjRef {
     }
 
     /// Runs one operation on the object.
-    pub(crate) fn call<R>(&self, op: Op<'_>, f: impl FnOnce(Response<'_>) -> Result<R>) -> Result<R> {
+    pub(crate) fn call<R>(
+        &self,
+        op: Op<'_>,
+        f: impl FnOnce(Response<'_>) -> Result<R>,
+    ) -> Result<R> {
         self.session.with_conn(|tc| {
             let id = self.id(tc)?;
             tc.call(&self.session.address, id, op, f)
@@ -388,7 +399,11 @@ impl Clone for ObjRef {
 
 impl std::fmt::Debug for ObjRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {:?} at {}", self.tag, self.name, self.session.address)
+        write!(
+            f,
+            "{} {:?} at {}",
+            self.tag, self.name, self.session.address
+        )
     }
 }
 

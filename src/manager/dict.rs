@@ -2,10 +2,13 @@
 
 use std::marker::PhantomData;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use super::client::{ObjRef, impl_proxy, decode, decode_all, decode_maybe, decode_one, encode, expect_bool, expect_ok, expect_u64, unexpected};
+use super::client::{
+    ObjRef, decode, decode_all, decode_maybe, decode_one, encode, expect_bool, expect_ok,
+    expect_u64, impl_proxy, unexpected,
+};
 use super::protocol::{Blob, Kind, Op, Response};
 use crate::error::Result;
 
@@ -84,13 +87,15 @@ where
     /// Removes `key`; returns its value.
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
         let k = encode(key)?;
-        self.obj.call(Op::DictRemove(Blob::borrowed(&k)), decode_maybe)
+        self.obj
+            .call(Op::DictRemove(Blob::borrowed(&k)), decode_maybe)
     }
 
     /// Whether `key` is present.
     pub fn contains_key(&self, key: &K) -> Result<bool> {
         let k = encode(key)?;
-        self.obj.call(Op::DictContains(Blob::borrowed(&k)), expect_bool)
+        self.obj
+            .call(Op::DictContains(Blob::borrowed(&k)), expect_bool)
     }
 
     /// Number of entries.

@@ -3,10 +3,10 @@
 use std::borrow::Borrow;
 use std::marker::PhantomData;
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use super::client::{ObjRef, impl_proxy, decode_all, decode_maybe, encode, expect_ok, expect_u64};
+use super::client::{ObjRef, decode_all, decode_maybe, encode, expect_ok, expect_u64, impl_proxy};
 use super::protocol::{Blob, Kind, Op};
 use crate::error::Result;
 

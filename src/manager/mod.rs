@@ -82,7 +82,21 @@ impl std::fmt::Debug for Manager {
 }
 
 /// Options for a manager server. From [`Manager::builder`].
-#[derive(Clone)]
+///
+/// ```standalone_crate
+/// # multiproc::init();
+/// use std::time::Duration;
+/// let m = multiproc::Manager::builder()
+///     .thread(true)
+///     .max_message_size(1 << 20)
+///     .handshake_timeout(Duration::from_secs(2))
+///     .idle_timeout(Some(Duration::from_secs(60)))
+///     .logger(|line| eprintln!("manager: {line}"))
+///     .start()
+///     .unwrap();
+/// assert!(m.authkey().is_some()); // a random key by default
+/// ```
+#[derive(Clone, Default)]
 pub struct ManagerBuilder {
     listen: Option<Address>,
     authkey: Option<Vec<u8>>,
@@ -99,19 +113,6 @@ impl std::fmt::Debug for ManagerBuilder {
             .field("thread", &self.thread)
             .field("limits", &self.limits)
             .finish()
-    }
-}
-
-impl Default for ManagerBuilder {
-    fn default() -> Self {
-        ManagerBuilder {
-            listen: None,
-            authkey: None,
-            thread: false,
-            limits: Limits::default(),
-            logger: None,
-            start_method: StartMethod::default(),
-        }
     }
 }
 
@@ -525,7 +526,14 @@ impl Manager {
         }
     }
 
-    fn open(&self, name: &str, kind: Kind, tag: String, param: u64, init: Option<Vec<u8>>) -> Result<ObjRef> {
+    fn open(
+        &self,
+        name: &str,
+        kind: Kind,
+        tag: String,
+        param: u64,
+        init: Option<Vec<u8>>,
+    ) -> Result<ObjRef> {
         ObjRef::open(self.session.clone(), name, kind, tag, param, init)
     }
 
@@ -582,7 +590,11 @@ impl Manager {
     }
 
     /// The value `name`, set to `initial` if created now (an existing value keeps its own).
-    pub fn value<T: Serialize + DeserializeOwned>(&self, name: &str, initial: T) -> Result<Value<T>> {
+    pub fn value<T: Serialize + DeserializeOwned>(
+        &self,
+        name: &str,
+        initial: T,
+    ) -> Result<Value<T>> {
         let init = encode(&initial)?;
         Ok(Value::from_obj(self.open(
             name,
@@ -595,22 +607,46 @@ impl Manager {
 
     /// The lock `name`.
     pub fn lock(&self, name: &str) -> Result<Lock> {
-        Ok(Lock::from_obj(self.open(name, Kind::Lock, "lock".into(), 0, None)?))
+        Ok(Lock::from_obj(self.open(
+            name,
+            Kind::Lock,
+            "lock".into(),
+            0,
+            None,
+        )?))
     }
 
     /// The reentrant lock `name`.
     pub fn rlock(&self, name: &str) -> Result<RLock> {
-        Ok(RLock::from_obj(self.open(name, Kind::RLock, "rlock".into(), 0, None)?))
+        Ok(RLock::from_obj(self.open(
+            name,
+            Kind::RLock,
+            "rlock".into(),
+            0,
+            None,
+        )?))
     }
 
     /// The event `name`.
     pub fn event(&self, name: &str) -> Result<Event> {
-        Ok(Event::from_obj(self.open(name, Kind::Event, "event".into(), 0, None)?))
+        Ok(Event::from_obj(self.open(
+            name,
+            Kind::Event,
+            "event".into(),
+            0,
+            None,
+        )?))
     }
 
     /// The semaphore `name`, with `value` permits if created now.
     pub fn semaphore(&self, name: &str, value: u32) -> Result<Semaphore> {
-        let obj = self.open(name, Kind::Semaphore, "semaphore".into(), value as u64, None)?;
+        let obj = self.open(
+            name,
+            Kind::Semaphore,
+            "semaphore".into(),
+            value as u64,
+            None,
+        )?;
         Ok(Semaphore::from_obj(obj))
     }
 

@@ -385,7 +385,9 @@ impl Object {
                 }),
                 Some((_, x)) => Response::Blob(blob(x.clone())),
             },
-            (State::Namespace(m), Op::NsRemove(field)) => Response::Bool(m.remove(&*field).is_some()),
+            (State::Namespace(m), Op::NsRemove(field)) => {
+                Response::Bool(m.remove(&*field).is_some())
+            }
             (State::Namespace(m), Op::NsFields) => Response::Names(m.keys().cloned().collect()),
             // ---------------------------------------------------------------- value
             (State::Value(v), Op::ValueGet) => Response::Blob(blob(v.clone())),
@@ -437,8 +439,7 @@ impl Object {
             }
             (State::Event(e), Op::EventIsSet) => Response::Bool(*e),
             (State::Event(_), Op::EventWait(wait)) => {
-                let (_g, w) =
-                    self.wait_until(g, wait, cx, |s| matches!(s, State::Event(true)));
+                let (_g, w) = self.wait_until(g, wait, cx, |s| matches!(s, State::Event(true)));
                 return match w {
                     Waited::Abandon => None,
                     w => Some(Response::Bool(matches!(w, Waited::Ready))),
@@ -511,7 +512,9 @@ impl Object {
                 }
             }
             // ---------------------------------------------------------------- barrier
-            (State::Barrier { .. }, Op::BarrierWait(wait)) => return self.barrier_wait(g, wait, cx),
+            (State::Barrier { .. }, Op::BarrierWait(wait)) => {
+                return self.barrier_wait(g, wait, cx);
+            }
             (State::Barrier { broken, .. }, Op::BarrierAbort) => {
                 *broken = true;
                 self.cv.notify_all();

@@ -222,7 +222,9 @@ pub(crate) enum Response<'a> {
     Pairs(#[serde(borrow)] Vec<(Blob<'a>, Blob<'a>)>),
     Names(Vec<String>),
     /// A lock was acquired; `owner_died`: its previous holder disconnected holding it.
-    Acquired { owner_died: bool },
+    Acquired {
+        owner_died: bool,
+    },
     /// parties, n_waiting, broken
     BarrierInfo(u32, u32, bool),
     Err(WireError),

@@ -246,8 +246,7 @@ fn run_conn(
             return Some(format!("{e}"));
         }
     }
-    let hello = match conn.recv_bytes_timeout(deadline.saturating_duration_since(Instant::now()))
-    {
+    let hello = match conn.recv_bytes_timeout(deadline.saturating_duration_since(Instant::now())) {
         Ok(b) => b,
         Err(Error::Timeout(_)) => {
             return Some(format!(

@@ -53,11 +53,13 @@ impl std::fmt::Debug for LockGuard<'_> {
 }
 
 fn acquire_on(obj: &ObjRef, wait: Wait) -> Result<Option<LockGuard<'_>>> {
-    Ok(obj.call(Op::Acquire(wait), acquired)?.map(|owner_died| LockGuard {
-        obj,
-        owner_died,
-        _not_send: PhantomData,
-    }))
+    Ok(obj
+        .call(Op::Acquire(wait), acquired)?
+        .map(|owner_died| LockGuard {
+            obj,
+            owner_died,
+            _not_send: PhantomData,
+        }))
 }
 
 macro_rules! lock_methods {
@@ -184,7 +186,9 @@ impl Event {
 
     /// Waits until the flag is set.
     pub fn wait(&self) -> Result<()> {
-        self.obj.call(Op::EventWait(Wait::Forever), expect_bool).map(|_| ())
+        self.obj
+            .call(Op::EventWait(Wait::Forever), expect_bool)
+            .map(|_| ())
     }
 
     /// Waits at most `timeout`; returns whether the flag is set.

@@ -255,7 +255,9 @@ pub fn run(quick: bool, with_python: bool, json: bool) -> Result<()> {
             r.multiproc,
             r.unit,
             r.python.map(|p| format!("{p:.3}")).unwrap_or_default(),
-            r.python.map(|p| format!("{:.1}×", faster(p))).unwrap_or_default(),
+            r.python
+                .map(|p| format!("{:.1}×", faster(p)))
+                .unwrap_or_default(),
             r.limit.map(|l| format!("{l:.3}")).unwrap_or_default(),
             r.limit
                 .map(|l| format!("{:.2}×", r.multiproc / l))
