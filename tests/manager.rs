@@ -669,3 +669,31 @@ fn thread_server_leaves_no_fd_behind() {
         assert_eq!(p.exitcode(), Some(0));
     });
 }
+
+#[test]
+fn idle_connections_are_replaced_and_lock_holders_kept() {
+    deadline(20, || {
+        let (m, log) = thread_manager(); // idle timeout 400 ms
+        let d = m.dict::<u8, u8>("d").unwrap();
+        d.insert(&1, &1).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        // The server closed the idle connection; the client made a new one.
+        wait_log(&log, "idle");
+        assert_eq!(d.get(&1).unwrap(), Some(1));
+
+        // Holding a lock past the idle timeout keeps the connection, and the lock.
+        let lock = m.lock("l").unwrap();
+        let g = lock.acquire().unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        let l2 = lock.clone();
+        let busy = std::thread::spawn(move || l2.try_acquire().unwrap().is_none())
+            .join()
+            .unwrap();
+        assert!(busy, "the lock was released under its holder");
+        drop(g);
+        let g = lock.try_acquire().unwrap();
+        let log = log.lock().unwrap().clone();
+        let g = g.unwrap_or_else(|| panic!("not released by the guard; log: {log:?}"));
+        assert!(!g.owner_died(), "log: {log:?}");
+    });
+}

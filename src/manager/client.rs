@@ -98,6 +98,9 @@ pub(crate) struct ThreadConn {
     pub(crate) server_build: String,
     idle: Option<Duration>,
     last: Instant,
+    /// Locks this thread holds through this connection: it must not be replaced then
+    /// (closing it would release them).
+    pub(crate) holding: u32,
 }
 
 thread_local! {
@@ -157,6 +160,7 @@ impl Session {
             server_build: w.build_id,
             idle: w.idle_timeout_us.map(Duration::from_micros),
             last: Instant::now(),
+            holding: 0,
         })
     }
 
@@ -172,7 +176,7 @@ impl Session {
         let mut tc = match found {
             // The server closes connections idle for its idle timeout; replace one that
             // is getting close rather than find out mid-request.
-            Some(t) if t.idle.is_none_or(|i| t.last.elapsed() < i / 2) => t,
+            Some(t) if t.holding > 0 || t.idle.is_none_or(|i| t.last.elapsed() < i / 2) => t,
             _ => {
                 CONNS.with(|c| c.borrow_mut().retain(|t| session_alive(t.session)));
                 self.connect()?
@@ -321,6 +325,24 @@ impl ObjRef {
         })
     }
 
+    /// Like [`call`](Self::call), with the thread's connection at hand when decoding.
+    pub(crate) fn call_mut<R>(
+        &self,
+        op: Op<'_>,
+        f: impl FnOnce(&mut ThreadConn, Response<'_>) -> Result<R>,
+    ) -> Result<R> {
+        self.session.with_conn(|tc| {
+            let id = self.id(tc)?;
+            let mut resp = None;
+            let r = tc.call(&self.session.address, id, op, |r| {
+                resp = Some(owned_response(r));
+                Ok(())
+            });
+            r?;
+            f(tc, resp.expect("set on success"))
+        })
+    }
+
     /// Runs an operation that ships code: refused unless the server runs this build.
     pub(crate) fn call_shipping<R>(
         &self,
@@ -422,6 +444,16 @@ struct ProxyWire {
     name: String,
     param: u64,
     init: Option<Vec<u8>>,
+}
+
+/// The few replies `call_mut` callers read, detached from the frame they came in.
+fn owned_response(r: Response<'_>) -> Response<'static> {
+    match r {
+        Response::Ok => Response::Ok,
+        Response::Bool(b) => Response::Bool(b),
+        Response::Acquired { owner_died } => Response::Acquired { owner_died },
+        other => Response::Names(vec![format!("{other:?}")]),
+    }
 }
 
 /// A reply of the wrong shape: the server is broken or not ours.

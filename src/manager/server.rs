@@ -284,6 +284,9 @@ fn run_conn(
         };
         let frame = match frame {
             Ok(f) => f,
+            // A client holding a lock may think as long as it likes: closing its
+            // connection would release the lock under it.
+            Err(Error::Timeout(_)) if !held.is_empty() => continue,
             Err(Error::Timeout(t)) => return Some(format!("idle for {t:?}")),
             Err(Error::Closed(m)) if m.contains("middle") => {
                 return Some("the client disappeared in the middle of a request".into());

@@ -42,7 +42,10 @@ impl LockGuard<'_> {
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         // A failure here means the server is gone, and the lock with it.
-        let _ = self.obj.call(Op::Release, expect_ok);
+        let _ = self.obj.call_mut(Op::Release, |tc, r| {
+            tc.holding = tc.holding.saturating_sub(1);
+            expect_ok(r)
+        });
     }
 }
 
@@ -53,13 +56,18 @@ impl std::fmt::Debug for LockGuard<'_> {
 }
 
 fn acquire_on(obj: &ObjRef, wait: Wait) -> Result<Option<LockGuard<'_>>> {
-    Ok(obj
-        .call(Op::Acquire(wait), acquired)?
-        .map(|owner_died| LockGuard {
-            obj,
-            owner_died,
-            _not_send: PhantomData,
-        }))
+    let got = obj.call_mut(Op::Acquire(wait), |tc, r| {
+        let got = acquired(r)?;
+        if got.is_some() {
+            tc.holding += 1;
+        }
+        Ok(got)
+    })?;
+    Ok(got.map(|owner_died| LockGuard {
+        obj,
+        owner_died,
+        _not_send: PhantomData,
+    }))
 }
 
 macro_rules! lock_methods {
