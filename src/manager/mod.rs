@@ -117,6 +117,10 @@ impl std::fmt::Debug for ManagerBuilder {
 }
 
 /// The default TCP address of `multiproc manager serve`: loopback only.
+///
+/// ```
+/// assert!(multiproc::manager::DEFAULT_TCP_ADDRESS.starts_with("127.0.0.1:"));
+/// ```
 pub const DEFAULT_TCP_ADDRESS: &str = "127.0.0.1:50000";
 
 impl ManagerBuilder {
@@ -490,6 +494,12 @@ impl Manager {
     }
 
     /// One round trip to the server.
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// let m = multiproc::Manager::builder().thread(true).start().unwrap();
+    /// m.ping().unwrap();
+    /// ```
     pub fn ping(&self) -> Result<()> {
         self.session.call(0, Op::Ping, expect_ok)
     }
@@ -497,6 +507,17 @@ impl Manager {
     /// Stops the server: every client is disconnected and every blocked call returns
     /// [`Error::Disconnected`]. On the handle that started it, this also waits for the
     /// server (and reaps its process); on a connected handle it asks the server to stop.
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// let m = multiproc::Manager::builder().thread(true).start().unwrap();
+    /// let q = m.queue::<u8>("q").unwrap();
+    /// let q2 = q.clone();
+    /// let blocked = std::thread::spawn(move || q2.get());
+    /// std::thread::sleep(std::time::Duration::from_millis(50));
+    /// m.shutdown().unwrap();
+    /// assert!(matches!(blocked.join().unwrap(), Err(multiproc::Error::Disconnected(_))));
+    /// ```
     pub fn shutdown(&self) -> Result<()> {
         match &self.owned {
             Some(o) => {
@@ -514,6 +535,17 @@ impl Manager {
     /// Waits until the server this handle started stops (a client's
     /// [`shutdown`](Self::shutdown)). On a connected handle: an
     /// [`Error::InvalidArgument`].
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// let m = multiproc::Manager::serve("127.0.0.1:0", b"key").unwrap();
+    /// let (addr, key) = (m.address().clone(), m.authkey().unwrap().to_vec());
+    /// std::thread::spawn(move || {
+    ///     let c = multiproc::Manager::connect(addr, &key).unwrap();
+    ///     c.shutdown().unwrap(); // a client may stop a served manager
+    /// });
+    /// m.serve_forever().unwrap();
+    /// ```
     pub fn serve_forever(&self) -> Result<()> {
         match &self.owned {
             Some(o) => {
@@ -564,6 +596,14 @@ impl Manager {
     }
 
     /// The queue `name`, holding at most `maxsize` items if created now (0: unbounded).
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// let m = multiproc::Manager::builder().thread(true).start().unwrap();
+    /// let q = m.bounded_queue::<u8>("q", 1).unwrap();
+    /// q.put(&1).unwrap();
+    /// assert!(matches!(q.try_put(&2), Err(multiproc::Error::Full)));
+    /// ```
     pub fn bounded_queue<T: Serialize + DeserializeOwned>(
         &self,
         name: &str,
@@ -651,6 +691,13 @@ impl Manager {
     }
 
     /// The bounded semaphore `name` (release past `value` is refused), if created now.
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// let m = multiproc::Manager::builder().thread(true).start().unwrap();
+    /// let s = m.bounded_semaphore("s", 1).unwrap();
+    /// assert!(s.release().is_err());
+    /// ```
     pub fn bounded_semaphore(&self, name: &str, value: u32) -> Result<Semaphore> {
         let param = value as u64 | objects::BOUNDED;
         let obj = self.open(name, Kind::Semaphore, "semaphore".into(), param, None)?;

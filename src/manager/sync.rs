@@ -34,6 +34,16 @@ pub struct LockGuard<'a> {
 impl LockGuard<'_> {
     /// Whether the previous holder died (disconnected) while holding the lock: the data it
     /// protects may be half-updated.
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// let m = multiproc::Manager::builder().thread(true).start().unwrap();
+    /// let lock = m.lock("l").unwrap();
+    /// let l2 = lock.clone();
+    /// // A thread that ends holding the lock (a killed process is the same).
+    /// std::thread::spawn(move || std::mem::forget(l2.acquire().unwrap())).join().unwrap();
+    /// assert!(lock.acquire().unwrap().owner_died());
+    /// ```
     pub fn owner_died(&self) -> bool {
         self.owner_died
     }
