@@ -111,6 +111,19 @@ pub enum Error {
     /// A non-blocking `try_get` found the queue empty (Python's `queue.Empty`).
     #[error("the queue is empty")]
     Empty,
+    /// The server (a [`Manager`](crate::Manager)'s) is gone: stopped, killed or unreachable.
+    #[error("disconnected from the manager: {0}")]
+    Disconnected(String),
+    /// A named object exists with another kind or element type than the one asked for.
+    #[error("the manager object {name:?} is a {found}, not a {expected}")]
+    TypeMismatch {
+        /// The object's name.
+        name: String,
+        /// What the caller asked for.
+        expected: String,
+        /// What the object was created as.
+        found: String,
+    },
 }
 
 impl Error {

@@ -128,6 +128,9 @@ pub fn __test_segfault() -> ! {
     sys::process::segfault()
 }
 
+pub mod manager;
+pub use manager::{Manager, ManagerBuilder};
+
 pub use shm::{Array, ArrayGuard, SharedMemory, Value, ValueGuard};
 pub use sync::{
     AcquireError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard,

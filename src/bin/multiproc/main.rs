@@ -2,6 +2,8 @@
 //! Rust) and `bench` (our numbers side by side with Python's and the OS limit).
 
 mod bench;
+mod bench_manager;
+mod manager_cmd;
 mod tour;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +38,17 @@ enum Cmd {
         /// Skip the Python side.
         #[arg(long)]
         no_python: bool,
+        /// Only this group of measurements (`manager`).
+        #[arg(long)]
+        only: Option<String>,
+        /// One JSON object per measurement (manager measurements).
+        #[arg(long)]
+        json: bool,
+    },
+    /// A standalone manager server (shared dicts, lists, queues, locks...).
+    Manager {
+        #[command(subcommand)]
+        cmd: manager_cmd::ManagerCmd,
     },
 }
 
@@ -43,6 +56,17 @@ fn main() -> multiproc::Result<()> {
     multiproc::init();
     match Cli::parse().cmd {
         Cmd::Tour { n, sleep } => tour::run(n, sleep),
-        Cmd::Bench { quick, no_python } => bench::run(quick, !no_python),
+        Cmd::Bench {
+            quick,
+            no_python,
+            only,
+            json,
+        } => {
+            if only.as_deref() != Some("manager") {
+                bench::run(quick, !no_python)?;
+            }
+            bench_manager::run(quick, !no_python, json)
+        }
+        Cmd::Manager { cmd } => manager_cmd::run(cmd),
     }
 }
