@@ -754,8 +754,18 @@ fn run_shipped(f: i64, current: Option<&[u8]>, cx: &Cx<'_>) -> Result<Vec<u8>, W
             found: "another build (the client's)".into(),
         });
     }
-    // The thunk decodes an `Option<V>`: postcard writes `None` as 0, `Some(v)` as 1 + v.
-    let mut input = Vec::with_capacity(1 + current.map_or(0, <[u8]>::len));
+    // The thunk reads one framed value (`[u32 len][postcard]`, as pool tasks do) of type
+    // `Option<V>`: postcard writes `None` as 0, `Some(v)` as 1 + v.
+    let body = 1 + current.map_or(0, <[u8]>::len);
+    let Ok(len) = u32::try_from(body) else {
+        return Err(WireError::Task(TaskError::Serialize {
+            index: None,
+            type_name: "the current value".into(),
+            message: format!("a value of {body} bytes is too large"),
+        }));
+    };
+    let mut input = Vec::with_capacity(4 + body);
+    input.extend_from_slice(&len.to_le_bytes());
     match current {
         Some(b) => {
             input.push(1);
@@ -769,7 +779,8 @@ fn run_shipped(f: i64, current: Option<&[u8]>, cx: &Cx<'_>) -> Result<Vec<u8>, W
         pid: std::process::id(),
     };
     if thunk(&mut &input[..], &mut out, &ctx) {
-        Ok(out)
+        // A success is the new value, framed: drop the length.
+        Ok(out.split_off(4.min(out.len())))
     } else {
         Err(WireError::Task(
             postcard::from_bytes::<TaskError>(&out).unwrap_or_else(|e| TaskError::Remote {
