@@ -101,6 +101,11 @@ mod thread_pool;
 pub use executor::{Chunksize, Executor, Imap, Payload, PoolFn, StarFn};
 pub use future::{AsCompleted, Return, TaskFuture, Waited, as_completed, wait};
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
+pub mod threading;
+
+pub use threading::{
+    Thread, ThreadBuilder, Timer, active_count, current_thread, enumerate, get_ident, main_thread,
+};
 
 /// Number of CPUs this process may run on (Python's `os.cpu_count()`, affinity-aware).
 pub fn cpu_count() -> usize {

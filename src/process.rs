@@ -312,7 +312,9 @@ fn process_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
     {
         eprintln!("multiproc: the Process argument could not be decoded as {type_name}: {message}");
     }
-    // A child leaves through `_exit`, so run what `exit` would: wait for our own children.
+    // A child leaves through `_exit`, so run what `exit` would: wait for our non-daemon
+    // threads, then our own children.
+    crate::threading::join_threads_at_exit();
     join_children_at_exit();
     if ok { 0 } else { 1 }
 }
