@@ -139,8 +139,9 @@ impl ThreadBuilder {
     }
 
     /// A daemon thread is abandoned, not waited for, when the program exits. The default,
-    /// as in Python, is the daemon flag of the thread that creates it (so `false` from
-    /// `main`).
+    /// as in Python, is the daemon flag of the [`Thread`] that creates it, so `false` from
+    /// `main`. From a thread multiproc did not start it is `false` too (Python would say
+    /// `true`, because it counts such threads as daemons only since it cannot join them).
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = Some(daemon);
         self
@@ -151,7 +152,10 @@ impl ThreadBuilder {
         let name = self
             .name
             .unwrap_or_else(|| format!("Thread-{}", NAMES.fetch_add(1, Ordering::Relaxed)));
-        let daemon = self.daemon.unwrap_or_else(|| current_thread().daemon());
+        let daemon = self.daemon.unwrap_or_else(|| {
+            let creator = current_thread();
+            creator.inner.kind == Kind::Started && creator.daemon()
+        });
         Thread::make(name, daemon, Kind::Started, Some(Box::new(f)), State::New)
     }
 
