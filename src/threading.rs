@@ -463,7 +463,7 @@ pub fn current_thread() -> Thread {
 /// use multiproc::{Event, Thread};
 /// let stop = Event::new().unwrap();
 /// let s = stop.clone();
-/// let t = Thread::new(move || { s.wait(None); });
+/// let t = Thread::new(move || { s.wait(); });
 /// t.start().unwrap();
 /// assert!(multiproc::enumerate().contains(&t));
 /// stop.set();

@@ -4,6 +4,7 @@
 mod auth;
 pub mod connection;
 pub(crate) mod fdctx;
+mod pickle;
 mod pipe;
 mod queue;
 mod ring;
