@@ -310,6 +310,39 @@ pub trait Executor {
         self.submit(f, arg)
     }
 
+    /// Schedules `f(a, b, ...)` for a function of several arguments, given as a tuple
+    /// (Python's `submit(f, a, b)`; the one-argument form is [`submit`](Executor::submit)).
+    ///
+    /// A separate method rather than one `submit` for every arity: `submit` keeps its
+    /// plain `Fn(A) -> R` bound, from which Rust infers an unannotated closure's argument
+    /// type; a bound that accepts every arity would make `|x| x + 1` need annotations.
+    ///
+    /// ```
+    /// use multiproc::{Executor, ThreadPool};
+    /// fn print_sum(a: i32, b: i32) -> i32 { println!("{}", a + b); a + b }
+    /// let pool = ThreadPool::new(2).unwrap();
+    /// assert_eq!(pool.submit_star(print_sum, (1, 2)).unwrap().result().unwrap(), 3);
+    /// ```
+    fn submit_star<F, Args, R>(&self, f: F, args: Args) -> Result<TaskFuture<R>>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Payload,
+        R: Payload,
+    {
+        self.submit(move |args: Args| f.call_star(args), args)
+    }
+
+    /// Python's `Pool.apply_async(f, (a, b))`: the same as
+    /// [`submit_star`](Executor::submit_star).
+    fn apply_async_star<F, Args, R>(&self, f: F, args: Args) -> Result<TaskFuture<R>>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Payload,
+        R: Payload,
+    {
+        self.submit_star(f, args)
+    }
+
     /// Python's `Pool.apply`: runs `f(arg)` in the pool and waits for the result.
     fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R>
     where
@@ -419,6 +452,76 @@ pub trait Executor {
         self.map_chunked(f, iter, Chunksize::Auto)
     }
 
+    /// Python's `Pool.map_async`: schedules `f` over every item at once and returns one
+    /// future of the whole `Vec` (in input order), or of the first error in input order
+    /// (the rest are then cancelled). Cancelling the future cancels the items not started.
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// use multiproc::{Executor, ProcessPool};
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = ProcessPool::new(2).unwrap();
+    /// let all = pool.map_async(square, 0..5).unwrap();
+    /// // ... other work ...
+    /// assert_eq!(all.result().unwrap(), vec![0, 1, 4, 9, 16]);
+    /// ```
+    fn map_async<F, A, R, I>(&self, f: F, iter: I) -> Result<TaskFuture<Vec<R>>>
+    where
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+        Self: Sized,
+    {
+        let items: Vec<A> = iter.into_iter().collect();
+        let n = items.len();
+        let cs = Chunksize::Auto.resolve(Some(n), self.workers());
+        let sink = MapState::new(true);
+        let state = crate::future::FutureState::<Vec<R>>::new(None);
+        // Whoever waits on the future needs no thread of its own: one collector thread per
+        // call gathers the batches (Python's `map_async` has its result-handler thread).
+        let (st, sk) = (state.clone(), sink.clone());
+        let link: Arc<dyn crate::future::PoolLink> = Arc::new(CancelMap(sink.clone()));
+        state.set_link(Arc::downgrade(&link), 0);
+        std::thread::Builder::new()
+            .name("multiproc-map-async".into())
+            .spawn(move || {
+                collect_all(&sk, &st, n);
+                drop(link);
+            })
+            .map_err(|e| Error::io("spawn the map_async collector thread", e))?;
+        let mut items = items.into_iter();
+        let mut start = 0;
+        while start < n {
+            let chunk: Vec<A> = items.by_ref().take(cs).collect();
+            let k = chunk.len();
+            self.dispatch_chunk(f, start, chunk, &sink);
+            start += k;
+        }
+        Ok(TaskFuture::from_state(state))
+    }
+
+    /// Python's `Pool.starmap_async`: [`map_async`](Executor::map_async) for functions of
+    /// several arguments, each item a tuple.
+    ///
+    /// ```
+    /// use multiproc::{Executor, ThreadPool};
+    /// fn add(a: i32, b: i32) -> i32 { a + b }
+    /// let pool = ThreadPool::new(2).unwrap();
+    /// let f = pool.starmap_async(add, vec![(1, 2), (3, 4)]).unwrap();
+    /// assert_eq!(f.result().unwrap(), vec![3, 7]);
+    /// ```
+    fn starmap_async<F, Args, R, I>(&self, f: F, iter: I) -> Result<TaskFuture<Vec<R>>>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Payload,
+        R: Payload,
+        I: IntoIterator<Item = Args>,
+        Self: Sized,
+    {
+        self.map_async(move |args: Args| f.call_star(args), iter)
+    }
+
     /// `map` for functions of several arguments (Python's `starmap`): each item is the
     /// tuple of arguments, so `add(a, b)` runs over `vec![(1, 2), (3, 4)]`.
     fn starmap<F, Args, R, I>(&self, f: F, iter: I) -> Result<Vec<R>>
@@ -460,6 +563,41 @@ star_fn!(A1);
 star_fn!(A1, A2);
 star_fn!(A1, A2, A3);
 star_fn!(A1, A2, A3, A4);
+
+/// Lets cancelling a `map_async` future cancel the items not yet started.
+struct CancelMap<R>(Arc<MapState<R>>);
+
+impl<R: Send> crate::future::PoolLink for CancelMap<R> {
+    fn cancel(&self, _: u64) {
+        self.0.cancel();
+    }
+
+    fn help(&self) {}
+}
+
+/// Gathers the `n` results of a [`map_async`](Executor::map_async) into its future.
+fn collect_all<R>(sink: &MapState<R>, fut: &crate::future::FutureState<Vec<R>>, n: usize) {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        if fut.is_done() {
+            // Cancelled by its caller: the items not yet started need not run.
+            sink.cancel();
+            return;
+        }
+        let (_, batch) = sink.take(out.len());
+        for r in batch {
+            match r {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    sink.cancel();
+                    fut.complete(Err(e));
+                    return;
+                }
+            }
+        }
+    }
+    fut.complete(Ok(out));
+}
 
 fn make_imap<'a, E, F, A, R, It>(
     pool: &'a E,

@@ -399,11 +399,6 @@ impl ProcessPool {
         }
     }
 
-    /// Number of worker processes.
-    pub fn workers(&self) -> usize {
-        self.inner.cfg.workers
-    }
-
     /// Pids of the workers the pool started with (replacements get new pids).
     pub fn initial_pids(&self) -> &[u32] {
         &self.pids
@@ -418,8 +413,9 @@ impl ProcessPool {
     }
 
     /// Schedules `f(arg)` in a worker. An argument that fails to serialize is an error
-    /// here, before anything is sent.
-    pub fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
+    /// here, before anything is sent. (Not an inherent `submit`: that would shadow
+    /// [`Executor::submit`] and make `use multiproc::Executor` look unused.)
+    fn submit_one<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
     where
         F: PoolFn<A, R>,
         A: Payload,
@@ -515,8 +511,41 @@ impl ProcessPool {
             let _ = self.inner.send(Msg::Shutdown { cancel_pending });
         }
         if wait {
-            self.join();
+            self.join_dispatcher();
         }
+    }
+
+    /// Python's `Pool.close()`: stops taking tasks; those already submitted still run.
+    /// Then [`join`](ProcessPool::join) waits for them and for the workers to exit. (The
+    /// same as `shutdown(false, false)`.)
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// use multiproc::{Executor, Pool};
+    /// fn double(x: u32) -> u32 { x * 2 }
+    /// let pool = Pool::new(2).unwrap();
+    /// let fut = pool.submit(double, 21).unwrap();
+    /// pool.close();
+    /// assert!(pool.submit(double, 1).is_err());
+    /// pool.join().unwrap();
+    /// assert_eq!(fut.result().unwrap(), 42);
+    /// ```
+    pub fn close(&self) {
+        self.shutdown(false, false)
+    }
+
+    /// Python's `Pool.join()`: waits until every task has finished and every worker has
+    /// exited. Only after [`close`](ProcessPool::close) or
+    /// [`terminate`](ProcessPool::terminate), as in Python; otherwise an
+    /// [`Error::InvalidArgument`] (joining a running pool would wait forever).
+    pub fn join(&self) -> Result<()> {
+        if !self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::InvalidArgument(
+                "the pool is still running: call close() or terminate() before join()".into(),
+            ));
+        }
+        self.join_dispatcher();
+        Ok(())
     }
 
     /// Kills every worker now: running and pending tasks fail with
@@ -524,10 +553,10 @@ impl ProcessPool {
     pub fn terminate(&self) {
         self.inner.closed.store(true, Ordering::Release);
         let _ = self.inner.send(Msg::Terminate);
-        self.join();
+        self.join_dispatcher();
     }
 
-    fn join(&self) {
+    fn join_dispatcher(&self) {
         let h = self.dispatcher.lock().unwrap().take();
         if let Some(h) = h {
             let _ = h.join();
@@ -557,7 +586,7 @@ impl Executor for ProcessPool {
         A: Payload,
         R: Payload,
     {
-        ProcessPool::submit(self, f, arg)
+        self.submit_one(f, arg)
     }
 
     fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
