@@ -83,13 +83,16 @@ mod bootstrap;
 mod error;
 mod sys;
 
-pub use bootstrap::{StartMethod, freeze_support, init};
+pub use bootstrap::{StartMethod, freeze_support, get_start_method, init, set_start_method};
 pub use error::{Error, ExitStatus, Result, TaskError, signal_name};
 mod process;
 mod shm;
 mod sync;
 
-pub use process::{CurrentProcess, Process, ProcessBuilder, active_children, current_process};
+pub use process::{
+    CurrentProcess, ParentProcess, Process, ProcessBuilder, active_children, current_process,
+    parent_process,
+};
 mod ipc;
 
 pub use ipc::connection;

@@ -8,7 +8,7 @@ mod forkserver;
 mod protocol;
 pub(crate) mod task;
 
-pub use children::StartMethod;
+pub use children::{StartMethod, get_start_method, set_start_method};
 pub(crate) use children::{Child, ChildSpec, start_child};
 pub(crate) use task::{TaskCtx, run_task};
 
