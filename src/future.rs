@@ -262,7 +262,7 @@ impl<R> TaskFuture<R> {
     /// while !busy.running() { std::thread::yield_now(); }
     /// assert!(!queued.running());
     /// drop(tx);
-    /// busy.result().unwrap();
+    /// assert!(busy.wait_timeout(std::time::Duration::from_secs(10)));
     /// assert!(!busy.running());
     /// ```
     pub fn running(&self) -> bool {

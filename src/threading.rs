@@ -274,10 +274,7 @@ impl Thread {
             Err(e) => {
                 lock(&LIVE).retain(|t| t != self);
                 *lock(&self.inner.state) = State::New;
-                Err(Error::io(
-                    format!("start thread {:?}", self.inner.name),
-                    e,
-                ))
+                Err(Error::io(format!("start thread {:?}", self.inner.name), e))
             }
         }
     }
@@ -412,13 +409,7 @@ impl Thread {
 /// ```
 pub fn main_thread() -> Thread {
     MAIN.get_or_init(|| {
-        let t = Thread::make(
-            "MainThread".into(),
-            false,
-            Kind::Main,
-            None,
-            State::Running,
-        );
+        let t = Thread::make("MainThread".into(), false, Kind::Main, None, State::Running);
         let _ = t.inner.ids.set((1, std::process::id()));
         t
     })
@@ -587,11 +578,10 @@ impl Timer {
                 if now >= deadline {
                     break;
                 }
-                st = c
-                    .cv
-                    .wait_timeout(st, deadline - now)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                st =
+                    c.cv.wait_timeout(st, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
             }
             *st = TimerState::Fired;
             drop(st);

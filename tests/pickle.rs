@@ -219,7 +219,10 @@ fn a_rust_client_exchanges_objects_with_a_python_listener() {
         assert_eq!(e.r#type, "dict");
         c.send_pickle(&ByteBuf::from(vec![9u8; 3])).unwrap();
         let e: Echo<ByteBuf> = c.recv_pickle_timeout(t).unwrap();
-        assert_eq!((e.echo.into_vec(), e.r#type.as_str()), (vec![9; 3], "bytes"));
+        assert_eq!(
+            (e.echo.into_vec(), e.r#type.as_str()),
+            (vec![9; 3], "bytes")
+        );
         c.send_pickle(&None::<u8>).unwrap();
         let (code, out) = py.wait(20);
         assert_eq!((code, out.lines().last()), (0, Some("done")));

@@ -355,12 +355,19 @@ fn run_exit_child(mode: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.contains("exiting"), "{stdout}");
-    assert!(stdout.contains("non-daemon finished"), "not waited for: {stdout}");
+    assert!(
+        stdout.contains("non-daemon finished"),
+        "not waited for: {stdout}"
+    );
     assert!(
         !stdout.lines().any(|l| l == "daemon finished"),
         "daemon waited for: {stdout}"
     );
-    assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -391,7 +398,10 @@ fn a_process_child_waits_for_its_non_daemon_threads() {
         let (r, w) = multiproc::Pipe::new(false).unwrap();
         let start = Instant::now();
         let p = Process::start(threads_in_a_child, w).unwrap();
-        assert!(p.join_timeout(Duration::from_secs(30)), "the daemon was waited for");
+        assert!(
+            p.join_timeout(Duration::from_secs(30)),
+            "the daemon was waited for"
+        );
         assert_eq!(p.exitcode(), Some(0));
         assert!(start.elapsed() < Duration::from_secs(30));
         let got: String = r.recv_timeout(Duration::from_secs(5)).unwrap();
