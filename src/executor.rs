@@ -241,11 +241,136 @@ pub(crate) fn exact_len(it: &impl Iterator) -> Option<usize> {
 
 /// A value that can cross into a worker process: serializable, sendable, owned. Every
 /// argument and result of an [`Executor`] task is one.
+///
+/// A type without serde's traits fails `cargo check` with this trait's message:
+///
+/// ```compile_fail,E0277
+/// use multiproc::{Executor, ThreadPool};
+/// struct Point { x: i32 }
+/// let pool = ThreadPool::new(1).unwrap();
+/// Executor::submit(&pool, |p: Point| p.x, Point { x: 1 }).unwrap();
+/// ```
+///
+/// ```
+/// use multiproc::{Executor, ThreadPool};
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Point { x: i32 }
+/// let pool = ThreadPool::new(1).unwrap();
+/// assert_eq!(Executor::submit(&pool, |p: Point| p.x, Point { x: 1 }).unwrap().result(), Ok(1));
+/// ```
+///
+/// # What postcard cannot carry
+///
+/// A process pool encodes values with postcard, a compact format without field names or
+/// type tags. Types whose `Deserialize` asks the format what comes next
+/// (`deserialize_any`) cannot be decoded from it: `serde_json::Value`, `#[serde(untagged)]`
+/// and internally tagged (`#[serde(tag = "...")]`) enums, `#[serde(flatten)]` fields, and
+/// `skip_serializing_if`. They work on a [`ThreadPool`](crate::ThreadPool) (nothing is
+/// encoded) and fail on a [`ProcessPool`](crate::ProcessPool); in debug builds, `submit`
+/// and `map` check this on the argument before sending it and say so in an
+/// [`Error::Serialize`] naming the type. Send such data as a `String` of JSON, or as a
+/// plain struct or externally tagged enum.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a task's argument or result: it must be serializable (serde), `Send` and owned",
+    label = "not a `Payload`",
+    note = "for your own type, add `#[derive(serde::Serialize, serde::Deserialize)]` to it, and `serde = {{ version = \"1\", features = [\"derive\"] }}` to Cargo.toml's [dependencies] (or write `#[derive(multiproc::serde::Serialize, multiproc::serde::Deserialize)] #[serde(crate = \"multiproc::serde\")]`)",
+    note = "a `ThreadPool`'s own `submit`, `map` and `imap` take any `Send` value; the `Executor` methods need serde so the same call runs on a `ProcessPool`"
+)]
 pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
 
+/// A postcard error, with what to do about it where postcard's own words do not say.
+pub(crate) fn explain_postcard(e: &postcard::Error) -> String {
+    match e {
+        postcard::Error::WontImplement | postcard::Error::NotYetImplemented => format!(
+            "{e}: postcard, the encoding between processes, cannot decode this type because \
+             its Deserialize needs `deserialize_any` (serde_json::Value, untagged or internally \
+             tagged enums, #[serde(flatten)], skip_serializing_if); send it as a String of JSON \
+             or as plain structs and externally tagged enums (see multiproc::Payload), or run \
+             it on a ThreadPool"
+        ),
+        _ => e.to_string(),
+    }
+}
+
+/// In debug builds, whether values of type `A` (given one, encoded) decode again, checked
+/// once per type: a type postcard cannot decode then fails at `submit` with the reason,
+/// not in a worker. `None` when it does (or in release builds).
+pub(crate) fn debug_check_decodes<A: Payload>(bytes: &[u8]) -> Option<String> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    static CHECKED: Mutex<BTreeMap<std::any::TypeId, Option<String>>> = Mutex::new(BTreeMap::new());
+    let id = std::any::TypeId::of::<A>();
+    if let Some(r) = CHECKED.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        return r.clone();
+    }
+    // `Deserialize` is user code: a panic there is the worker's to report, not ours.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        postcard::from_bytes::<A>(bytes).map(drop)
+    }));
+    let verdict = match decoded {
+        Ok(Err(e @ (postcard::Error::WontImplement | postcard::Error::NotYetImplemented))) => {
+            Some(explain_postcard(&e))
+        }
+        _ => None,
+    };
+    CHECKED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, verdict.clone());
+    verdict
+}
+
 /// A function an [`Executor`] can run anywhere: a `fn` item or a closure that captures
 /// nothing (a process pool ships it by code address, so it must carry no data).
+///
+/// A closure that captures something not `Copy` fails `cargo check` with this trait's
+/// message. One that captures only `Copy` data, and a `fn` pointer, cannot be told apart
+/// by any stable trait bound: they fail at `cargo build`, in an error whose
+/// "while instantiating" note names the line that called `submit` (or `Process::start`)
+/// and the culprit's type.
+///
+/// ```compile_fail,E0080
+/// # multiproc::init();
+/// use multiproc::{Executor, ProcessPool};
+/// let pool = ProcessPool::new(1).unwrap();
+/// let offset = 3u32;
+/// pool.submit(move |x: u32| x + offset, 1).unwrap(); // captures `offset`
+/// ```
+///
+/// ```compile_fail,E0080
+/// # multiproc::init();
+/// use multiproc::{Executor, ProcessPool};
+/// fn double(x: u32) -> u32 { x * 2 }
+/// let pool = ProcessPool::new(1).unwrap();
+/// let f: fn(u32) -> u32 = double; // a fn pointer: an address, not a type
+/// pool.submit(f, 1).unwrap();
+/// ```
+///
+/// ```compile_fail,E0277
+/// # multiproc::init();
+/// use multiproc::{Executor, ProcessPool};
+/// let pool = ProcessPool::new(1).unwrap();
+/// let name = String::from("x");
+/// pool.submit(move |x: usize| x + name.len(), 1).unwrap(); // fails `cargo check`
+/// ```
+///
+/// The same with the data as the argument, and the function by its name:
+///
+/// ```standalone_crate
+/// # multiproc::init();
+/// use multiproc::{Executor, ProcessPool};
+/// fn double(x: u32) -> u32 { x * 2 }
+/// let pool = ProcessPool::new(1).unwrap();
+/// assert_eq!(pool.submit(|(x, offset): (u32, u32)| x + offset, (1, 3)).unwrap().result(), Ok(4));
+/// assert_eq!(pool.submit(double, 1).unwrap().result(), Ok(2));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a pool task: it must be a `fn` item or a closure that captures nothing, taking one argument",
+    label = "not a `fn` item or non-capturing closure of one argument",
+    note = "pass what the closure captures as the task's argument instead (a tuple for several, with `submit_star`/`starmap`), or use `ThreadPool::submit`, which takes capturing closures"
+)]
 pub trait PoolFn<A, R>: Fn(A) -> R + Copy + Send + Sync + 'static {}
 impl<F: Fn(A) -> R + Copy + Send + Sync + 'static, A, R> PoolFn<A, R> for F {}
 

@@ -110,6 +110,20 @@ pub use threading::{
     Thread, ThreadBuilder, Timer, active_count, current_thread, enumerate, get_ident, main_thread,
 };
 
+/// The serde that multiproc's [`Payload`] bound is about, for programs that do not depend
+/// on it themselves: `#[derive(multiproc::serde::Serialize, multiproc::serde::Deserialize)]`
+/// with `#[serde(crate = "multiproc::serde")]`. (Adding `serde` with its `derive` feature to
+/// your own Cargo.toml is simpler.)
+///
+/// ```
+/// #[derive(multiproc::serde::Serialize, multiproc::serde::Deserialize)]
+/// #[serde(crate = "multiproc::serde")]
+/// struct Job { id: u32 }
+/// fn needs_payload<T: multiproc::Payload>() {}
+/// needs_payload::<Job>();
+/// ```
+pub use serde;
+
 /// Number of CPUs this process may run on (Python's `os.cpu_count()`, affinity-aware).
 pub fn cpu_count() -> usize {
     std::thread::available_parallelism()

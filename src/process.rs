@@ -216,6 +216,7 @@ impl ProcessBuilder {
         F: Fn(A) + Copy + Send + Sync + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
+        crate::sys::code::assert_shippable!(F);
         let (arg, fds) = fdctx::collect_fds(|| postcard::to_stdvec(&arg));
         let arg = arg.map_err(|e| Error::Serialize {
             type_name: std::any::type_name::<A>(),
@@ -305,6 +306,7 @@ impl Process {
         F: Fn(A) + Copy + Send + Sync + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
+        crate::sys::code::assert_shippable!(F);
         ProcessBuilder::default().start(target, arg)
     }
 

@@ -240,3 +240,63 @@ fn process_start_star_passes_several_arguments() {
         assert_eq!(p.exitcode(), Some(0));
     });
 }
+
+/// `#[serde(untagged)]` needs `deserialize_any`, which postcard cannot do.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Loose {
+    Int(i64),
+    Text(String),
+}
+
+fn loose_len(x: Loose) -> usize {
+    match x {
+        Loose::Int(_) => 8,
+        Loose::Text(s) => s.len(),
+    }
+}
+
+fn make_loose(x: i64) -> Loose {
+    Loose::Int(x)
+}
+
+#[test]
+fn a_type_postcard_cannot_decode_is_named_with_the_reason_and_the_fix() {
+    deadline(60, || {
+        let pool = ProcessPool::new(1).unwrap();
+        let err = pool.submit(loose_len, Loose::Int(1)).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Serialize { .. }), "{msg}");
+        assert!(msg.contains("Loose"), "names the type: {msg}");
+        assert!(msg.contains("deserialize_any"), "says why: {msg}");
+        assert!(
+            msg.contains("JSON") && msg.contains("ThreadPool"),
+            "says what to do: {msg}"
+        );
+        let out: Vec<_> = pool
+            .imap(loose_len, vec![Loose::Text("ab".into())])
+            .collect();
+        assert!(
+            matches!(&out[0], Err(TaskError::Serialize { index: Some(0), message, .. }) if message.contains("deserialize_any")),
+            "{out:?}"
+        );
+        // A result of such a type: the error says the same.
+        match pool.submit(make_loose, 3).unwrap().result() {
+            Err(TaskError::Deserialize {
+                type_name, message, ..
+            }) => {
+                assert!(type_name.contains("Loose"), "{type_name}");
+                assert!(message.contains("deserialize_any"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Threads encode nothing: the same call works there.
+        let tp = ThreadPool::new(1).unwrap();
+        assert_eq!(
+            Executor::submit(&tp, loose_len, Loose::Text("abc".into()))
+                .unwrap()
+                .result(),
+            Ok(3)
+        );
+    });
+}

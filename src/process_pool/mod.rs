@@ -426,6 +426,12 @@ impl ProcessPool {
             type_name: std::any::type_name::<A>(),
             message: crate::ipc::fdctx::describe(&e),
         })?;
+        if let Some(message) = crate::executor::debug_check_decodes::<A>(&data) {
+            return Err(Error::Serialize {
+                type_name: std::any::type_name::<A>(),
+                message,
+            });
+        }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let state = FutureState::<R>::new(None);
         state.set_link(self.weak_link.clone(), id);
@@ -484,7 +490,11 @@ impl ProcessPool {
         for (k, a) in items.iter().enumerate() {
             let at = data.len();
             offsets.push(at as u32);
-            if let Err(e) = postcard::to_io(a, &mut data) {
+            let encoded = match postcard::to_io(a, &mut data) {
+                Err(e) => Err(crate::ipc::fdctx::describe(&e)),
+                Ok(_) => crate::executor::debug_check_decodes::<A>(&data[at..]).map_or(Ok(()), Err),
+            };
+            if let Err(message) = encoded {
                 data.truncate(at);
                 offsets.pop();
                 flush(&mut data, &mut offsets, run_start);
@@ -493,7 +503,7 @@ impl ProcessPool {
                     vec![Err(TaskError::Serialize {
                         index: Some(start + k),
                         type_name: std::any::type_name::<A>().into(),
-                        message: crate::ipc::fdctx::describe(&e),
+                        message,
                     })],
                 );
                 run_start = start + k + 1;
@@ -586,6 +596,7 @@ impl Executor for ProcessPool {
         A: Payload,
         R: Payload,
     {
+        crate::sys::code::assert_shippable!(F);
         self.submit_one(f, arg)
     }
 

@@ -48,7 +48,10 @@ fn decode<R: DeserializeOwned>(
                 }
                 Err(e) => {
                     bytes = &[];
-                    Err(bad(std::any::type_name::<R>(), e.to_string()))
+                    Err(bad(
+                        std::any::type_name::<R>(),
+                        crate::executor::explain_postcard(&e),
+                    ))
                 }
             }
         } else {
