@@ -25,6 +25,13 @@
 //! assert_eq!(total(&ThreadPool::new(2).unwrap()), total(&ProcessPool::new(2).unwrap()));
 //! ```
 //!
+//! ## Coming from Python
+//!
+//! [`from_python`] puts each idiom of the Python tutorials (`with Pool()`, `close`/`join`,
+//! `starmap`, `threading.Thread`, daemon threads, `Value`/`RawValue`, a `Queue` through
+//! an initializer, `conn.send(obj)`) beside its multiproc form. [`Thread`], [`Timer`] and
+//! [`enumerate`] are Python's `threading`.
+//!
 //! ## Starting worker processes
 //!
 //! Workers are processes of *your own program*: the first line of `main` must be
@@ -105,6 +112,8 @@ pub use executor::{Chunksize, Executor, Imap, Payload, PoolFn, StarFn};
 pub use future::{AsCompleted, Return, TaskFuture, Waited, as_completed, wait};
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 pub mod threading;
+
+pub mod from_python;
 
 pub use threading::{
     Thread, ThreadBuilder, Timer, active_count, current_thread, enumerate, get_ident, main_thread,
