@@ -48,6 +48,21 @@
 //!
 //! In an integration test file, write `multiproc::test_support!();` once at top level.
 //!
+//! `submit`, `map` and the rest are methods of the [`Executor`](crate::Executor) trait,
+//! so `use multiproc::Executor` is what brings them in (and the compiler sees it used):
+//!
+//! ```standalone_crate
+//! #![deny(unused_imports)]
+//! use multiproc::{Executor, ProcessPool};
+//! fn double(x: u32) -> u32 { x * 2 }
+//! fn main() {
+//!     multiproc::init();
+//!     let pool = ProcessPool::new(1).unwrap();
+//!     assert_eq!(pool.workers(), 1);
+//!     assert_eq!(pool.submit(double, 2).unwrap().result().unwrap(), 4);
+//! }
+//! ```
+//!
 //! ## `with Pool() as p:` → a scope
 //!
 //! Leaving the `with` block stops the pool. In Rust the pool is dropped at the end of its
