@@ -134,6 +134,14 @@
 //! assert_eq!(v, vec![10, 11, 12]);
 //! ```
 //!
+//! The capturing form does not build (for a `Process` too), and the error names your line:
+//!
+//! ```compile_fail,E0080
+//! # multiproc::init();
+//! let expected = 7u8;
+//! multiproc::Process::start(move |x: u8| assert_eq!(x, expected), 7).unwrap();
+//! ```
+//!
 //! ## `Value` and `RawValue`
 //!
 //! A [`Value`](crate::Value) lives in shared memory with its own lock, as in Python:

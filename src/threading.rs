@@ -105,6 +105,12 @@ impl PartialEq for Thread {
 
 impl Eq for Thread {}
 
+impl std::hash::Hash for Thread {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.inner).hash(state)
+    }
+}
+
 impl fmt::Debug for Thread {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let status = match &*lock(&self.inner.state) {
@@ -448,7 +454,8 @@ pub fn current_thread() -> Thread {
 }
 
 /// Handles to the main thread and every thread started through [`Thread`] that has not
-/// ended (Python's `threading.enumerate()`).
+/// ended (Python's `threading.enumerate()`). Threads started otherwise (`std::thread`, a
+/// [`ThreadPool`](crate::ThreadPool)'s) are not listed; Python lists its dummy threads.
 ///
 /// ```
 /// use multiproc::{Event, Thread};
