@@ -54,6 +54,8 @@ pub(crate) struct FutureState<R> {
     extras: Mutex<Extras<R>>,
     index: Option<usize>,
     link: std::sync::OnceLock<(std::sync::Weak<dyn PoolLink>, u64)>,
+    /// A worker took the task (see [`TaskFuture::running`]).
+    running: std::sync::atomic::AtomicBool,
 }
 
 enum Slot<R> {
@@ -105,6 +107,7 @@ impl<R> FutureState<R> {
             }),
             index,
             link: std::sync::OnceLock::new(),
+            running: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -178,6 +181,11 @@ impl<R> FutureState<R> {
             }
             return;
         }
+    }
+
+    /// A worker took the task: it runs (or is next in that worker's queue).
+    pub(crate) fn set_running(&self) {
+        self.running.store(true, Ordering::Release);
     }
 
     pub(crate) fn set_link(&self, link: std::sync::Weak<dyn PoolLink>, id: u64) {
@@ -352,6 +360,46 @@ impl<R> TaskFuture<R> {
             l.cancel(*id);
         }
         true
+    }
+
+    /// Whether a worker has taken the task and it has not finished (Python's `running()`).
+    /// A process pool counts a task as running once it is sent to a worker.
+    ///
+    /// ```
+    /// use multiproc::{Executor, ThreadPool};
+    /// let pool = ThreadPool::new(1).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let busy = pool.submit(move |_: ()| { let _ = rx.recv(); }, ()).unwrap();
+    /// let queued = pool.submit(|x: u8| x, 1).unwrap();
+    /// while !busy.running() { std::thread::yield_now(); }
+    /// assert!(!queued.running());
+    /// drop(tx);
+    /// assert!(busy.wait_timeout(std::time::Duration::from_secs(10)));
+    /// assert!(!busy.running());
+    /// ```
+    pub fn running(&self) -> bool {
+        self.state.running.load(Ordering::Acquire) && !self.done()
+    }
+
+    /// Waits for the task and returns its error, or `None` if it succeeded (Python's
+    /// `exception()`). The value stays in the future for [`result`](TaskFuture::result).
+    ///
+    /// ```
+    /// use multiproc::{Executor, TaskError, ThreadPool};
+    /// let pool = ThreadPool::new(1).unwrap();
+    /// let bad = pool.submit(|x: u32| if x > 1 { panic!("too big") } else { x }, 2).unwrap();
+    /// assert!(matches!(bad.exception(), Some(TaskError::Panicked { .. })));
+    /// let good = pool.submit(|x: u32| x, 1).unwrap();
+    /// assert_eq!(good.exception(), None);
+    /// assert_eq!(good.result().unwrap(), 1);
+    /// ```
+    pub fn exception(&self) -> Option<TaskError> {
+        self.state.wait_until(None);
+        match &*self.state.result.lock().unwrap() {
+            Slot::Ready(Err(e)) => Some(e.clone()),
+            Slot::Ready(Ok(_)) => None,
+            _ => Some(already_taken(self.state.index)),
+        }
     }
 
     /// Whether it was cancelled.

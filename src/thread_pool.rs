@@ -209,6 +209,7 @@ impl ThreadPool {
             if cancelled {
                 st.complete(Err(TaskError::Cancelled { index: None }));
             } else if !st.is_done() {
+                st.set_running();
                 st.complete(run_one(f, arg, None));
             }
         }))?;
@@ -339,6 +340,35 @@ impl ThreadPool {
                 let _ = t.join();
             }
         }
+    }
+
+    /// Python's `Pool.close()`: stops taking tasks; those already submitted still run.
+    /// Then [`join`](ThreadPool::join) waits for them. (The same as `shutdown(false, false)`.)
+    ///
+    /// ```
+    /// let pool = multiproc::ThreadPool::new(2).unwrap();
+    /// let fut = pool.submit(|x: u32| x * 2, 21).unwrap();
+    /// pool.close();
+    /// assert!(pool.submit(|x: u32| x, 1).is_err());
+    /// pool.join().unwrap();
+    /// assert!(fut.done());
+    /// ```
+    pub fn close(&self) {
+        self.shutdown(false, false)
+    }
+
+    /// Python's `Pool.join()`: waits until every task has finished and every thread has
+    /// ended. Only after [`close`](ThreadPool::close) or
+    /// [`terminate`](ThreadPool::terminate), as in Python; otherwise an
+    /// [`Error::InvalidArgument`] (joining a running pool would wait forever).
+    pub fn join(&self) -> Result<()> {
+        if !self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::InvalidArgument(
+                "the pool is still running: call close() or terminate() before join()".into(),
+            ));
+        }
+        self.shutdown(true, false);
+        Ok(())
     }
 
     /// Cancels every pending task and stops (threads cannot be killed: running tasks

@@ -22,16 +22,63 @@ use crate::sys::code::ChildEntry;
 use crate::sys::fdpass::{recv_with_fds, send_with_fds};
 use crate::sys::process as sp;
 
-/// How worker processes are started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// How worker processes are started. `StartMethod::default()` is the process-wide choice
+/// of [`set_start_method`], else [`ForkServer`](StartMethod::ForkServer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartMethod {
     /// Fork each worker from a fork server: a single-threaded process of this same program,
     /// started on first use. Fast (a fork, no exec) and safe (the server has no threads and
     /// no state of the parent). The default on Linux.
-    #[default]
     ForkServer,
     /// Re-execute this program for every worker. Slower to start; nothing is shared.
     Spawn,
+}
+
+/// The process-wide start method, once [`set_start_method`] chose one.
+static CHOSEN: std::sync::Mutex<Option<StartMethod>> = std::sync::Mutex::new(None);
+
+impl Default for StartMethod {
+    fn default() -> StartMethod {
+        get_start_method()
+    }
+}
+
+/// Chooses how every `Process` and `ProcessPool` that does not say otherwise starts
+/// (Python's `multiprocessing.set_start_method`). As in Python, it is set once: a later
+/// call that changes it is an [`Error::InvalidArgument`](crate::Error::InvalidArgument)
+/// unless `force`.
+///
+/// ```standalone_crate
+/// # multiproc::init();
+/// use multiproc::{StartMethod, get_start_method, set_start_method};
+/// assert_eq!(get_start_method(), StartMethod::ForkServer);
+/// set_start_method(StartMethod::Spawn, false).unwrap();
+/// assert!(set_start_method(StartMethod::ForkServer, false).is_err());
+/// assert_eq!(get_start_method(), StartMethod::Spawn);
+/// let p = multiproc::Process::start(|x: u8| assert_eq!(x, 1), 1).unwrap();
+/// p.join();
+/// assert_eq!(p.exitcode(), Some(0));
+/// ```
+pub fn set_start_method(method: StartMethod, force: bool) -> crate::Result<()> {
+    let mut chosen = CHOSEN.lock().unwrap_or_else(|e| e.into_inner());
+    match *chosen {
+        Some(m) if !force && m != method => Err(crate::Error::InvalidArgument(format!(
+            "the start method was already set to {m:?}; pass force = true to change it"
+        ))),
+        _ => {
+            *chosen = Some(method);
+            Ok(())
+        }
+    }
+}
+
+/// The start method that `Process` and `ProcessPool` use unless told otherwise (Python's
+/// `multiprocessing.get_start_method`).
+pub fn get_start_method() -> StartMethod {
+    CHOSEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or(StartMethod::ForkServer)
 }
 
 /// Called on the manager thread with the pid and status of an exited child.

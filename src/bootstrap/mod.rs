@@ -8,8 +8,8 @@ mod forkserver;
 mod protocol;
 pub(crate) mod task;
 
-pub use children::StartMethod;
 pub(crate) use children::{Child, ChildSpec, start_child};
+pub use children::{StartMethod, get_start_method, set_start_method};
 pub(crate) use task::{TaskCtx, run_task};
 
 use std::os::fd::OwnedFd;

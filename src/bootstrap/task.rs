@@ -144,7 +144,7 @@ pub(crate) fn decode_framed<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T,
     *input = rest;
     match catch_quiet(|| postcard::from_bytes::<T>(body)) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(crate::executor::explain_postcard(&e)),
         Err(p) => Err(panic_message(p)),
     }
 }

@@ -5,6 +5,7 @@ pub(crate) mod auth;
 pub(crate) mod codec;
 pub mod connection;
 pub(crate) mod fdctx;
+mod pickle;
 mod pipe;
 mod queue;
 mod ring;

@@ -478,6 +478,7 @@ impl Dispatcher {
                 self.pending.push_front(job);
                 break;
             }
+            job.sink.started();
             let s = &mut self.slots[i];
             s.inflight_items += n;
             s.inflight.push_back(Inflight { job, done: 0 });

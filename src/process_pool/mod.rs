@@ -413,11 +413,6 @@ impl ProcessPool {
         }
     }
 
-    /// Number of worker processes.
-    pub fn workers(&self) -> usize {
-        self.inner.cfg.workers
-    }
-
     /// Pids of the workers the pool started with (replacements get new pids).
     pub fn initial_pids(&self) -> &[u32] {
         &self.pids
@@ -432,8 +427,9 @@ impl ProcessPool {
     }
 
     /// Schedules `f(arg)` in a worker. An argument that fails to serialize is an error
-    /// here, before anything is sent.
-    pub fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
+    /// here, before anything is sent. (Not an inherent `submit`: that would shadow
+    /// [`Executor::submit`] and make `use multiproc::Executor` look unused.)
+    fn submit_one<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
     where
         F: PoolFn<A, R>,
         A: Payload,
@@ -447,6 +443,12 @@ impl ProcessPool {
                 message,
             }
         })?;
+        if let Some(message) = crate::executor::debug_check_decodes::<A>(&data[4..]) {
+            return Err(Error::Serialize {
+                type_name: std::any::type_name::<A>(),
+                message,
+            });
+        }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let state = FutureState::<R>::new(None);
         state.set_link(self.weak_link.clone(), id);
@@ -505,7 +507,11 @@ impl ProcessPool {
         for (k, a) in items.iter().enumerate() {
             let at = data.len();
             offsets.push(at as u32);
-            if let Err(message) = crate::bootstrap::task::encode_framed(a, &mut data) {
+            let encoded = crate::bootstrap::task::encode_framed(a, &mut data).and_then(|()| {
+                crate::executor::debug_check_decodes::<A>(&data[at + 4..]).map_or(Ok(()), Err)
+            });
+            if let Err(message) = encoded {
+                data.truncate(at);
                 offsets.pop();
                 flush(&mut data, &mut offsets, run_start);
                 sink.deliver(
@@ -531,8 +537,41 @@ impl ProcessPool {
             let _ = self.inner.send(Msg::Shutdown { cancel_pending });
         }
         if wait {
-            self.join();
+            self.join_dispatcher();
         }
+    }
+
+    /// Python's `Pool.close()`: stops taking tasks; those already submitted still run.
+    /// Then [`join`](ProcessPool::join) waits for them and for the workers to exit. (The
+    /// same as `shutdown(false, false)`.)
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// use multiproc::{Executor, Pool};
+    /// fn double(x: u32) -> u32 { x * 2 }
+    /// let pool = Pool::new(2).unwrap();
+    /// let fut = pool.submit(double, 21).unwrap();
+    /// pool.close();
+    /// assert!(pool.submit(double, 1).is_err());
+    /// pool.join().unwrap();
+    /// assert_eq!(fut.result().unwrap(), 42);
+    /// ```
+    pub fn close(&self) {
+        self.shutdown(false, false)
+    }
+
+    /// Python's `Pool.join()`: waits until every task has finished and every worker has
+    /// exited. Only after [`close`](ProcessPool::close) or
+    /// [`terminate`](ProcessPool::terminate), as in Python; otherwise an
+    /// [`Error::InvalidArgument`] (joining a running pool would wait forever).
+    pub fn join(&self) -> Result<()> {
+        if !self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::InvalidArgument(
+                "the pool is still running: call close() or terminate() before join()".into(),
+            ));
+        }
+        self.join_dispatcher();
+        Ok(())
     }
 
     /// Kills every worker now: running and pending tasks fail with
@@ -540,10 +579,10 @@ impl ProcessPool {
     pub fn terminate(&self) {
         self.inner.closed.store(true, Ordering::Release);
         let _ = self.inner.send(Msg::Terminate);
-        self.join();
+        self.join_dispatcher();
     }
 
-    fn join(&self) {
+    fn join_dispatcher(&self) {
         let h = self.dispatcher.lock().unwrap().take();
         if let Some(h) = h {
             let _ = h.join();
@@ -573,7 +612,8 @@ impl Executor for ProcessPool {
         A: Payload,
         R: Payload,
     {
-        ProcessPool::submit(self, f, arg)
+        crate::sys::code::assert_shippable!(F);
+        self.submit_one(f, arg)
     }
 
     fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)

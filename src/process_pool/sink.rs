@@ -15,6 +15,8 @@ pub(crate) trait ByteSink: Send + Sync {
     fn fail(&self, start: usize, err: TaskError);
     /// Whether the results are no longer wanted.
     fn is_cancelled(&self) -> bool;
+    /// The job was sent to a worker.
+    fn started(&self) {}
 }
 
 fn decode<R: DeserializeOwned>(
@@ -74,6 +76,10 @@ impl<R: DeserializeOwned + Send> ByteSink for FutureState<R> {
 
     fn is_cancelled(&self) -> bool {
         self.is_done()
+    }
+
+    fn started(&self) {
+        self.set_running();
     }
 }
 
