@@ -148,7 +148,7 @@ pub(crate) fn start_worker(
     generation: u64,
 ) -> Result<(Child, OwnedFd)> {
     let b = base(slot);
-    for off in [STATE, CURRENT_TASK, CURRENT_ITEM, STARTED_NS, ABORT_CAUSE] {
+    for off in [STATE, CURRENT_TASK, CURRENT_ITEM, STARTED_NS] {
         map.atomic_u64(b + off).store(0, Ordering::SeqCst);
     }
     Ring::new(map.clone(), task_ring(slot), RING_CAP).reset();
@@ -656,7 +656,6 @@ impl Dispatcher {
             )),
         };
         let cfg = self.inner.cfg.clone();
-        let oom = map.atomic_u32(b + ABORT_CAUSE).load(Ordering::Acquire) == ABORT_ENOMEM;
         let mut requeue: Vec<Job> = Vec::new();
         let s = &mut self.slots[i];
         s.child = None;
@@ -706,7 +705,7 @@ impl Dispatcher {
                 }),
                 (None, None) if job.attempts < cfg.retries => None,
                 (None, None)
-                    if oom && cfg.memory_limit.is_some() && status.signal == Some(libc::SIGABRT) =>
+                    if cfg.memory_limit.is_some() && status.signal == Some(libc::SIGABRT) =>
                 {
                     Some(TaskError::MemoryLimit {
                         index: None,

@@ -23,10 +23,6 @@ pub(crate) const CURRENT_ITEM: usize = 16;
 pub(crate) const STARTED_NS: usize = 24;
 /// The worker sleeps on this bell waiting for tasks.
 pub(crate) const TASK_BELL: usize = 32;
-/// Why the worker aborted, as its SIGABRT handler saw it: [`ABORT_ENOMEM`] or 0.
-pub(crate) const ABORT_CAUSE: usize = 40;
-/// An abort with `errno == ENOMEM`: an allocation failed (see `sys::signal`).
-pub(crate) const ABORT_ENOMEM: u32 = 1;
 
 pub(crate) const STATE_STARTING: u32 = 0;
 pub(crate) const STATE_READY: u32 = 1;

@@ -112,9 +112,6 @@ impl Worker {
             current.store(id, Ordering::SeqCst);
             for i in 0..count {
                 item.store(i as u64, Ordering::Release);
-                if cfg.memory_limit.is_some() {
-                    crate::sys::signal::clear_errno();
-                }
                 if cfg.timed {
                     started.store(now_ns(), Ordering::Release);
                 }
@@ -181,8 +178,6 @@ pub(crate) fn worker_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
     set_quiet(true);
     if let Some(limit) = cfg.memory_limit {
         let _ = crate::sys::process::set_memory_limit(limit);
-        // Only an abort from a failed allocation is `MemoryLimit` (see `sys::signal`).
-        crate::sys::signal::mark_enomem_aborts(w.map.clone(), base + ABORT_CAUSE, ABORT_ENOMEM);
     }
     let state = w.map.atomic_u32(base + STATE);
     if let Some((thunk, arg)) = &cfg.initializer {

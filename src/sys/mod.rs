@@ -9,7 +9,6 @@ pub(crate) mod futex;
 pub(crate) mod mem;
 pub(crate) mod process;
 pub(crate) mod shm;
-pub(crate) mod signal;
 
 pub(crate) use futex::{futex_wait, futex_wake, timespec};
 pub(crate) use mem::SharedMapping;
