@@ -43,3 +43,35 @@ fn a_timeout_kill_blames_exactly_the_item_it_aimed_at() {
         }
     });
 }
+
+/// A task that breaks its worker's result ring (bad counters, unknown kind, absurd
+/// out-of-band size) fails with a protocol error naming the worker; the dispatcher neither
+/// panics nor allocates, the worker is replaced, and other tasks succeed.
+#[test]
+fn a_worker_that_breaks_the_frame_protocol_fails_its_task_and_is_replaced() {
+    deadline(60, || {
+        fn corrupt(how: u32) -> u32 {
+            multiproc::__test_corrupt_result_ring(how);
+            // Results after the corruption must not be believed either.
+            how
+        }
+        fn triple(x: u32) -> u32 {
+            x * 3
+        }
+        let pool = ProcessPool::new(2).unwrap();
+        for how in 0..3 {
+            let bad = pool.submit(corrupt, how).unwrap();
+            let good: Vec<_> = (0..20).map(|x| pool.submit(triple, x).unwrap()).collect();
+            match bad.result() {
+                Err(TaskError::Protocol { pid, message, .. }) => {
+                    assert!(pid > 0 && !message.is_empty(), "{message}")
+                }
+                other => panic!("corruption {how}: {other:?}"),
+            }
+            for (x, f) in (0..20).zip(good) {
+                assert_eq!(f.result().unwrap(), x * 3);
+            }
+        }
+        assert_eq!(pool.map(triple, 0..100u32).unwrap().len(), 100);
+    });
+}

@@ -92,6 +92,14 @@ impl Ring {
         true
     }
 
+    /// Sets the tail far past the head, as a corrupted producer might (fault injection).
+    pub(crate) fn scribble_tail(&self) {
+        let head = self.map.atomic_u64(self.base + HEAD).load(Ordering::Relaxed);
+        self.map
+            .atomic_u64(self.base + TAIL)
+            .store(head + 3 * self.cap as u64, Ordering::Release);
+    }
+
     /// Whether a frame is waiting.
     pub(crate) fn has_data(&self) -> bool {
         let head = self
