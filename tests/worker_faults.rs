@@ -15,7 +15,7 @@ multiproc::test_support!();
 fn a_timeout_kill_blames_exactly_the_item_it_aimed_at() {
     deadline(120, || {
         fn work(x: u64) -> u64 {
-            if x % 4 == 0 {
+            if x.is_multiple_of(4) {
                 std::thread::sleep(Duration::from_millis(20));
             }
             x * 3
@@ -35,11 +35,14 @@ fn a_timeout_kill_blames_exactly_the_item_it_aimed_at() {
             for (x, r) in (0..n).zip(out) {
                 match r {
                     Ok(v) => assert_eq!(v, x * 3),
-                    Err(TaskError::TimedOut { .. }) if x % 4 == 0 => timed_out += 1,
+                    Err(TaskError::TimedOut { .. }) if x.is_multiple_of(4) => timed_out += 1,
                     Err(e) => panic!("item {x} (chunk {chunk}): {e}"),
                 }
             }
-            assert!(timed_out > 0, "no slow item timed out: the test lost its race");
+            assert!(
+                timed_out > 0,
+                "no slow item timed out: the test lost its race"
+            );
         }
     });
 }

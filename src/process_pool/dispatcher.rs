@@ -470,10 +470,11 @@ impl Dispatcher {
                         &oob
                     }
                 };
-                let err = postcard::from_bytes::<TaskError>(body).unwrap_or(TaskError::PoolClosed {
-                    index: None,
-                    reason: "a worker initializer failed".into(),
-                });
+                let err =
+                    postcard::from_bytes::<TaskError>(body).unwrap_or(TaskError::PoolClosed {
+                        index: None,
+                        reason: "a worker initializer failed".into(),
+                    });
                 self.broken = Some(format!("a replacement worker's initializer failed: {err}"));
             }
         }
@@ -664,9 +665,8 @@ impl Dispatcher {
         let inflight: Vec<Inflight> = s.inflight.drain(..).collect();
         for (k, inf) in inflight.into_iter().enumerate() {
             let job = inf.job;
-            let hit = |(t, it): (u64, usize)| {
-                k == 0 && job.id == t && it >= inf.done && it < job.len()
-            };
+            let hit =
+                |(t, it): (u64, usize)| k == 0 && job.id == t && it >= inf.done && it < job.len();
             let mut at = blamed.filter(|&x| hit(x)).map(|(_, it)| it);
             // A worker that broke the protocol while idle (or lied about what it ran) is
             // still charged to its next item, so a task that corrupts memory every time

@@ -202,7 +202,12 @@ mod tests {
     #[test]
     fn arbitrary_frames_decode_or_fail_typed_never_panic() {
         let mut rng = Rng(0x5eed_f00d);
-        let kinds = [K_RESULTS, K_RESULTS | OOB, K_INIT_FAILED, K_INIT_FAILED | OOB];
+        let kinds = [
+            K_RESULTS,
+            K_RESULTS | OOB,
+            K_INIT_FAILED,
+            K_INIT_FAILED | OOB,
+        ];
         let (mut ok, mut bad) = (0, 0);
         for case in 0..50_000 {
             let kind = if case % 5 == 0 {

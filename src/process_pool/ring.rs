@@ -94,7 +94,10 @@ impl Ring {
 
     /// Sets the tail far past the head, as a corrupted producer might (fault injection).
     pub(crate) fn scribble_tail(&self) {
-        let head = self.map.atomic_u64(self.base + HEAD).load(Ordering::Relaxed);
+        let head = self
+            .map
+            .atomic_u64(self.base + HEAD)
+            .load(Ordering::Relaxed);
         self.map
             .atomic_u64(self.base + TAIL)
             .store(head + 3 * self.cap as u64, Ordering::Release);
@@ -131,7 +134,7 @@ impl Ring {
             .atomic_u64(self.base + TAIL)
             .load(Ordering::Acquire);
         // Frames and wrap markers are 8-aligned, so both counters always are.
-        if head % 8 != 0 || tail % 8 != 0 {
+        if !head.is_multiple_of(8) || !tail.is_multiple_of(8) {
             return Err(Corrupt(format!("misaligned ring counters {head}/{tail}")));
         }
         let used = tail.wrapping_sub(head);

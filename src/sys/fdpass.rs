@@ -54,12 +54,7 @@ fn recv_flags(
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut anc = RecvAncillaryBuffer::new(&mut space);
     let msg = loop {
-        match rustix::net::recvmsg(
-            &sock,
-            &mut [IoSliceMut::new(buf)],
-            &mut anc,
-            flags,
-        ) {
+        match rustix::net::recvmsg(&sock, &mut [IoSliceMut::new(buf)], &mut anc, flags) {
             Err(rustix::io::Errno::INTR) => continue,
             r => break r?,
         }
