@@ -29,7 +29,7 @@ fn a_timeout_kill_blames_exactly_the_item_it_aimed_at() {
             .task_timeout(Duration::from_millis(20))
             .build()
             .unwrap();
-        let n = 400u64;
+        let n = 1000u64;
         for chunk in [1, 4] {
             let out: Vec<_> = pool
                 .imap_chunked(work, 0..n, Chunksize::Fixed(chunk))
