@@ -264,6 +264,17 @@ pub enum TaskError {
         /// Why.
         reason: String,
     },
+    /// The worker broke the pool's protocol (a malformed frame: its memory was probably
+    /// corrupted by the task); it was killed and replaced.
+    #[error("task{}: protocol error from worker pid {pid}: {message}; the worker was replaced", fmt_index(*index))]
+    Protocol {
+        /// Index of the task in its input, if any.
+        index: Option<usize>,
+        /// Pid of the worker.
+        pid: u32,
+        /// What was wrong.
+        message: String,
+    },
     /// A remote rank (MPI) reported an error.
     #[error("task{}: remote error: {message}", fmt_index(*index))]
     Remote {
@@ -293,6 +304,7 @@ impl TaskError {
             | TaskError::Serialize { index, .. }
             | TaskError::Deserialize { index, .. }
             | TaskError::PoolClosed { index, .. }
+            | TaskError::Protocol { index, .. }
             | TaskError::Remote { index, .. } => *index,
         }
     }
@@ -308,6 +320,7 @@ impl TaskError {
             | TaskError::Serialize { index, .. }
             | TaskError::Deserialize { index, .. }
             | TaskError::PoolClosed { index, .. }
+            | TaskError::Protocol { index, .. }
             | TaskError::Remote { index, .. } => *index = Some(i),
         }
         self

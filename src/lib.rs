@@ -162,6 +162,13 @@ pub fn __test_segfault() -> ! {
 pub mod manager;
 pub use manager::{Manager, ManagerBuilder};
 
+/// Inside a pool task: breaks the worker's frame protocol (0 bad ring tail, 1 unknown
+/// frame kind, 2 absurd out-of-band size). For fault-injection tests.
+#[doc(hidden)]
+pub fn __test_corrupt_result_ring(how: u32) {
+    process_pool::test_corrupt_result_ring(how)
+}
+
 pub use shm::{Array, ArrayGuard, SharedMemory, Value, ValueGuard};
 pub use sync::{
     AcquireError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard,

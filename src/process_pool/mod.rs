@@ -7,6 +7,8 @@ mod ring;
 mod sink;
 mod worker;
 
+pub(crate) use worker::test_corrupt_result_ring;
+
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
