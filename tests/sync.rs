@@ -611,6 +611,45 @@ fn semaphore_limits_concurrency_across_processes() {
     assert_eq!(sem.get_value(), 2);
 }
 
+fn hold_permit_forever((sem, held): (Semaphore, Event)) {
+    sem.acquire().forget();
+    held.set();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The documented contract of an ownerless semaphore: a permit held by a SIGKILLed process
+/// is lost and nobody is told; a thread that panics holding one gives it back.
+#[test]
+fn semaphore_permit_of_a_killed_holder_is_lost_and_a_panicking_thread_returns_it() {
+    let sem = Semaphore::new(1).unwrap();
+    let held = Event::new().unwrap();
+    let p = Process::start(hold_permit_forever, (sem.clone(), held.clone())).unwrap();
+    assert!(held.wait_timeout(Duration::from_secs(30)));
+    p.kill().unwrap();
+    assert!(p.join_timeout(Duration::from_secs(10)));
+    assert_eq!(
+        sem.get_value(),
+        0,
+        "a dead holder's permit is not given back"
+    );
+    assert!(
+        sem.acquire_timeout(Duration::from_millis(100)).is_none(),
+        "no owner-died report: the waiter simply times out"
+    );
+    sem.release(); // whoever watches the processes gives the permit back
+
+    let s2 = sem.clone();
+    let r = std::thread::spawn(move || {
+        let _permit = s2.acquire();
+        panic!("panics holding a permit");
+    })
+    .join();
+    assert!(r.is_err());
+    assert_eq!(sem.get_value(), 1, "the guard's Drop ran while unwinding");
+}
+
 // ---- handles across processes ----------------------------------------------------------
 
 #[test]
