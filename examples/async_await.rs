@@ -1,5 +1,5 @@
 //! A TaskFuture is a std Future: `.await` it in tokio (or any executor).
-use multiproc::ProcessPool;
+use multiproc::{Executor, ProcessPool};
 
 fn cube(x: i64) -> i64 {
     x * x * x

@@ -1,5 +1,5 @@
 //! submit → future: result, timeout, callback, cancel (concurrent.futures style).
-use multiproc::ProcessPool;
+use multiproc::{Executor, ProcessPool};
 use std::time::Duration;
 
 fn slow_square(x: u64) -> u64 {

@@ -1,5 +1,5 @@
 //! wait(FIRST_COMPLETED) and as_completed over futures.
-use multiproc::{ProcessPool, Return, as_completed, wait};
+use multiproc::{Executor, ProcessPool, Return, as_completed, wait};
 use std::time::Duration;
 
 fn nap(ms: u64) -> u64 {

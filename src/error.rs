@@ -67,6 +67,16 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A received message (or queue item) is not a value of the type it was read as: its
+    /// bytes do not decode as one, hold more than one, or are a pickled Python object.
+    /// The message is consumed; the next one is read normally.
+    #[error("expected a message of type {expected}, but {found}")]
+    WrongType {
+        /// The Rust type the message was read as.
+        expected: &'static str,
+        /// What the message is instead.
+        found: String,
+    },
     /// The peer closed the connection or the object was closed.
     #[error("closed: {0}")]
     Closed(String),
@@ -101,6 +111,19 @@ pub enum Error {
     /// A non-blocking `try_get` found the queue empty (Python's `queue.Empty`).
     #[error("the queue is empty")]
     Empty,
+    /// The server (a [`Manager`](crate::Manager)'s) is gone: stopped, killed or unreachable.
+    #[error("disconnected from the manager: {0}")]
+    Disconnected(String),
+    /// A named object exists with another kind or element type than the one asked for.
+    #[error("the manager object {name:?} is a {found}, not a {expected}")]
+    TypeMismatch {
+        /// The object's name.
+        name: String,
+        /// What the caller asked for.
+        expected: String,
+        /// What the object was created as.
+        found: String,
+    },
 }
 
 impl Error {
@@ -241,6 +264,17 @@ pub enum TaskError {
         /// Why.
         reason: String,
     },
+    /// The worker broke the pool's protocol (a malformed frame: its memory was probably
+    /// corrupted by the task); it was killed and replaced.
+    #[error("task{}: protocol error from worker pid {pid}: {message}; the worker was replaced", fmt_index(*index))]
+    Protocol {
+        /// Index of the task in its input, if any.
+        index: Option<usize>,
+        /// Pid of the worker.
+        pid: u32,
+        /// What was wrong.
+        message: String,
+    },
     /// A remote rank (MPI) reported an error.
     #[error("task{}: remote error: {message}", fmt_index(*index))]
     Remote {
@@ -270,6 +304,7 @@ impl TaskError {
             | TaskError::Serialize { index, .. }
             | TaskError::Deserialize { index, .. }
             | TaskError::PoolClosed { index, .. }
+            | TaskError::Protocol { index, .. }
             | TaskError::Remote { index, .. } => *index,
         }
     }
@@ -285,6 +320,7 @@ impl TaskError {
             | TaskError::Serialize { index, .. }
             | TaskError::Deserialize { index, .. }
             | TaskError::PoolClosed { index, .. }
+            | TaskError::Protocol { index, .. }
             | TaskError::Remote { index, .. } => *index = Some(i),
         }
         self

@@ -185,6 +185,16 @@ impl<'a, R> Imap<'a, R> {
     }
 }
 
+impl<R> Imap<'_, R> {
+    /// The progress bar's `(position, length, finished)`, if this map shows one. For tests.
+    #[doc(hidden)]
+    pub fn __progress(&self) -> Option<(u64, Option<u64>, bool)> {
+        self.bar
+            .as_ref()
+            .map(|b| (b.position(), b.length(), b.is_finished()))
+    }
+}
+
 impl<R> Iterator for Imap<'_, R> {
     type Item = Result<R, TaskError>;
 
@@ -241,11 +251,136 @@ pub(crate) fn exact_len(it: &impl Iterator) -> Option<usize> {
 
 /// A value that can cross into a worker process: serializable, sendable, owned. Every
 /// argument and result of an [`Executor`] task is one.
+///
+/// A type without serde's traits fails `cargo check` with this trait's message:
+///
+/// ```compile_fail,E0277
+/// use multiproc::{Executor, ThreadPool};
+/// struct Point { x: i32 }
+/// let pool = ThreadPool::new(1).unwrap();
+/// Executor::submit(&pool, |p: Point| p.x, Point { x: 1 }).unwrap();
+/// ```
+///
+/// ```
+/// use multiproc::{Executor, ThreadPool};
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Point { x: i32 }
+/// let pool = ThreadPool::new(1).unwrap();
+/// assert_eq!(Executor::submit(&pool, |p: Point| p.x, Point { x: 1 }).unwrap().result(), Ok(1));
+/// ```
+///
+/// # What postcard cannot carry
+///
+/// A process pool encodes values with postcard, a compact format without field names or
+/// type tags. Types whose `Deserialize` asks the format what comes next
+/// (`deserialize_any`) cannot be decoded from it: `serde_json::Value`, `#[serde(untagged)]`
+/// and internally tagged (`#[serde(tag = "...")]`) enums, `#[serde(flatten)]` fields, and
+/// `skip_serializing_if`. They work on a [`ThreadPool`](crate::ThreadPool) (nothing is
+/// encoded) and fail on a [`ProcessPool`](crate::ProcessPool); in debug builds, `submit`
+/// and `map` check this on the argument before sending it and say so in an
+/// [`Error::Serialize`] naming the type. Send such data as a `String` of JSON, or as a
+/// plain struct or externally tagged enum.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a task's argument or result: it must be serializable (serde), `Send` and owned",
+    label = "not a `Payload`",
+    note = "for your own type, add `#[derive(serde::Serialize, serde::Deserialize)]` to it, and `serde = {{ version = \"1\", features = [\"derive\"] }}` to Cargo.toml's [dependencies] (or write `#[derive(multiproc::serde::Serialize, multiproc::serde::Deserialize)] #[serde(crate = \"multiproc::serde\")]`)",
+    note = "a `ThreadPool`'s own `submit`, `map` and `imap` take any `Send` value; the `Executor` methods need serde so the same call runs on a `ProcessPool`"
+)]
 pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
 
+/// A postcard error, with what to do about it where postcard's own words do not say.
+pub(crate) fn explain_postcard(e: &postcard::Error) -> String {
+    match e {
+        postcard::Error::WontImplement | postcard::Error::NotYetImplemented => format!(
+            "{e}: postcard, the encoding between processes, cannot decode this type because \
+             its Deserialize needs `deserialize_any` (serde_json::Value, untagged or internally \
+             tagged enums, #[serde(flatten)], skip_serializing_if); send it as a String of JSON \
+             or as plain structs and externally tagged enums (see multiproc::Payload), or run \
+             it on a ThreadPool"
+        ),
+        _ => e.to_string(),
+    }
+}
+
+/// In debug builds, whether values of type `A` (given one, encoded) decode again, checked
+/// once per type: a type postcard cannot decode then fails at `submit` with the reason,
+/// not in a worker. `None` when it does (or in release builds).
+pub(crate) fn debug_check_decodes<A: Payload>(bytes: &[u8]) -> Option<String> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    static CHECKED: Mutex<BTreeMap<std::any::TypeId, Option<String>>> = Mutex::new(BTreeMap::new());
+    let id = std::any::TypeId::of::<A>();
+    if let Some(r) = CHECKED.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        return r.clone();
+    }
+    // `Deserialize` is user code: a panic there is the worker's to report, not ours.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        postcard::from_bytes::<A>(bytes).map(drop)
+    }));
+    let verdict = match decoded {
+        Ok(Err(e @ (postcard::Error::WontImplement | postcard::Error::NotYetImplemented))) => {
+            Some(explain_postcard(&e))
+        }
+        _ => None,
+    };
+    CHECKED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, verdict.clone());
+    verdict
+}
+
 /// A function an [`Executor`] can run anywhere: a `fn` item or a closure that captures
 /// nothing (a process pool ships it by code address, so it must carry no data).
+///
+/// A closure that captures something not `Copy` fails `cargo check` with this trait's
+/// message. One that captures only `Copy` data, and a `fn` pointer, cannot be told apart
+/// by any stable trait bound: they fail at `cargo build`, in an error whose
+/// "while instantiating" note names the line that called `submit` (or `Process::start`)
+/// and the culprit's type.
+///
+/// ```compile_fail,E0080
+/// # multiproc::init();
+/// use multiproc::{Executor, ProcessPool};
+/// let pool = ProcessPool::new(1).unwrap();
+/// let offset = 3u32;
+/// pool.submit(move |x: u32| x + offset, 1).unwrap(); // captures `offset`
+/// ```
+///
+/// ```compile_fail,E0080
+/// # multiproc::init();
+/// use multiproc::{Executor, ProcessPool};
+/// fn double(x: u32) -> u32 { x * 2 }
+/// let pool = ProcessPool::new(1).unwrap();
+/// let f: fn(u32) -> u32 = double; // a fn pointer: an address, not a type
+/// pool.submit(f, 1).unwrap();
+/// ```
+///
+/// ```compile_fail,E0277
+/// # multiproc::init();
+/// use multiproc::{Executor, ProcessPool};
+/// let pool = ProcessPool::new(1).unwrap();
+/// let name = String::from("x");
+/// pool.submit(move |x: usize| x + name.len(), 1).unwrap(); // fails `cargo check`
+/// ```
+///
+/// The same with the data as the argument, and the function by its name:
+///
+/// ```standalone_crate
+/// # multiproc::init();
+/// use multiproc::{Executor, ProcessPool};
+/// fn double(x: u32) -> u32 { x * 2 }
+/// let pool = ProcessPool::new(1).unwrap();
+/// assert_eq!(pool.submit(|(x, offset): (u32, u32)| x + offset, (1, 3)).unwrap().result(), Ok(4));
+/// assert_eq!(pool.submit(double, 1).unwrap().result(), Ok(2));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a pool task: it must be a `fn` item or a closure that captures nothing, taking one argument",
+    label = "not a `fn` item or non-capturing closure of one argument",
+    note = "pass what the closure captures as the task's argument instead (a tuple for several, with `submit_star`/`starmap`), or use `ThreadPool::submit`, which takes capturing closures"
+)]
 pub trait PoolFn<A, R>: Fn(A) -> R + Copy + Send + Sync + 'static {}
 impl<F: Fn(A) -> R + Copy + Send + Sync + 'static, A, R> PoolFn<A, R> for F {}
 
@@ -308,6 +443,39 @@ pub trait Executor {
         R: Payload,
     {
         self.submit(f, arg)
+    }
+
+    /// Schedules `f(a, b, ...)` for a function of several arguments, given as a tuple
+    /// (Python's `submit(f, a, b)`; the one-argument form is [`submit`](Executor::submit)).
+    ///
+    /// A separate method rather than one `submit` for every arity: `submit` keeps its
+    /// plain `Fn(A) -> R` bound, from which Rust infers an unannotated closure's argument
+    /// type; a bound that accepts every arity would make `|x| x + 1` need annotations.
+    ///
+    /// ```
+    /// use multiproc::{Executor, ThreadPool};
+    /// fn print_sum(a: i32, b: i32) -> i32 { println!("{}", a + b); a + b }
+    /// let pool = ThreadPool::new(2).unwrap();
+    /// assert_eq!(pool.submit_star(print_sum, (1, 2)).unwrap().result().unwrap(), 3);
+    /// ```
+    fn submit_star<F, Args, R>(&self, f: F, args: Args) -> Result<TaskFuture<R>>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Payload,
+        R: Payload,
+    {
+        self.submit(move |args: Args| f.call_star(args), args)
+    }
+
+    /// Python's `Pool.apply_async(f, (a, b))`: the same as
+    /// [`submit_star`](Executor::submit_star).
+    fn apply_async_star<F, Args, R>(&self, f: F, args: Args) -> Result<TaskFuture<R>>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Payload,
+        R: Payload,
+    {
+        self.submit_star(f, args)
     }
 
     /// Python's `Pool.apply`: runs `f(arg)` in the pool and waits for the result.
@@ -419,6 +587,76 @@ pub trait Executor {
         self.map_chunked(f, iter, Chunksize::Auto)
     }
 
+    /// Python's `Pool.map_async`: schedules `f` over every item at once and returns one
+    /// future of the whole `Vec` (in input order), or of the first error in input order
+    /// (the rest are then cancelled). Cancelling the future cancels the items not started.
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// use multiproc::{Executor, ProcessPool};
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let pool = ProcessPool::new(2).unwrap();
+    /// let all = pool.map_async(square, 0..5).unwrap();
+    /// // ... other work ...
+    /// assert_eq!(all.result().unwrap(), vec![0, 1, 4, 9, 16]);
+    /// ```
+    fn map_async<F, A, R, I>(&self, f: F, iter: I) -> Result<TaskFuture<Vec<R>>>
+    where
+        F: PoolFn<A, R>,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+        Self: Sized,
+    {
+        let items: Vec<A> = iter.into_iter().collect();
+        let n = items.len();
+        let cs = Chunksize::Auto.resolve(Some(n), self.workers());
+        let sink = MapState::new(true);
+        let state = crate::future::FutureState::<Vec<R>>::new(None);
+        // Whoever waits on the future needs no thread of its own: one collector thread per
+        // call gathers the batches (Python's `map_async` has its result-handler thread).
+        let (st, sk) = (state.clone(), sink.clone());
+        let link: Arc<dyn crate::future::PoolLink> = Arc::new(CancelMap(sink.clone()));
+        state.set_link(Arc::downgrade(&link), 0);
+        std::thread::Builder::new()
+            .name("multiproc-map-async".into())
+            .spawn(move || {
+                collect_all(&sk, &st, n);
+                drop(link);
+            })
+            .map_err(|e| Error::io("spawn the map_async collector thread", e))?;
+        let mut items = items.into_iter();
+        let mut start = 0;
+        while start < n {
+            let chunk: Vec<A> = items.by_ref().take(cs).collect();
+            let k = chunk.len();
+            self.dispatch_chunk(f, start, chunk, &sink);
+            start += k;
+        }
+        Ok(TaskFuture::from_state(state))
+    }
+
+    /// Python's `Pool.starmap_async`: [`map_async`](Executor::map_async) for functions of
+    /// several arguments, each item a tuple.
+    ///
+    /// ```
+    /// use multiproc::{Executor, ThreadPool};
+    /// fn add(a: i32, b: i32) -> i32 { a + b }
+    /// let pool = ThreadPool::new(2).unwrap();
+    /// let f = pool.starmap_async(add, vec![(1, 2), (3, 4)]).unwrap();
+    /// assert_eq!(f.result().unwrap(), vec![3, 7]);
+    /// ```
+    fn starmap_async<F, Args, R, I>(&self, f: F, iter: I) -> Result<TaskFuture<Vec<R>>>
+    where
+        F: StarFn<Args, Output = R>,
+        Args: Payload,
+        R: Payload,
+        I: IntoIterator<Item = Args>,
+        Self: Sized,
+    {
+        self.map_async(move |args: Args| f.call_star(args), iter)
+    }
+
     /// `map` for functions of several arguments (Python's `starmap`): each item is the
     /// tuple of arguments, so `add(a, b)` runs over `vec![(1, 2), (3, 4)]`.
     fn starmap<F, Args, R, I>(&self, f: F, iter: I) -> Result<Vec<R>>
@@ -460,6 +698,41 @@ star_fn!(A1);
 star_fn!(A1, A2);
 star_fn!(A1, A2, A3);
 star_fn!(A1, A2, A3, A4);
+
+/// Lets cancelling a `map_async` future cancel the items not yet started.
+struct CancelMap<R>(Arc<MapState<R>>);
+
+impl<R: Send> crate::future::PoolLink for CancelMap<R> {
+    fn cancel(&self, _: u64) {
+        self.0.cancel();
+    }
+
+    fn help(&self) {}
+}
+
+/// Gathers the `n` results of a [`map_async`](Executor::map_async) into its future.
+fn collect_all<R>(sink: &MapState<R>, fut: &crate::future::FutureState<Vec<R>>, n: usize) {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        if fut.is_done() {
+            // Cancelled by its caller: the items not yet started need not run.
+            sink.cancel();
+            return;
+        }
+        let (_, batch) = sink.take(out.len());
+        for r in batch {
+            match r {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    sink.cancel();
+                    fut.complete(Err(e));
+                    return;
+                }
+            }
+        }
+    }
+    fut.complete(Ok(out));
+}
 
 fn make_imap<'a, E, F, A, R, It>(
     pool: &'a E,

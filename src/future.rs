@@ -7,8 +7,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
+use crate::bootstrap::task::catch_loud;
 use crate::error::{Error, TaskError};
 use crate::sys::{futex_wait, futex_wake};
 
@@ -17,6 +19,15 @@ const SPIN_LIMIT: Duration = Duration::from_millis(2);
 
 const PENDING: u32 = 0;
 const DONE: u32 = 1;
+/// Done, and callbacks are running with the outcome: a thread that wants to take it waits
+/// until they have finished (the callback's own thread gets an error instead of a deadlock).
+const DELIVERING: u32 = 2;
+
+/// What the outcome is, readable without a lock (also while callbacks run).
+const OUT_NONE: u32 = 0;
+const OUT_OK: u32 = 1;
+const OUT_ERR: u32 = 2;
+const OUT_CANCELLED: u32 = 3;
 
 type Callback<R> = Box<dyn FnOnce(&Result<R, TaskError>) + Send>;
 
@@ -30,18 +41,28 @@ pub(crate) trait PoolLink: Send + Sync {
     fn help(&self);
 }
 
+/// The outcome and callbacks of one task.
+///
+/// User code (done-callbacks, wakers, a dropped `R`) never runs under `result` or `extras`:
+/// a callback gets the outcome while it is moved out of the slot (`Slot::Delivering`), so it
+/// may call anything on this future, or on the pool, without deadlocking or poisoning.
 pub(crate) struct FutureState<R> {
     state: AtomicU32,
     sleepers: AtomicU32,
+    outcome: AtomicU32,
     result: Mutex<Slot<R>>,
     extras: Mutex<Extras<R>>,
     index: Option<usize>,
     link: std::sync::OnceLock<(std::sync::Weak<dyn PoolLink>, u64)>,
+    /// A worker took the task (see [`TaskFuture::running`]).
+    running: std::sync::atomic::AtomicBool,
 }
 
 enum Slot<R> {
     Empty,
     Ready(Result<R, TaskError>),
+    /// Moved out to the named thread, which runs callbacks with it and puts it back.
+    Delivering(ThreadId),
     Taken,
 }
 
@@ -50,11 +71,35 @@ struct Extras<R> {
     waker: Option<Waker>,
 }
 
+/// What taking the outcome found.
+enum Took<R> {
+    Value(Result<R, TaskError>),
+    AlreadyTaken,
+    /// Asked from inside one of this future's own callbacks.
+    OwnCallback,
+    TimedOut,
+}
+
+fn outcome_of<R>(r: &Result<R, TaskError>) -> u32 {
+    match r {
+        Ok(_) => OUT_OK,
+        Err(TaskError::Cancelled { .. }) => OUT_CANCELLED,
+        Err(_) => OUT_ERR,
+    }
+}
+
+fn run_callbacks<R>(cbs: Vec<Callback<R>>, r: &Result<R, TaskError>) {
+    for cb in cbs {
+        catch_loud("done-callback", || cb(r));
+    }
+}
+
 impl<R> FutureState<R> {
     pub(crate) fn new(index: Option<usize>) -> Arc<FutureState<R>> {
         Arc::new(FutureState {
             state: AtomicU32::new(PENDING),
             sleepers: AtomicU32::new(0),
+            outcome: AtomicU32::new(OUT_NONE),
             result: Mutex::new(Slot::Empty),
             extras: Mutex::new(Extras {
                 callbacks: Vec::new(),
@@ -62,43 +107,85 @@ impl<R> FutureState<R> {
             }),
             index,
             link: std::sync::OnceLock::new(),
+            running: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
+    /// Done (also while its callbacks run).
     pub(crate) fn is_done(&self) -> bool {
-        self.state.load(Ordering::Acquire) == DONE
+        self.state.load(Ordering::Acquire) != PENDING
+    }
+
+    fn wake_sleepers(&self) {
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            futex_wake(&self.state, u32::MAX);
+        }
     }
 
     /// Sets the outcome. Returns false (and drops `r`) if it was already set (cancelled).
     ///
-    /// Lock order: `result`, then `extras`. The DONE transition happens under both, so a
-    /// callback added concurrently is either taken here or sees DONE and runs at once.
+    /// Lock order: `result`, then `extras`. The transition out of PENDING happens under
+    /// both, so a callback added concurrently is either taken here or runs after.
     pub(crate) fn complete(&self, r: Result<R, TaskError>) -> bool {
         let mut slot = self.result.lock().unwrap();
         if !matches!(*slot, Slot::Empty) {
+            drop(slot);
+            // The value is the user's: its `Drop` must not unwind through the pool.
+            catch_loud("result's drop", || drop(r));
             return false;
         }
-        *slot = Slot::Ready(r);
-        let (callbacks, waker) = {
-            let mut ex = self.extras.lock().unwrap();
+        self.outcome.store(outcome_of(&r), Ordering::Release);
+        let mut ex = self.extras.lock().unwrap();
+        if ex.callbacks.is_empty() {
+            *slot = Slot::Ready(r);
             // SeqCst (a locked swap): the load of `sleepers` below must not move before
             // this store, or a waiter that just announced itself would sleep forever.
             self.state.swap(DONE, Ordering::SeqCst);
-            (std::mem::take(&mut ex.callbacks), ex.waker.take())
-        };
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            futex_wake(&self.state, u32::MAX);
-        }
-        if let Slot::Ready(r) = &*slot {
-            for cb in callbacks {
-                cb(r);
+            let waker = ex.waker.take();
+            drop(ex);
+            drop(slot);
+            self.wake_sleepers();
+            if let Some(w) = waker {
+                catch_loud("waker", || w.wake());
             }
+            return true;
         }
+        let cbs = std::mem::take(&mut ex.callbacks);
+        *slot = Slot::Delivering(std::thread::current().id());
+        self.state.swap(DELIVERING, Ordering::SeqCst);
+        drop(ex);
         drop(slot);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        self.deliver(cbs, r);
         true
+    }
+
+    /// Runs callbacks with `r` (moved out of the slot, which says `Delivering` by this
+    /// thread), then any added meanwhile, then puts `r` back and marks the future DONE.
+    fn deliver(&self, mut cbs: Vec<Callback<R>>, r: Result<R, TaskError>) {
+        loop {
+            run_callbacks(cbs, &r);
+            let mut slot = self.result.lock().unwrap();
+            let mut ex = self.extras.lock().unwrap();
+            if !ex.callbacks.is_empty() {
+                cbs = std::mem::take(&mut ex.callbacks);
+                continue;
+            }
+            *slot = Slot::Ready(r);
+            self.state.swap(DONE, Ordering::SeqCst);
+            let waker = ex.waker.take();
+            drop(ex);
+            drop(slot);
+            self.wake_sleepers();
+            if let Some(w) = waker {
+                catch_loud("waker", || w.wake());
+            }
+            return;
+        }
+    }
+
+    /// A worker took the task: it runs (or is next in that worker's queue).
+    pub(crate) fn set_running(&self) {
+        self.running.store(true, Ordering::Release);
     }
 
     pub(crate) fn set_link(&self, link: std::sync::Weak<dyn PoolLink>, id: u64) {
@@ -134,8 +221,13 @@ impl<R> FutureState<R> {
                 std::thread::yield_now();
             }
         }
+        self.sleep_while(PENDING, deadline)
+    }
+
+    /// Sleeps while the state is `value`; returns false if the deadline passed first.
+    fn sleep_while(&self, value: u32, deadline: Option<Instant>) -> bool {
         loop {
-            if self.is_done() {
+            if self.state.load(Ordering::Acquire) != value {
                 return true;
             }
             let timeout = match deadline {
@@ -149,22 +241,45 @@ impl<R> FutureState<R> {
                 }
             };
             self.sleepers.fetch_add(1, Ordering::SeqCst);
-            if !self.is_done() {
-                futex_wait(&self.state, PENDING, timeout);
+            if self.state.load(Ordering::SeqCst) == value {
+                futex_wait(&self.state, value, timeout);
             }
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
-    fn take(&self) -> Option<Result<R, TaskError>> {
-        let mut slot = self.result.lock().unwrap();
-        match std::mem::replace(&mut *slot, Slot::Taken) {
-            Slot::Ready(r) => Some(r),
-            other => {
-                *slot = other;
-                None
+    /// Takes the outcome of a done future; while callbacks run on another thread, waits
+    /// for them (until `deadline`).
+    fn take(&self, deadline: Option<Instant>) -> Took<R> {
+        loop {
+            let mut slot = self.result.lock().unwrap();
+            match std::mem::replace(&mut *slot, Slot::Taken) {
+                Slot::Ready(r) => return Took::Value(r),
+                Slot::Delivering(t) => {
+                    *slot = Slot::Delivering(t);
+                    drop(slot);
+                    if t == std::thread::current().id() {
+                        return Took::OwnCallback;
+                    }
+                    if !self.sleep_while(DELIVERING, deadline) {
+                        return Took::TimedOut;
+                    }
+                }
+                other => {
+                    *slot = other;
+                    return Took::AlreadyTaken;
+                }
             }
         }
+    }
+}
+
+fn own_callback(index: Option<usize>) -> TaskError {
+    TaskError::PoolClosed {
+        index,
+        reason: "the result cannot be taken inside this future's own done-callback \
+                 (the callback's argument is the outcome); it is still in the future"
+            .into(),
     }
 }
 
@@ -204,20 +319,25 @@ impl<R> TaskFuture<R> {
     /// Waits for the task and returns its outcome.
     pub fn result(self) -> Result<R, TaskError> {
         self.state.wait_until(None);
-        self.state
-            .take()
-            .unwrap_or_else(|| Err(already_taken(self.state.index)))
+        match self.state.take(None) {
+            Took::Value(r) => r,
+            Took::OwnCallback => Err(own_callback(self.state.index)),
+            Took::AlreadyTaken | Took::TimedOut => Err(already_taken(self.state.index)),
+        }
     }
 
     /// Waits at most `timeout`. On timeout the future is still usable: the error is
     /// [`Error::Timeout`]. Otherwise the outcome is taken out of the future.
     pub fn result_timeout(&self, timeout: Duration) -> Result<R, Error> {
-        if !self.state.wait_until(Some(Instant::now() + timeout)) {
+        let deadline = Instant::now() + timeout;
+        if !self.state.wait_until(Some(deadline)) {
             return Err(Error::Timeout(timeout));
         }
-        match self.state.take() {
-            Some(r) => r.map_err(Error::Task),
-            None => Err(Error::Task(already_taken(self.state.index))),
+        match self.state.take(Some(deadline)) {
+            Took::Value(r) => r.map_err(Error::Task),
+            Took::TimedOut => Err(Error::Timeout(timeout)),
+            Took::OwnCallback => Err(Error::Task(own_callback(self.state.index))),
+            Took::AlreadyTaken => Err(Error::Task(already_taken(self.state.index))),
         }
     }
 
@@ -242,21 +362,60 @@ impl<R> TaskFuture<R> {
         true
     }
 
+    /// Whether a worker has taken the task and it has not finished (Python's `running()`).
+    /// A process pool counts a task as running once it is sent to a worker.
+    ///
+    /// ```
+    /// use multiproc::{Executor, ThreadPool};
+    /// let pool = ThreadPool::new(1).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let busy = pool.submit(move |_: ()| { let _ = rx.recv(); }, ()).unwrap();
+    /// let queued = pool.submit(|x: u8| x, 1).unwrap();
+    /// while !busy.running() { std::thread::yield_now(); }
+    /// assert!(!queued.running());
+    /// drop(tx);
+    /// assert!(busy.wait_timeout(std::time::Duration::from_secs(10)));
+    /// assert!(!busy.running());
+    /// ```
+    pub fn running(&self) -> bool {
+        self.state.running.load(Ordering::Acquire) && !self.done()
+    }
+
+    /// Waits for the task and returns its error, or `None` if it succeeded (Python's
+    /// `exception()`). The value stays in the future for [`result`](TaskFuture::result).
+    ///
+    /// ```
+    /// use multiproc::{Executor, TaskError, ThreadPool};
+    /// let pool = ThreadPool::new(1).unwrap();
+    /// let bad = pool.submit(|x: u32| if x > 1 { panic!("too big") } else { x }, 2).unwrap();
+    /// assert!(matches!(bad.exception(), Some(TaskError::Panicked { .. })));
+    /// let good = pool.submit(|x: u32| x, 1).unwrap();
+    /// assert_eq!(good.exception(), None);
+    /// assert_eq!(good.result().unwrap(), 1);
+    /// ```
+    pub fn exception(&self) -> Option<TaskError> {
+        self.state.wait_until(None);
+        match &*self.state.result.lock().unwrap() {
+            Slot::Ready(Err(e)) => Some(e.clone()),
+            Slot::Ready(Ok(_)) => None,
+            _ => Some(already_taken(self.state.index)),
+        }
+    }
+
     /// Whether it was cancelled.
     pub fn cancelled(&self) -> bool {
-        matches!(
-            &*self.state.result.lock().unwrap(),
-            Slot::Ready(Err(TaskError::Cancelled { .. }))
-        )
+        self.state.is_done() && self.state.outcome.load(Ordering::Acquire) == OUT_CANCELLED
     }
 
     /// Calls `f` with the outcome once the task has finished (at once if it has). It runs
-    /// on the thread that completes the task: keep it short and do not call `result` on
-    /// this same future inside it.
+    /// on the thread that completes the task, after the future is done and with no lock
+    /// held: it may look at this future (`done()` is true; its outcome is the argument) or
+    /// submit to the pool. A panic in it is reported on stderr and costs only that callback.
     pub fn add_done_callback(&self, f: impl FnOnce(&Result<R, TaskError>) + Send + 'static) {
         {
             let mut ex = self.state.extras.lock().unwrap();
-            if !self.state.is_done() {
+            if self.state.state.load(Ordering::Acquire) != DONE {
+                // Pending, or callbacks running: the thread delivering runs it too.
                 ex.callbacks.push(Box::new(f));
                 return;
             }
@@ -265,10 +424,32 @@ impl<R> TaskFuture<R> {
     }
 
     fn run_now(&self, f: Callback<R>) {
-        let slot = self.state.result.lock().unwrap();
-        match &*slot {
-            Slot::Ready(r) => f(r),
-            _ => f(&Err(already_taken(self.state.index))),
+        let st = &self.state;
+        let mut slot = st.result.lock().unwrap();
+        match std::mem::replace(&mut *slot, Slot::Taken) {
+            Slot::Ready(r) => {
+                // Become the delivering thread for the length of the call.
+                let mut ex = st.extras.lock().unwrap();
+                *slot = Slot::Delivering(std::thread::current().id());
+                st.state.swap(DELIVERING, Ordering::SeqCst);
+                let mut cbs = std::mem::take(&mut ex.callbacks);
+                cbs.push(f);
+                drop(ex);
+                drop(slot);
+                st.deliver(cbs, r);
+            }
+            Slot::Delivering(t) => {
+                // Another callback is running with it (maybe on this thread, one frame up):
+                // the delivering loop runs this one next.
+                *slot = Slot::Delivering(t);
+                st.extras.lock().unwrap().callbacks.push(f);
+            }
+            other => {
+                *slot = other;
+                drop(slot);
+                let err = Err(already_taken(st.index));
+                catch_loud("done-callback", || f(&err));
+            }
         }
     }
 }
@@ -284,18 +465,19 @@ impl<R> Future for TaskFuture<R> {
     type Output = Result<R, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if !self.state.is_done() {
+        // Pending, or its callbacks still running: the end of either wakes the waker.
+        if self.state.state.load(Ordering::Acquire) != DONE {
             let mut ex = self.state.extras.lock().unwrap();
-            if !self.state.is_done() {
+            if self.state.state.load(Ordering::Acquire) != DONE {
                 ex.waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }
         }
-        Poll::Ready(
-            self.state
-                .take()
-                .unwrap_or_else(|| Err(already_taken(self.state.index))),
-        )
+        Poll::Ready(match self.state.take(None) {
+            Took::Value(r) => r,
+            Took::OwnCallback => Err(own_callback(self.state.index)),
+            Took::AlreadyTaken | Took::TimedOut => Err(already_taken(self.state.index)),
+        })
     }
 }
 
@@ -320,7 +502,11 @@ pub struct Waited {
 }
 
 fn failed<R>(f: &TaskFuture<R>) -> bool {
-    matches!(&*f.state.result.lock().unwrap(), Slot::Ready(Err(_)))
+    f.done()
+        && matches!(
+            f.state.outcome.load(Ordering::Acquire),
+            OUT_ERR | OUT_CANCELLED
+        )
 }
 
 /// Waits for futures (Python's `concurrent.futures.wait`). Returns which are done.

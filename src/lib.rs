@@ -25,12 +25,22 @@
 //! assert_eq!(total(&ThreadPool::new(2).unwrap()), total(&ProcessPool::new(2).unwrap()));
 //! ```
 //!
+//! ## Coming from Python
+//!
+//! [`from_python`] puts each idiom of the Python tutorials (`with Pool()`, `close`/`join`,
+//! `starmap`, `threading.Thread`, daemon threads, `Value`/`RawValue`, a `Queue` through
+//! an initializer, `conn.send(obj)`) beside its multiproc form. [`Thread`], [`Timer`] and
+//! [`enumerate`] are Python's `threading`.
+//!
 //! ## Starting worker processes
 //!
-//! Workers are processes of *your own program*: the first line of `main` must be
-//! [`init()`] (Python users know it as `freeze_support()`), which turns a process that
-//! multiproc started into a worker before any of your code runs. In an integration test
-//! file, write [`test_support!()`](test_support) once at top level instead.
+//! Workers are processes of *your own program*. multiproc turns a process it started into
+//! a worker before `main` (or a test harness, or a doctest) runs, so there is nothing to
+//! add: no `freeze_support()` line, no test attribute. [`init()`] and
+//! [`test_support!()`](test_support) remain from earlier versions and are harmless. Each
+//! worker and each [`Process`] leads a process group of its own: killing it (timeout,
+//! cancel, [`Process::kill`]) kills what it started too, and a terminal's Ctrl-C reaches
+//! only your program, which manages its children (they die with it).
 //!
 //! Functions sent to a process pool are `fn` items or closures that capture nothing;
 //! arguments and results are serializable (serde). Pass data as the argument.
@@ -83,13 +93,16 @@ mod bootstrap;
 mod error;
 mod sys;
 
-pub use bootstrap::{StartMethod, freeze_support, init};
+pub use bootstrap::{StartMethod, freeze_support, get_start_method, init, set_start_method};
 pub use error::{Error, ExitStatus, Result, TaskError, signal_name};
 mod process;
 mod shm;
 mod sync;
 
-pub use process::{CurrentProcess, Process, ProcessBuilder, active_children, current_process};
+pub use process::{
+    CurrentProcess, ParentProcess, Process, ProcessBuilder, active_children, current_process,
+    parent_process,
+};
 mod ipc;
 
 pub use ipc::connection;
@@ -101,6 +114,27 @@ mod thread_pool;
 pub use executor::{Chunksize, Executor, Imap, Payload, PoolFn, StarFn};
 pub use future::{AsCompleted, Return, TaskFuture, Waited, as_completed, wait};
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
+pub mod threading;
+
+pub mod from_python;
+
+pub use threading::{
+    Thread, ThreadBuilder, Timer, active_count, current_thread, enumerate, get_ident, main_thread,
+};
+
+/// The serde that multiproc's [`Payload`] bound is about, for programs that do not depend
+/// on it themselves: `#[derive(multiproc::serde::Serialize, multiproc::serde::Deserialize)]`
+/// with `#[serde(crate = "multiproc::serde")]`. (Adding `serde` with its `derive` feature to
+/// your own Cargo.toml is simpler.)
+///
+/// ```
+/// #[derive(multiproc::serde::Serialize, multiproc::serde::Deserialize)]
+/// #[serde(crate = "multiproc::serde")]
+/// struct Job { id: u32 }
+/// fn needs_payload<T: multiproc::Payload>() {}
+/// needs_payload::<Job>();
+/// ```
+pub use serde;
 
 /// Number of CPUs this process may run on (Python's `os.cpu_count()`, affinity-aware).
 pub fn cpu_count() -> usize {
@@ -123,6 +157,16 @@ pub type ThreadPoolExecutor = ThreadPool;
 #[doc(hidden)]
 pub fn __test_segfault() -> ! {
     sys::process::segfault()
+}
+
+pub mod manager;
+pub use manager::{Manager, ManagerBuilder};
+
+/// Inside a pool task: breaks the worker's frame protocol (0 bad ring tail, 1 unknown
+/// frame kind, 2 absurd out-of-band size). For fault-injection tests.
+#[doc(hidden)]
+pub fn __test_corrupt_result_ring(how: u32) {
+    process_pool::test_corrupt_result_ring(how)
 }
 
 pub use shm::{Array, ArrayGuard, SharedMemory, Value, ValueGuard};

@@ -19,6 +19,8 @@ struct Payload {
     name: String,
     identity: Vec<u32>,
     daemon: bool,
+    parent_name: String,
+    parent_pid: u32,
 }
 
 /// What this process knows about itself (see [`current_process`]).
@@ -52,6 +54,60 @@ struct Me {
     name: String,
     identity: Vec<u32>,
     daemon: bool,
+    parent: ParentProcess,
+}
+
+/// The process that started this one, as [`parent_process`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentProcess {
+    name: String,
+    pid: u32,
+}
+
+impl ParentProcess {
+    /// Its name (`"MainProcess"` for the program's first process).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether it still runs. (A child dies with its parent, so this is `true` in all but
+    /// the last moments of a child whose parent was killed.)
+    pub fn is_alive(&self) -> bool {
+        rustix::process::Pid::from_raw(self.pid as i32).is_some_and(|p| {
+            !matches!(
+                rustix::process::test_kill_process(p),
+                Err(rustix::io::Errno::SRCH)
+            )
+        })
+    }
+}
+
+/// The process that started this one with [`Process`] (Python's
+/// `multiprocessing.parent_process()`); `None` in the program's first process.
+///
+/// ```standalone_crate
+/// # multiproc::init();
+/// use multiproc::{Process, parent_process};
+/// assert!(parent_process().is_none());
+/// fn child(parent_pid: u32) {
+///     let parent = parent_process().unwrap();
+///     assert_eq!((parent.name(), parent.pid()), ("MainProcess", parent_pid));
+///     assert!(parent.is_alive());
+/// }
+/// let p = Process::start(child, std::process::id()).unwrap();
+/// p.join();
+/// assert_eq!(p.exitcode(), Some(0));
+/// ```
+pub fn parent_process() -> Option<ParentProcess> {
+    ME.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|m| m.parent.clone())
 }
 
 static ME: Mutex<Option<Me>> = Mutex::new(None);
@@ -133,6 +189,24 @@ impl ProcessBuilder {
         self
     }
 
+    /// Starts `target(a, b, ...)` for a function of several arguments, given as a tuple
+    /// (Python's `Process(target=f, args=(a, b))`).
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// fn check_sum(a: i32, b: i32, sum: i32) { assert_eq!(a + b, sum) }
+    /// let p = multiproc::Process::builder().start_star(check_sum, (1, 2, 3)).unwrap();
+    /// p.join();
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// ```
+    pub fn start_star<F, Args>(self, target: F, args: Args) -> Result<Process>
+    where
+        F: crate::StarFn<Args, Output = ()>,
+        Args: Serialize + DeserializeOwned + 'static,
+    {
+        self.start(move |args: Args| target.call_star(args), args)
+    }
+
     /// Starts `target(arg)` in a new process.
     ///
     /// `arg` may contain [`Connection`](crate::Connection)s and [`Queue`](crate::Queue)s:
@@ -142,10 +216,16 @@ impl ProcessBuilder {
         F: Fn(A) + Copy + Send + Sync + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
-        let (arg, fds) = fdctx::collect_fds(|| postcard::to_stdvec(&arg));
-        let arg = arg.map_err(|e| Error::Serialize {
+        crate::sys::code::assert_shippable!(F);
+        // Framed as the shipped thunk reads it (`bootstrap::task::run_task`); a panic in the
+        // user's `Serialize` becomes this error.
+        let (arg, fds) = fdctx::collect_fds(|| {
+            let mut v = Vec::new();
+            bootstrap::task::encode_framed(&arg, &mut v).map(|_| v)
+        });
+        let arg = arg.map_err(|message| Error::Serialize {
             type_name: std::any::type_name::<A>(),
-            message: fdctx::describe(&e),
+            message,
         })?;
         if fds.len() > fdctx::MAX_CHILD_FDS {
             return Err(Error::InvalidArgument(format!(
@@ -168,6 +248,8 @@ impl ProcessBuilder {
             name: name.clone(),
             identity,
             daemon: self.daemon,
+            parent_name: current_process().name,
+            parent_pid: std::process::id(),
         };
         let payload = postcard::to_stdvec(&payload).expect("payload serializes");
         let mut spec = ChildSpec::new(process_entry, payload);
@@ -192,6 +274,7 @@ impl ProcessBuilder {
 /// argument (use a tuple for several). A panic in it prints its message on the child's
 /// stderr and ends the child with exit code 1. Dropping a `Process` neither waits for nor
 /// stops it; a program that returns from `main` waits for its non-daemon children first.
+/// As in Python, the child's stdin is `/dev/null`; stdout and stderr are the parent's.
 ///
 /// ```standalone_crate
 /// # multiproc::init();
@@ -229,7 +312,17 @@ impl Process {
         F: Fn(A) + Copy + Send + Sync + 'static,
         A: Serialize + DeserializeOwned + 'static,
     {
+        crate::sys::code::assert_shippable!(F);
         ProcessBuilder::default().start(target, arg)
+    }
+
+    /// Starts `target(a, b, ...)` for a function of several arguments, given as a tuple.
+    pub fn start_star<F, Args>(target: F, args: Args) -> Result<Process>
+    where
+        F: crate::StarFn<Args, Output = ()>,
+        Args: Serialize + DeserializeOwned + 'static,
+    {
+        ProcessBuilder::default().start_star(target, args)
     }
 
     /// Starts `target(arg)` with the given start method.
@@ -278,12 +371,22 @@ impl Process {
         self.child.status().and_then(|s| s.exitcode())
     }
 
-    /// Sends SIGTERM.
+    /// Sends SIGTERM to the process *and every process it started* (its process group).
+    ///
+    /// Unlike Python, which signals the child alone: each `Process` leads a process group
+    /// of its own, so the programs its function ran (a `sleep`, a shell pipeline) do not
+    /// outlive it. Processes it started through multiproc lead groups of their own and die
+    /// with it through their death signal. A process that made its own session (`setsid`)
+    /// is out of reach.
+    ///
+    /// Being its own group also means a terminal's Ctrl-C reaches only the parent, which
+    /// decides what happens to its children (if the parent dies of it, they die with it).
     pub fn terminate(&self) -> Result<()> {
         self.child.signal(libc::SIGTERM)
     }
 
-    /// Sends SIGKILL.
+    /// Sends SIGKILL to the process and every process it started (its process group; see
+    /// [`terminate`](Process::terminate)).
     pub fn kill(&self) -> Result<()> {
         self.child.signal(libc::SIGKILL)
     }
@@ -298,6 +401,10 @@ fn process_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
         name: p.name,
         identity: p.identity,
         daemon: p.daemon,
+        parent: ParentProcess {
+            name: p.parent_name,
+            pid: p.parent_pid,
+        },
     });
     let f = crate::sys::code::unship_task(p.thunk);
     let mut out = Vec::new();
@@ -312,7 +419,9 @@ fn process_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
     {
         eprintln!("multiproc: the Process argument could not be decoded as {type_name}: {message}");
     }
-    // A child leaves through `_exit`, so run what `exit` would: wait for our own children.
+    // A child leaves through `_exit`, so run what `exit` would: wait for our non-daemon
+    // threads, then our own children.
+    crate::threading::join_threads_at_exit();
     join_children_at_exit();
     if ok { 0 } else { 1 }
 }

@@ -94,23 +94,57 @@ impl ThreadPoolBuilder {
             cancel_pending: AtomicBool::new(false),
         });
         let mut threads = Vec::with_capacity(self.workers);
+        // Each thread reports how its initializer went; a panic there is `build`'s error.
+        let (init_tx, init_rx) = crossbeam_channel::unbounded::<Result<(), TaskError>>();
+        let stop = |tx: Sender<Job>, threads: Vec<JoinHandle<()>>| {
+            // With the sender gone, every thread's `recv` fails and it ends.
+            drop(tx);
+            for t in threads {
+                let _ = t.join();
+            }
+        };
         for i in 0..self.workers {
             let rx: Receiver<Job> = rx.clone();
             let shared = shared.clone();
             let init = self.initializer.clone();
+            let init_tx = init_tx.clone();
             let t = std::thread::Builder::new()
                 .name(format!("{}-{i}", self.name))
                 .spawn(move || {
                     set_quiet(true);
                     if let Some(init) = init {
-                        init();
+                        let r = run_one(|()| init(), (), None);
+                        let failed = r.is_err();
+                        let _ = init_tx.send(r);
+                        if failed {
+                            return;
+                        }
                     }
+                    drop(init_tx);
                     while let Ok(Job::Run(job)) = rx.recv() {
                         job(shared.cancel_pending.load(Ordering::Relaxed));
                     }
-                })
-                .map_err(|e| Error::io("spawn a pool thread", e))?;
-            threads.push(t);
+                });
+            match t {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    stop(tx, threads);
+                    return Err(Error::io("spawn a pool thread", e));
+                }
+            }
+        }
+        drop(init_tx);
+        if self.initializer.is_some() {
+            for _ in 0..self.workers {
+                match init_rx.recv() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        stop(tx, threads);
+                        return Err(Error::InitializerFailed(Box::new(e)));
+                    }
+                    Err(_) => break,
+                }
+            }
         }
         Ok(ThreadPool {
             tx,
@@ -175,6 +209,7 @@ impl ThreadPool {
             if cancelled {
                 st.complete(Err(TaskError::Cancelled { index: None }));
             } else if !st.is_done() {
+                st.set_running();
                 st.complete(run_one(f, arg, None));
             }
         }))?;
@@ -305,6 +340,35 @@ impl ThreadPool {
                 let _ = t.join();
             }
         }
+    }
+
+    /// Python's `Pool.close()`: stops taking tasks; those already submitted still run.
+    /// Then [`join`](ThreadPool::join) waits for them. (The same as `shutdown(false, false)`.)
+    ///
+    /// ```
+    /// let pool = multiproc::ThreadPool::new(2).unwrap();
+    /// let fut = pool.submit(|x: u32| x * 2, 21).unwrap();
+    /// pool.close();
+    /// assert!(pool.submit(|x: u32| x, 1).is_err());
+    /// pool.join().unwrap();
+    /// assert!(fut.done());
+    /// ```
+    pub fn close(&self) {
+        self.shutdown(false, false)
+    }
+
+    /// Python's `Pool.join()`: waits until every task has finished and every thread has
+    /// ended. Only after [`close`](ThreadPool::close) or
+    /// [`terminate`](ThreadPool::terminate), as in Python; otherwise an
+    /// [`Error::InvalidArgument`] (joining a running pool would wait forever).
+    pub fn join(&self) -> Result<()> {
+        if !self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::InvalidArgument(
+                "the pool is still running: call close() or terminate() before join()".into(),
+            ));
+        }
+        self.shutdown(true, false);
+        Ok(())
     }
 
     /// Cancels every pending task and stops (threads cannot be killed: running tasks

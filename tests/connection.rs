@@ -352,3 +352,112 @@ fn python_312_protocol_uses_sha256_both_ways() {
         assert_eq!(py.wait(20).0, 3);
     });
 }
+
+const PY_SENDS_A_DICT: &str = r#"
+import sys
+from multiprocessing.connection import Client
+h, p = sys.argv[1].rsplit(':', 1)
+c = Client((h, int(p)))
+c.send({'a': 1, 'b': [1, 2, 3]})
+c.send_bytes(bytes([7]))   # postcard's encoding of 7u64
+assert c.recv_bytes() == b'done'
+print('OK')
+"#;
+
+#[test]
+fn a_pickle_read_as_a_value_is_a_typed_error_and_the_stream_stays_in_sync() {
+    deadline(60, || {
+        let listener = Listener::bind("127.0.0.1:0", None).unwrap();
+        let py = Py::start(PY_SENDS_A_DICT, &[&listener.address().to_string()]);
+        let c = listener.accept_timeout(Duration::from_secs(20)).unwrap();
+        match c.recv_timeout::<u64>(Duration::from_secs(20)) {
+            Err(e @ Error::WrongType { expected, .. }) => {
+                assert_eq!(expected, "u64");
+                let m = e.to_string();
+                assert!(
+                    m.contains("u64")
+                        && m.contains("pickled Python object")
+                        && m.contains("recv_bytes")
+                        && m.contains("recv_pickle"),
+                    "{m}"
+                );
+            }
+            other => panic!("a pickled dict read as u64 must fail, got {other:?}"),
+        }
+        assert_eq!(c.recv_timeout::<u64>(Duration::from_secs(20)).unwrap(), 7);
+        c.send_bytes(b"done").unwrap();
+        assert_eq!(py.wait(20), (0, "OK\n".to_string()));
+    });
+}
+
+/// Reads the listener's challenge on a raw socket, then claims a message of `len` bytes.
+fn claim_huge_answer(addr: std::net::SocketAddr, header: &[u8]) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut n = [0u8; 4];
+    s.read_exact(&mut n).unwrap();
+    let mut challenge = vec![0u8; i32::from_be_bytes(n) as usize];
+    s.read_exact(&mut challenge).unwrap();
+    assert!(challenge.starts_with(b"#CHALLENGE#"));
+    s.write_all(header).unwrap();
+    s
+}
+
+#[test]
+fn before_authentication_a_huge_length_is_refused_without_allocating_it() {
+    deadline(30, || {
+        let mut listener = Listener::bind("127.0.0.1:0", Some(b"k")).unwrap();
+        // However large the limit for authenticated peers, the handshake keeps its own.
+        listener.set_max_message_size(usize::MAX);
+        assert_eq!(listener.max_message_size(), usize::MAX);
+        let Address::Tcp(a) = listener.address().clone() else {
+            unreachable!()
+        };
+        let mut huge = (-1i32).to_be_bytes().to_vec();
+        huge.extend_from_slice(&(1u64 << 60).to_be_bytes()); // would abort if allocated
+        for header in [huge, i32::MAX.to_be_bytes().to_vec()] {
+            let t = std::thread::spawn(move || claim_huge_answer(a, &header));
+            match listener.accept_timeout(Duration::from_secs(10)) {
+                Err(Error::AuthenticationFailed(m)) => assert!(m.contains("exceeds"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+            drop(t.join().unwrap());
+        }
+        // After authentication the listener's limit applies: here none, so a message
+        // above the old 64 MiB default goes through.
+        let addr = listener.address().clone();
+        let t = std::thread::spawn(move || {
+            let c = Client::connect(addr, Some(b"k")).unwrap();
+            c.send_bytes(&vec![3u8; 65 << 20]).unwrap();
+            c
+        });
+        let c = listener.accept_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(c.max_message_size(), usize::MAX);
+        let m = c.recv_bytes_timeout(Duration::from_secs(20)).unwrap();
+        assert!(m.len() == 65 << 20 && m.iter().all(|&b| b == 3));
+        drop(t.join().unwrap());
+    });
+}
+
+#[test]
+fn listener_and_client_connections_keep_a_default_limit() {
+    deadline(30, || {
+        let listener = Listener::bind("127.0.0.1:0", None).unwrap();
+        assert_eq!(
+            listener.max_message_size(),
+            multiproc::connection::DEFAULT_MAX_MESSAGE
+        );
+        let addr = listener.address().clone();
+        let t = std::thread::spawn(move || Client::connect(addr, None).unwrap());
+        let c = listener.accept_timeout(Duration::from_secs(10)).unwrap();
+        let client = t.join().unwrap();
+        assert_eq!(
+            c.max_message_size(),
+            multiproc::connection::DEFAULT_MAX_MESSAGE
+        );
+        assert_eq!(
+            client.max_message_size(),
+            multiproc::connection::DEFAULT_MAX_MESSAGE
+        );
+    });
+}

@@ -26,6 +26,11 @@ fn fails_on_3(x: u64) -> u64 {
     x
 }
 
+fn fails_after_300ms(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(300));
+    fails_on_3(x)
+}
+
 /// One generic function, run unchanged on either pool.
 fn exercise(pool: &impl Executor) {
     assert_eq!(pool.submit(square, 7).unwrap().result().unwrap(), 49);
@@ -35,13 +40,18 @@ fn exercise(pool: &impl Executor) {
         pool.map(square, 0..100u64).unwrap(),
         (0..100u64).map(square).collect::<Vec<_>>()
     );
-    let futs: Vec<_> = (0..6u64)
-        .map(|i| pool.submit(sleep_ms, 10 * i).unwrap())
+    // Submitted slow first: both run at once, and the fast one must come out first (input
+    // order would give 600 first). The gap is large so a loaded machine cannot swap them.
+    let futs: Vec<_> = [600u64, 0]
+        .iter()
+        .map(|&ms| pool.submit(sleep_ms, ms).unwrap())
         .collect();
     let order: Vec<u64> = as_completed(futs).map(|f| f.result().unwrap()).collect();
-    let mut sorted = order.clone();
-    sorted.sort();
-    assert_eq!(sorted, vec![0, 10, 20, 30, 40, 50]);
+    assert_eq!(
+        order,
+        vec![0, 600],
+        "as_completed yields in completion order"
+    );
 
     let futs: Vec<_> = vec![
         pool.submit(sleep_ms, 1).unwrap(),
@@ -53,11 +63,17 @@ fn exercise(pool: &impl Executor) {
     let w = wait(&futs, Return::AllCompleted, Some(Duration::from_millis(50)));
     assert_eq!(w.not_done, vec![1], "timeout honoured");
 
-    let futs: Vec<_> = (0..5u64)
-        .map(|i| pool.submit(fails_on_3, i).unwrap())
-        .collect();
+    // FirstException returns at the first failure: not at the first success (that would be
+    // FirstCompleted), and not only when all are done (AllCompleted would wait for the
+    // 3 s task).
+    let futs: Vec<_> = vec![
+        pool.submit(sleep_ms, 0).unwrap(),
+        pool.submit(fails_after_300ms, 3).unwrap(),
+        pool.submit(sleep_ms, 3000).unwrap(),
+    ];
     let w = wait(&futs, Return::FirstException, Some(Duration::from_secs(20)));
-    assert!(w.done.contains(&3));
+    assert_eq!(w.done, vec![0, 1], "returned at the failure of task 1");
+    assert_eq!(w.not_done, vec![2]);
 
     let out: Vec<_> = pool.imap(fails_on_3, 0..6u64).collect();
     assert!(

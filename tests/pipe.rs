@@ -79,7 +79,8 @@ fn oversized_and_malformed_lengths_are_typed_errors() {
         let raw = raw_fd(a);
         let s = std::os::unix::net::UnixStream::from(raw);
         use std::io::Write;
-        // Claims 2^62 bytes: must be refused without allocating.
+        // Claims 2^62 bytes under a limit: refused without allocating.
+        b.set_max_message_size(1 << 30);
         (&s).write_all(&(-1i32).to_be_bytes()).unwrap();
         (&s).write_all(&(1u64 << 62).to_be_bytes()).unwrap();
         match b.recv_bytes() {
@@ -88,6 +89,17 @@ fn oversized_and_malformed_lengths_are_typed_errors() {
         }
         // The stream lost its framing: later reads fail too, quickly.
         assert!(matches!(b.recv_bytes(), Err(Error::Protocol(_))));
+
+        // Without a limit (a default Pipe), a claim no memory can hold is a typed error,
+        // not an abort.
+        let (a, b) = Pipe::duplex().unwrap();
+        let s = std::os::unix::net::UnixStream::from(raw_fd(a));
+        (&s).write_all(&(-1i32).to_be_bytes()).unwrap();
+        (&s).write_all(&(1u64 << 62).to_be_bytes()).unwrap();
+        match b.recv_bytes() {
+            Err(Error::Protocol(m)) => assert!(m.contains("memory"), "{m}"),
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
 
         let (a, b) = Pipe::duplex().unwrap();
         let s = std::os::unix::net::UnixStream::from(raw_fd(a));
@@ -105,16 +117,58 @@ fn oversized_and_malformed_lengths_are_typed_errors() {
 }
 
 #[test]
-fn wrong_type_is_a_deserialize_error_naming_it() {
+fn wrong_type_is_a_typed_error_naming_it() {
     let (a, b) = Pipe::duplex().unwrap();
     a.send_bytes(&[0xff, 0xff, 0xff]).unwrap();
     match b.recv::<(u64, String)>() {
-        Err(Error::Deserialize { type_name, .. }) => assert!(type_name.contains("String")),
+        Err(Error::WrongType { expected, .. }) => assert!(expected.contains("String")),
         other => panic!("{other:?}"),
+    }
+    // A message holding more than a `T` (here two numbers read as one) is not a `T`.
+    a.send(&(5u32, 7u32)).unwrap();
+    match b.recv::<u32>() {
+        Err(e @ Error::WrongType { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("u32") && m.contains("left over"), "{m}");
+        }
+        other => panic!("a (u32, u32) read as u32 must fail, got {other:?}"),
     }
     // The next message is fine.
     a.send(&5u8).unwrap();
     assert_eq!(b.recv::<u8>().unwrap(), 5);
+}
+
+const BIG: usize = 100 << 20;
+
+fn send_big(c: Connection) {
+    let mut m = vec![0u8; BIG];
+    for (i, b) in m.iter_mut().enumerate().step_by(4093) {
+        *b = (i % 251) as u8 + 1;
+    }
+    *m.last_mut().unwrap() = 0xee;
+    c.send_bytes(&m).unwrap();
+    // Stay until the parent has it all (our end closing early must not matter, but the
+    // parent's answer proves the whole message arrived).
+    let _ = c.recv_bytes();
+}
+
+#[test]
+fn a_default_pipe_carries_a_100_mb_message_between_processes() {
+    deadline(120, || {
+        let (a, b) = Pipe::duplex().unwrap();
+        let p = Process::start(send_big, b).unwrap();
+        let m = a.recv_bytes_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(m.len(), BIG);
+        assert_eq!(m[BIG - 1], 0xee);
+        for (i, &b) in m.iter().enumerate().step_by(4093) {
+            assert_eq!(b, (i % 251) as u8 + 1, "byte {i}");
+        }
+        drop(m);
+        a.send_bytes(b"got it").unwrap();
+        assert!(p.join_timeout(Duration::from_secs(30)));
+        assert_eq!(p.exitcode(), Some(0));
+        assert_eq!(a.max_message_size(), usize::MAX, "no limit by default");
+    });
 }
 
 #[test]

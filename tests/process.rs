@@ -23,6 +23,7 @@ static HELPERS: extern "C" fn() = {
         let helper: fn() = match std::env::var("MP_TEST_HELPER").as_deref() {
             Ok("exit_with_children") => helper_exit_with_children,
             Ok("start_children_and_wait") => helper_start_children_and_wait,
+            Ok("children_read_stdin") => helper_children_read_stdin,
             _ => return,
         };
         helper();
@@ -282,5 +283,78 @@ fn children_die_when_their_parent_is_killed() {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = std::fs::remove_file(&file);
+    });
+}
+
+/// `terminate` and `kill` reach what the process started: its group, not only its pid.
+#[test]
+fn terminate_and_kill_reach_the_processes_it_started() {
+    deadline(60, || {
+        fn run(path: String) {
+            common::start_children_then_hang(path);
+        }
+        for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+            for kill in [false, true] {
+                let path = std::env::temp_dir().join(format!(
+                    "mp-proc-group-{}-{method:?}-{kill}",
+                    std::process::id()
+                ));
+                let _ = std::fs::remove_file(&path);
+                let p = Process::builder()
+                    .daemon(true)
+                    .start_method(method)
+                    .start(run, path.display().to_string())
+                    .unwrap();
+                let pids = common::wait_for_pids(&path);
+                assert_eq!(pids[0], p.pid());
+                if kill {
+                    p.kill().unwrap();
+                } else {
+                    p.terminate().unwrap();
+                }
+                assert!(p.join_timeout(Duration::from_secs(10)));
+                common::assert_group_died(&pids);
+            }
+        }
+    });
+}
+
+/// Exits 0 if stdin is at EOF at once, 3 if it had data.
+fn read_stdin(_: ()) {
+    let mut line = String::new();
+    let n = std::io::stdin().read_line(&mut line).unwrap_or(0);
+    std::process::exit(if n == 0 { 0 } else { 3 });
+}
+
+fn helper_children_read_stdin() {
+    for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+        let p = Process::start_with(method, read_stdin, ()).unwrap();
+        assert!(p.join_timeout(Duration::from_secs(20)));
+        println!("{method:?} {:?}", p.exitcode());
+    }
+}
+
+/// A child reads `/dev/null`, not the parent's stdin (as in Python): in its own process
+/// group, reading a terminal would stop it (`SIGTTIN`), and it would steal the parent's
+/// input anyway.
+#[test]
+fn children_do_not_read_the_parents_stdin() {
+    deadline(60, || {
+        use std::io::Write;
+        let mut parent = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("MP_TEST_HELPER", "children_read_stdin")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = parent.stdin.take().unwrap();
+        stdin
+            .write_all(b"the parent's input\n".repeat(1000).as_slice())
+            .unwrap();
+        // Held open: a child that reads the pipe would get data, never a false EOF.
+        let out = parent.wait_with_output().unwrap();
+        drop(stdin);
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out, "ForkServer Some(0)\nSpawn Some(0)\n");
     });
 }

@@ -389,6 +389,22 @@ fn progress_bar_does_not_change_results() {
             pool.map(fib, 0..20).unwrap(),
             (0..20).map(fib).collect::<Vec<_>>()
         );
+        // The bar counts every item as it is yielded, knows the total, and finishes.
+        let mut it = pool.imap_chunked(fib, 0..20u64, Chunksize::Fixed(3));
+        assert_eq!(it.__progress(), Some((0, Some(20), false)));
+        for k in 1..=20u64 {
+            assert_eq!(it.next().unwrap().unwrap(), fib(k - 1));
+            assert_eq!(
+                it.__progress(),
+                Some((k, Some(20), false)),
+                "after {k} items"
+            );
+        }
+        assert!(it.next().is_none());
+        assert_eq!(it.__progress(), Some((20, Some(20), true)));
+        // Without `progress`, no bar.
+        let quiet = ProcessPool::new(1).unwrap();
+        assert_eq!(quiet.imap(fib, 0..3u64).__progress(), None);
     });
 }
 

@@ -444,6 +444,49 @@ fn barrier_reset_breaks_current_waiters() {
     assert!(!b.broken(), "reset leaves the barrier usable");
 }
 
+fn wait_forever_at(b: Barrier) {
+    let _ = b.wait();
+}
+
+#[test]
+fn a_party_sigkilled_while_waiting_breaks_the_barrier_for_the_others() {
+    for method in METHODS {
+        let b = Barrier::new(3).unwrap();
+        let p = Process::start_with(method, wait_forever_at, b.clone()).unwrap();
+        let start = Instant::now();
+        while b.n_waiting() < 1 && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(b.n_waiting(), 1, "the child never arrived");
+        // A waiter with no timeout, already blocked when the party dies.
+        let (tx, rx) = mpsc::channel();
+        let b2 = b.clone();
+        std::thread::spawn(move || {
+            let r = b2.wait();
+            let _ = tx.send((matches!(r, Err(Error::BrokenBarrier)), Instant::now()));
+        });
+        while b.n_waiting() < 2 && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(b.n_waiting(), 2);
+        p.kill().unwrap();
+        let killed = Instant::now();
+        assert!(p.join_timeout(Duration::from_secs(10)));
+        let (broken, at) = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the waiter is still blocked 5 s after a party died");
+        let latency = at.saturating_duration_since(killed);
+        eprintln!("{method:?}: dead party noticed {latency:?} after the SIGKILL");
+        assert!(broken, "expected BrokenBarrier");
+        assert!(
+            latency < Duration::from_secs(2),
+            "noticed after {latency:?}"
+        );
+        assert!(b.broken());
+        assert!(matches!(b.wait(), Err(Error::BrokenBarrier)));
+    }
+}
+
 // ---- Event, Condition, RLock, BoundedSemaphore -----------------------------------------
 
 fn set_after((ev, ms): (Event, u64)) {
@@ -609,6 +652,45 @@ fn semaphore_limits_concurrency_across_processes() {
     join_all(&procs);
     assert!(peak.get().unwrap() <= 2);
     assert_eq!(sem.get_value(), 2);
+}
+
+fn hold_permit_forever((sem, held): (Semaphore, Event)) {
+    sem.acquire().forget();
+    held.set();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The documented contract of an ownerless semaphore: a permit held by a SIGKILLed process
+/// is lost and nobody is told; a thread that panics holding one gives it back.
+#[test]
+fn semaphore_permit_of_a_killed_holder_is_lost_and_a_panicking_thread_returns_it() {
+    let sem = Semaphore::new(1).unwrap();
+    let held = Event::new().unwrap();
+    let p = Process::start(hold_permit_forever, (sem.clone(), held.clone())).unwrap();
+    assert!(held.wait_timeout(Duration::from_secs(30)));
+    p.kill().unwrap();
+    assert!(p.join_timeout(Duration::from_secs(10)));
+    assert_eq!(
+        sem.get_value(),
+        0,
+        "a dead holder's permit is not given back"
+    );
+    assert!(
+        sem.acquire_timeout(Duration::from_millis(100)).is_none(),
+        "no owner-died report: the waiter simply times out"
+    );
+    sem.release(); // whoever watches the processes gives the permit back
+
+    let s2 = sem.clone();
+    let r = std::thread::spawn(move || {
+        let _permit = s2.acquire();
+        panic!("panics holding a permit");
+    })
+    .join();
+    assert!(r.is_err());
+    assert_eq!(sem.get_value(), 1, "the guard's Drop ran while unwinding");
 }
 
 // ---- handles across processes ----------------------------------------------------------

@@ -22,16 +22,63 @@ use crate::sys::code::ChildEntry;
 use crate::sys::fdpass::{recv_with_fds, send_with_fds};
 use crate::sys::process as sp;
 
-/// How worker processes are started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// How worker processes are started. `StartMethod::default()` is the process-wide choice
+/// of [`set_start_method`], else [`ForkServer`](StartMethod::ForkServer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartMethod {
     /// Fork each worker from a fork server: a single-threaded process of this same program,
     /// started on first use. Fast (a fork, no exec) and safe (the server has no threads and
     /// no state of the parent). The default on Linux.
-    #[default]
     ForkServer,
     /// Re-execute this program for every worker. Slower to start; nothing is shared.
     Spawn,
+}
+
+/// The process-wide start method, once [`set_start_method`] chose one.
+static CHOSEN: std::sync::Mutex<Option<StartMethod>> = std::sync::Mutex::new(None);
+
+impl Default for StartMethod {
+    fn default() -> StartMethod {
+        get_start_method()
+    }
+}
+
+/// Chooses how every `Process` and `ProcessPool` that does not say otherwise starts
+/// (Python's `multiprocessing.set_start_method`). As in Python, it is set once: a later
+/// call that changes it is an [`Error::InvalidArgument`](crate::Error::InvalidArgument)
+/// unless `force`.
+///
+/// ```standalone_crate
+/// # multiproc::init();
+/// use multiproc::{StartMethod, get_start_method, set_start_method};
+/// assert_eq!(get_start_method(), StartMethod::ForkServer);
+/// set_start_method(StartMethod::Spawn, false).unwrap();
+/// assert!(set_start_method(StartMethod::ForkServer, false).is_err());
+/// assert_eq!(get_start_method(), StartMethod::Spawn);
+/// let p = multiproc::Process::start(|x: u8| assert_eq!(x, 1), 1).unwrap();
+/// p.join();
+/// assert_eq!(p.exitcode(), Some(0));
+/// ```
+pub fn set_start_method(method: StartMethod, force: bool) -> crate::Result<()> {
+    let mut chosen = CHOSEN.lock().unwrap_or_else(|e| e.into_inner());
+    match *chosen {
+        Some(m) if !force && m != method => Err(crate::Error::InvalidArgument(format!(
+            "the start method was already set to {m:?}; pass force = true to change it"
+        ))),
+        _ => {
+            *chosen = Some(method);
+            Ok(())
+        }
+    }
+}
+
+/// The start method that `Process` and `ProcessPool` use unless told otherwise (Python's
+/// `multiprocessing.get_start_method`).
+pub fn get_start_method() -> StartMethod {
+    CHOSEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or(StartMethod::ForkServer)
 }
 
 /// Called on the manager thread with the pid and status of an exited child.
@@ -141,16 +188,23 @@ impl Child {
         }
     }
 
-    /// Sends a signal, unless it has already ended.
+    /// Sends a signal to its process group, unless it has already ended: every child leads
+    /// a group of its own, so the processes it started (a task's `sleep`, a shell pipeline)
+    /// get the signal too and a kill leaves none of them running. Falls back to the child
+    /// alone if it has no group (yet). A grandchild that made a group or session of its
+    /// own (`setsid`) is out of reach, as with any job control.
     pub(crate) fn signal(&self, sig: i32) -> Result<()> {
         if self.status().is_some() {
             return Ok(());
         }
-        match &self.pidfd {
-            Some(fd) => sp::pidfd_kill(&**fd, sig),
-            None => sp::kill(self.pid, sig),
-        }
-        .map_err(|e| Error::io(format!("signal {sig} to process {}", self.pid), e))
+        let r = sp::kill_group(self.pid, sig);
+        // The group kill reached the leader too; through the pidfd as well, in case it left
+        // its group (the pidfd cannot hit a reused pid).
+        let r = match (&self.pidfd, r) {
+            (Some(fd), Ok(())) => sp::pidfd_kill(&**fd, sig),
+            (_, r) => r,
+        };
+        r.map_err(|e| Error::io(format!("signal {sig} to process {}", self.pid), e))
     }
 }
 
@@ -200,6 +254,7 @@ fn manager() -> &'static Manager {
 
 /// Starts a child process running `spec.entry(spec.payload, spec.fds)`.
 pub(crate) fn start_child(method: StartMethod, spec: ChildSpec) -> Result<Child> {
+    super::refuse_if_uninitialized();
     let m = manager();
     let (tx, rx) = crossbeam_channel::bounded(1);
     m.tx.send(Cmd::Start(method, spec, tx))
@@ -209,21 +264,64 @@ pub(crate) fn start_child(method: StartMethod, spec: ChildSpec) -> Result<Child>
         .map_err(|_| Error::StartFailed("manager thread gone".into()))?
 }
 
-/// How long a new process has to complete the handshake.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a new process has to complete the handshake (20 s; the hidden
+/// `MULTIPROC_HANDSHAKE_TIMEOUT_MS` overrides it, for tests).
+fn hello_timeout() -> Duration {
+    static T: OnceLock<Duration> = OnceLock::new();
+    *T.get_or_init(|| {
+        std::env::var("MULTIPROC_HANDSHAKE_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(Duration::from_secs(20))
+    })
+}
+
+/// How long a process that closed its socket without a hello may take to exit before it
+/// is killed (its exit status is the most useful thing to report).
+const EOF_GRACE: Duration = Duration::from_secs(1);
 
 struct Server {
     sock: OwnedFd,
     pid: u32,
-    proc: std::process::Child,
     pending: HashMap<u64, (Option<ExitCallback>, Sender<Result<Child>>)>,
     children: HashMap<u32, Arc<ChildState>>,
+}
+
+/// A start request waiting for its fork server's handshake.
+type Queued = (u64, ChildSpec, Sender<Result<Child>>);
+
+/// What a process under handshake was started for.
+enum LaunchFor {
+    /// A fork server; the requests waiting for it are in `Loop::queued`.
+    Server,
+    /// A spawned child, with its job.
+    Child(u64, Box<ChildSpec>, Sender<Result<Child>>),
+}
+
+/// A process started that has not said hello yet. The manager watches it like any other
+/// child and never waits for it: at `deadline` it is killed.
+struct Launching {
+    exe: PathBuf,
+    sock: OwnedFd,
+    pid: u32,
+    pidfd: OwnedFd,
+    deadline: Instant,
+    /// Its socket reached EOF without a hello: now waiting (until `deadline`) for it to exit.
+    eof: bool,
+    what: LaunchFor,
 }
 
 #[derive(Default)]
 struct Loop {
     servers: HashMap<PathBuf, Server>,
+    queued: HashMap<PathBuf, Vec<Queued>>,
+    launching: Vec<Launching>,
     spawned: Vec<(u32, Arc<OwnedFd>, Arc<ChildState>)>,
+    /// Children of a fork server that died: killed, reported once gone.
+    orphans: Vec<(u32, OwnedFd, Arc<ChildState>)>,
+    /// Killed processes not reaped yet (reaped when their pidfd turns readable).
+    reaping: Vec<(u32, OwnedFd)>,
     next_id: u64,
 }
 
@@ -243,67 +341,94 @@ fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd)> {
     .map_err(|e| Error::io("socketpair", e))
 }
 
-/// Starts `exe` in `role` and waits for its hello; checks it is the same build.
-fn launch(exe: &Path, role: &str) -> Result<(OwnedFd, std::process::Child, u32)> {
-    let (mine, theirs) = seqpacket_pair()?;
+/// Starts `exe` in `role`; its hello is awaited by the manager loop, not here.
+fn launch(
+    exe: &Path,
+    role: &str,
+    what: LaunchFor,
+) -> std::result::Result<Launching, (Error, LaunchFor)> {
+    let (mine, theirs) = match seqpacket_pair() {
+        Ok(x) => x,
+        Err(e) => return Err((e, what)),
+    };
     let envs = [
         (super::ROLE_ENV, role.to_string()),
         (super::FD_ENV, theirs.as_raw_fd().to_string()),
     ];
-    let mut proc = sp::spawn_exec(exe, theirs.as_raw_fd(), &envs)
-        .map_err(|e| Error::StartFailed(format!("cannot execute {}: {e}", exe.display())))?;
+    let proc = match sp::spawn_exec(exe, theirs.as_raw_fd(), &envs) {
+        Ok(p) => p,
+        Err(e) => {
+            let e = Error::StartFailed(format!("cannot execute {}: {e}", exe.display()));
+            return Err((e, what));
+        }
+    };
     drop(theirs);
     let pid = proc.id();
-    let fail = |proc: &mut std::process::Child, why: String| {
-        let _ = proc.kill();
-        let _ = proc.wait();
-        Err(Error::StartFailed(why))
-    };
-    let mut pfd = [PollFd::new(&mine, PollFlags::IN)];
-    let ts = crate::sys::timespec(HELLO_TIMEOUT);
-    let ready = loop {
-        match rustix::event::poll(&mut pfd, Some(&ts)) {
-            Err(rustix::io::Errno::INTR) => continue,
-            r => break r.unwrap_or(0),
+    drop(proc); // std's Child neither kills nor reaps on drop: the manager reaps it.
+    // Nobody else reaps our children, so the pid stays ours (a zombie at worst) until then.
+    let pidfd = match sp::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = sp::kill_group(pid, libc::SIGKILL);
+            let _ = sp::wait(pid);
+            return Err((Error::io("pidfd_open", e), what));
         }
     };
-    if ready == 0 {
-        return fail(
-            &mut proc,
-            format!(
-                "{} did not answer the multiproc handshake within {HELLO_TIMEOUT:?}",
-                exe.display()
-            ),
-        );
-    }
-    let mut buf = [0u8; 512];
-    let n = recv_with_fds(&mine, &mut buf).map(|(n, _)| n).unwrap_or(0);
-    let hello = if n == 0 {
-        None
-    } else {
-        postcard::from_bytes::<Reply>(&buf[..n]).ok()
-    };
-    match hello {
-        Some(Reply::Hello { build_id, .. }) if build_id == super::build_id::build_id() => {
-            Ok((mine, proc, pid))
-        }
-        Some(Reply::Hello { build_id, .. }) => {
-            let _ = proc.kill();
-            let _ = proc.wait();
-            Err(Error::BinaryMismatch {
-                path: exe.display().to_string(),
+    Ok(Launching {
+        exe: exe.to_path_buf(),
+        sock: mine,
+        pid,
+        pidfd,
+        deadline: Instant::now() + hello_timeout(),
+        eof: false,
+        what,
+    })
+}
+
+/// How a child of a dead fork server ended: killed by its death signal.
+const ORPHAN_STATUS: ExitStatus = ExitStatus {
+    code: None,
+    signal: Some(libc::SIGKILL),
+};
+
+/// Why a handshake failed, to build one error per waiting request.
+enum Refusal {
+    Mismatch(String),
+    NotInitialized,
+    Exited(ExitStatus),
+    SilentEof,
+    Timeout,
+}
+
+impl Refusal {
+    fn error(&self, exe: &Path, pid: u32) -> Error {
+        let exe = exe.display();
+        match self {
+            Refusal::Mismatch(found) => Error::BinaryMismatch {
+                path: exe.to_string(),
                 expected: super::build_id::build_id().to_string(),
-                found: build_id,
-            })
-        }
-        _ => {
-            let status = proc.wait().ok();
-            Err(Error::StartFailed(format!(
-                "{} exited ({}) before the multiproc handshake; does its main call \
-                 multiproc::init() first (or its test file use multiproc::test_support!())?",
-                exe.display(),
-                status.map(|s| s.to_string()).unwrap_or_default()
-            )))
+                found: found.clone(),
+            },
+            Refusal::NotInitialized => Error::StartFailed(format!(
+                "{exe} (pid {pid}) was started as a worker but ran the program's own code \
+                 instead, which tried to start another process; it was stopped. \
+                 multiproc::init() did not run before that code: call multiproc::init() as \
+                 the first line of main (before anything that starts processes)"
+            )),
+            Refusal::Exited(st) => Error::StartFailed(format!(
+                "{exe} (pid {pid}) {st} before the multiproc handshake; is it this program, \
+                 and does multiproc::init() run before its own code?"
+            )),
+            Refusal::SilentEof => Error::StartFailed(format!(
+                "{exe} (pid {pid}) closed its multiproc control socket without a handshake \
+                 and was killed; is it this program?"
+            )),
+            Refusal::Timeout => Error::StartFailed(format!(
+                "{exe} (pid {pid}) did not answer the multiproc handshake within {:?} and was \
+                 killed; is it this program, and does multiproc::init() run before its own \
+                 code?",
+                hello_timeout()
+            )),
         }
     }
 }
@@ -353,12 +478,21 @@ impl Loop {
                     }
                 }
             }
+            self.expire_handshakes();
         }
     }
 
+    /// Waits for anything: a command, a fork server's message, a child's exit, a hello, a
+    /// handshake deadline. Handles what is ready; never blocks on one child.
     fn poll_once(&mut self, wake: &OwnedFd) {
         let servers: Vec<PathBuf> = self.servers.keys().cloned().collect();
-        let (server_ready, spawned_ready) = {
+        let timeout = self
+            .launching
+            .iter()
+            .map(|l| l.deadline.saturating_duration_since(Instant::now()))
+            .min()
+            .map(crate::sys::timespec);
+        let (server_ready, spawned_ready, launch_ready, reap_ready, orphan_ready) = {
             let mut polls = vec![PollFd::new(wake, PollFlags::IN)];
             polls.extend(
                 servers
@@ -370,18 +504,43 @@ impl Loop {
                     .iter()
                     .map(|(_, fd, _)| PollFd::new(&**fd, PollFlags::IN)),
             );
-            if let Err(e) = rustix::event::poll(&mut polls, None) {
+            polls.extend(self.launching.iter().map(|l| {
+                if l.eof {
+                    PollFd::new(&l.pidfd, PollFlags::IN)
+                } else {
+                    PollFd::new(&l.sock, PollFlags::IN)
+                }
+            }));
+            polls.extend(
+                self.reaping
+                    .iter()
+                    .map(|(_, fd)| PollFd::new(fd, PollFlags::IN)),
+            );
+            polls.extend(
+                self.orphans
+                    .iter()
+                    .map(|(_, fd, _)| PollFd::new(fd, PollFlags::IN)),
+            );
+            if let Err(e) = rustix::event::poll(&mut polls, timeout.as_ref()) {
                 if e != rustix::io::Errno::INTR {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 return;
             }
             let ready = |i: usize| !polls[i].revents().is_empty();
-            let s: Vec<bool> = (0..servers.len()).map(|i| ready(1 + i)).collect();
-            let c: Vec<bool> = (0..self.spawned.len())
-                .map(|i| ready(1 + servers.len() + i))
-                .collect();
-            (s, c)
+            let mut at = 1;
+            let mut take = |n: usize| {
+                let v: Vec<bool> = (at..at + n).map(ready).collect();
+                at += n;
+                v
+            };
+            (
+                take(servers.len()),
+                take(self.spawned.len()),
+                take(self.launching.len()),
+                take(self.reaping.len()),
+                take(self.orphans.len()),
+            )
         };
         for (k, ready) in servers.iter().zip(server_ready) {
             if ready {
@@ -393,6 +552,188 @@ impl Loop {
                 let (pid, _fd, state) = self.spawned.swap_remove(i);
                 let status = sp::wait(pid).unwrap_or_default();
                 state.exited(pid, status);
+            }
+        }
+        for i in (0..reap_ready.len()).rev() {
+            if reap_ready[i] {
+                let (pid, _fd) = self.reaping.swap_remove(i);
+                let _ = sp::wait(pid);
+            }
+        }
+        for i in (0..orphan_ready.len()).rev() {
+            if orphan_ready[i] {
+                let (pid, _fd, state) = self.orphans.swap_remove(i);
+                state.exited(pid, ORPHAN_STATUS);
+            }
+        }
+        for i in (0..launch_ready.len()).rev() {
+            if launch_ready[i] {
+                let l = self.launching.swap_remove(i);
+                self.launch_readable(l);
+            }
+        }
+    }
+
+    /// A hello (or a refusal, or EOF, or an exit) from a process under handshake.
+    fn launch_readable(&mut self, mut l: Launching) {
+        if l.eof {
+            // It exited after closing its socket: report how.
+            let status = sp::wait(l.pid).unwrap_or_default();
+            return self.fail_launch(l, Refusal::Exited(status), false);
+        }
+        let mut buf = [0u8; 512];
+        let n = recv_with_fds(&l.sock, &mut buf)
+            .map(|(n, _)| n)
+            .unwrap_or(0);
+        let reply = if n == 0 {
+            None
+        } else {
+            postcard::from_bytes::<Reply>(&buf[..n]).ok()
+        };
+        match reply {
+            Some(Reply::Hello { build_id, .. }) if build_id == super::build_id::build_id() => {
+                self.launched(l)
+            }
+            Some(Reply::Hello { build_id, .. }) => {
+                self.fail_launch(l, Refusal::Mismatch(build_id), true)
+            }
+            Some(Reply::NotInitialized { .. }) => {
+                self.fail_launch(l, Refusal::NotInitialized, true)
+            }
+            _ => {
+                // Not a hello: give it a moment to exit so its status can be reported.
+                l.eof = true;
+                l.deadline = Instant::now() + EOF_GRACE;
+                self.launching.push(l);
+            }
+        }
+    }
+
+    /// Kills every process whose handshake deadline has passed.
+    fn expire_handshakes(&mut self) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.launching.len() {
+            if self.launching[i].deadline <= now {
+                let l = self.launching.swap_remove(i);
+                let why = if l.eof {
+                    Refusal::SilentEof
+                } else {
+                    Refusal::Timeout
+                };
+                self.fail_launch(l, why, true);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// SIGKILLs `pid`'s group and reaps it once it is gone, without waiting for it here.
+    fn kill_and_reap(&mut self, pid: u32, pidfd: Option<OwnedFd>) {
+        let _ = sp::kill_group(pid, libc::SIGKILL);
+        match pidfd.map(Ok).unwrap_or_else(|| sp::pidfd_open(pid)) {
+            Ok(fd) => self.reaping.push((pid, fd)),
+            Err(_) => {
+                let _ = sp::wait(pid); // already killed: this returns at once
+            }
+        }
+    }
+
+    /// Fails every request that waited for this handshake; kills and reaps the process
+    /// (`kill`), or it has already been reaped.
+    fn fail_launch(&mut self, l: Launching, why: Refusal, kill: bool) {
+        let Launching {
+            exe,
+            pid,
+            pidfd,
+            what,
+            ..
+        } = l;
+        if kill {
+            self.kill_and_reap(pid, Some(pidfd));
+        }
+        match what {
+            LaunchFor::Server => {
+                for (_, _, reply) in self.queued.remove(&exe).unwrap_or_default() {
+                    let _ = reply.send(Err(why.error(&exe, pid)));
+                }
+            }
+            LaunchFor::Child(_, _, reply) => {
+                let _ = reply.send(Err(why.error(&exe, pid)));
+            }
+        }
+    }
+
+    /// The handshake succeeded: a fork server takes its waiting requests, a spawned child
+    /// gets its job.
+    fn launched(&mut self, l: Launching) {
+        let Launching {
+            exe,
+            sock,
+            pid,
+            pidfd,
+            what,
+            ..
+        } = l;
+        match what {
+            LaunchFor::Server => {
+                self.servers.insert(
+                    exe.clone(),
+                    Server {
+                        sock,
+                        pid,
+                        pending: HashMap::new(),
+                        children: HashMap::new(),
+                    },
+                );
+                // The server is reaped at exit (`stop_servers`) or when it dies.
+                drop(pidfd);
+                crate::sys::atexit::at_exit_last(stop_fork_servers);
+                for (id, spec, reply) in self.queued.remove(&exe).unwrap_or_default() {
+                    self.send_to_server(&exe, id, spec, reply);
+                }
+            }
+            LaunchFor::Child(id, mut spec, reply) => {
+                let sent = encode_start(id, &mut spec).and_then(|msg| {
+                    send_start(&sock, &msg, &spec.fds)?;
+                    Ok(())
+                });
+                drop(sock);
+                if let Err(e) = sent {
+                    self.kill_and_reap(pid, Some(pidfd));
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                let pidfd = Arc::new(pidfd);
+                let state = Arc::new(ChildState::default());
+                *state.on_exit.lock().unwrap() = spec.on_exit.take();
+                self.spawned.push((pid, pidfd.clone(), state.clone()));
+                let _ = reply.send(Ok(Child {
+                    pid,
+                    pidfd: Some(pidfd),
+                    state,
+                }));
+            }
+        }
+    }
+
+    /// Asks the (ready) fork server for `exe`; the reply arrives later as `Started`.
+    fn send_to_server(
+        &mut self,
+        exe: &Path,
+        id: u64,
+        mut spec: ChildSpec,
+        reply: Sender<Result<Child>>,
+    ) {
+        let server = self.servers.get_mut(exe).expect("server exists");
+        let sent =
+            encode_start(id, &mut spec).and_then(|msg| send_start(&server.sock, &msg, &spec.fds));
+        match sent {
+            Ok(()) => {
+                server.pending.insert(id, (spec.on_exit.take(), reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
             }
         }
     }
@@ -428,12 +769,11 @@ impl Loop {
                     state.exited(pid, status);
                 }
             }
-            Some(Reply::Hello { .. }) => {}
+            Some(Reply::Hello { .. }) | Some(Reply::NotInitialized { .. }) => {}
             None => {
                 // The fork server died; its children die with it (PR_SET_PDEATHSIG).
                 let mut server = self.servers.remove(key).expect("server exists");
-                let _ = server.proc.kill();
-                let _ = server.proc.wait();
+                self.kill_and_reap(server.pid, None);
                 for (_, (_, tx)) in server.pending.drain() {
                     let _ = tx.send(Err(Error::StartFailed(format!(
                         "fork server {} died",
@@ -441,42 +781,52 @@ impl Loop {
                     ))));
                 }
                 for (pid, state) in server.children.drain() {
-                    // Wait for the kernel to deliver the death signal before reporting.
-                    let _ = sp::pidfd_open(pid).map(|fd| {
-                        let mut p = [PollFd::new(&fd, PollFlags::IN)];
-                        let ts = crate::sys::timespec(Duration::from_secs(1));
-                        let _ = rustix::event::poll(&mut p, Some(&ts));
-                    });
-                    state.exited(
-                        pid,
-                        ExitStatus {
-                            code: None,
-                            signal: Some(libc::SIGKILL),
-                        },
-                    );
+                    // The death signal kills the worker, not what its task started.
+                    let _ = sp::kill_group(pid, libc::SIGKILL);
+                    // Report once the kernel has delivered the death (init reaps it).
+                    match sp::pidfd_open(pid) {
+                        Ok(fd) => self.orphans.push((pid, fd, state)),
+                        Err(_) => state.exited(pid, ORPHAN_STATUS),
+                    }
                 }
             }
         }
     }
 
-    fn start(&mut self, method: StartMethod, mut spec: ChildSpec, reply: Sender<Result<Child>>) {
+    fn start(&mut self, method: StartMethod, spec: ChildSpec, reply: Sender<Result<Child>>) {
         self.next_id += 1;
         let id = self.next_id;
         let exe = exe_of(&spec);
-        let r = match method {
-            StartMethod::ForkServer => self.start_forked(id, exe, &mut spec),
-            StartMethod::Spawn => self.start_spawned(id, &exe, &mut spec),
-        };
-        match r {
-            Ok(Some(child)) => {
-                let _ = reply.send(Ok(child));
+        match method {
+            StartMethod::ForkServer => {
+                if self.servers.contains_key(&exe) {
+                    return self.send_to_server(&exe, id, spec, reply);
+                }
+                let first = !self.queued.contains_key(&exe);
+                self.queued
+                    .entry(exe.clone())
+                    .or_default()
+                    .push((id, spec, reply));
+                if first {
+                    match launch(&exe, "forkserver", LaunchFor::Server) {
+                        Ok(l) => self.launching.push(l),
+                        Err((e, _)) => {
+                            let msg = e.to_string();
+                            for (_, _, reply) in self.queued.remove(&exe).unwrap_or_default() {
+                                let _ = reply.send(Err(Error::StartFailed(msg.clone())));
+                            }
+                        }
+                    }
+                }
             }
-            Ok(None) => {
-                let server = self.servers.get_mut(&exe_of(&spec)).expect("server exists");
-                server.pending.insert(id, (spec.on_exit.take(), reply));
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
+            StartMethod::Spawn => {
+                match launch(&exe, "child", LaunchFor::Child(id, Box::new(spec), reply)) {
+                    Ok(l) => self.launching.push(l),
+                    Err((e, LaunchFor::Child(_, _, reply))) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    Err((_, LaunchFor::Server)) => unreachable!("launched for a child"),
+                }
             }
         }
     }
@@ -485,62 +835,21 @@ impl Loop {
         for (_, mut server) in self.servers.drain() {
             drop(server.sock); // the server exits on EOF; its children die with it
             let end = Instant::now() + Duration::from_millis(500);
-            while matches!(server.proc.try_wait(), Ok(None)) && Instant::now() < end {
+            let mut reaped = false;
+            while Instant::now() < end {
+                if sp::try_wait(server.pid as i32).is_some() {
+                    reaped = true;
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let _ = server.proc.kill();
-            let _ = server.proc.wait();
+            if !reaped {
+                let _ = sp::kill_group(server.pid, libc::SIGKILL);
+                let _ = sp::wait(server.pid);
+            }
             for (_, (_, tx)) in server.pending.drain() {
                 let _ = tx.send(Err(Error::StartFailed("the program is exiting".into())));
             }
         }
-    }
-
-    /// Asks the fork server; the reply arrives later as `Started`.
-    fn start_forked(
-        &mut self,
-        id: u64,
-        exe: PathBuf,
-        spec: &mut ChildSpec,
-    ) -> Result<Option<Child>> {
-        if !self.servers.contains_key(&exe) {
-            let (sock, proc, pid) = launch(&exe, "forkserver")?;
-            let server = Server {
-                sock,
-                pid,
-                proc,
-                pending: HashMap::new(),
-                children: HashMap::new(),
-            };
-            self.servers.insert(exe.clone(), server);
-            crate::sys::atexit::at_exit_last(stop_fork_servers);
-        }
-        let msg = encode_start(id, spec)?;
-        send_start(&self.servers[&exe].sock, &msg, &spec.fds)?;
-        spec.fds.clear();
-        Ok(None)
-    }
-
-    fn start_spawned(
-        &mut self,
-        id: u64,
-        exe: &Path,
-        spec: &mut ChildSpec,
-    ) -> Result<Option<Child>> {
-        let (sock, proc, pid) = launch(exe, "child")?;
-        let msg = encode_start(id, spec)?;
-        send_start(&sock, &msg, &spec.fds)?;
-        spec.fds.clear();
-        drop(sock);
-        drop(proc); // std's Child does not kill or reap on drop; we reap through the pidfd.
-        let pidfd = Arc::new(sp::pidfd_open(pid).map_err(|e| Error::io("pidfd_open", e))?);
-        let state = Arc::new(ChildState::default());
-        *state.on_exit.lock().unwrap() = spec.on_exit.take();
-        self.spawned.push((pid, pidfd.clone(), state.clone()));
-        Ok(Some(Child {
-            pid,
-            pidfd: Some(pidfd),
-            state,
-        }))
     }
 }

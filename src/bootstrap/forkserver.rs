@@ -108,6 +108,9 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
         };
         match sp::fork() {
             Ok(Forked::Child) => {
+                // Its own group first, before it can start anything: a kill of the group
+                // then reaches whatever the task starts (`Child::signal`).
+                let _ = sp::own_process_group(0);
                 let keep: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
                 sp::close_fds_except(&keep);
                 std::mem::forget(children);
@@ -118,6 +121,9 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
             }
             Ok(Forked::Parent(pid)) => {
                 drop(fds);
+                // Also from this side, so the group exists before `Started` is sent (the
+                // child may not have run yet). Fails harmlessly if the child already did.
+                let _ = sp::own_process_group(pid);
                 match sp::pidfd_open(pid) {
                     Ok(pfd) => children.push((pid, pfd)),
                     Err(_) => { /* cannot watch it: its exit will not be reported */ }

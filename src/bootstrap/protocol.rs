@@ -32,4 +32,7 @@ pub(crate) enum Reply {
     StartFailed { id: u64, error: String },
     /// A forked child exited.
     Exited { pid: u32, status: ExitStatus },
+    /// Instead of a hello: this process runs the program's own code (it asked to start a
+    /// child) although multiproc started it as a worker, because `init()` did not run.
+    NotInitialized { pid: u32 },
 }

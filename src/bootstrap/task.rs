@@ -64,49 +64,131 @@ pub(crate) fn take_panic(payload: &(dyn std::any::Any + Send)) -> (String, Optio
         })
 }
 
+/// Runs user code that may panic, silently (the panic becomes an error value): returns its
+/// value, or the panic's `(message, location)`.
+pub(crate) fn catch_quiet<T>(f: impl FnOnce() -> T) -> Result<T, (String, Option<String>)> {
+    capture_panics();
+    let was = QUIET.with(|q| q.replace(true));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    r.map_err(|p| take_panic(&*p))
+}
+
+/// Runs user code whose panic has nowhere to go (a done-callback): the panic is reported on
+/// stderr like an uncaught thread panic, and only this call is lost.
+pub(crate) fn catch_loud(what: &str, f: impl FnOnce()) {
+    capture_panics();
+    let was = QUIET.with(|q| q.replace(false));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    if let Err(p) = r {
+        let (message, _) = take_panic(&*p);
+        eprintln!("multiproc: a {what} panicked ({message}); it was skipped and the pool goes on");
+    }
+}
+
+/// The message of a panic caught in a user's `Serialize` or `Deserialize`.
+pub(crate) fn panic_message((message, location): (String, Option<String>)) -> String {
+    match location {
+        Some(l) => format!("panicked at {l}: {message}"),
+        None => format!("panicked: {message}"),
+    }
+}
+
+/// Appends `v` framed as `[u32 length][postcard]`. A user's `Deserialize` may fail or panic
+/// anywhere inside its bytes; the length lets the reader skip exactly that value, so the
+/// values after it in the same chunk stay exact. Returns the error message on failure
+/// (nothing is appended then).
+pub(crate) fn encode_framed<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), String> {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let r = match catch_quiet(|| postcard::to_io(v, &mut *out)) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(crate::ipc::fdctx::describe(&e)),
+        Err(p) => Err(panic_message(p)),
+    };
+    let len = out.len() - at - 4;
+    match (r, u32::try_from(len)) {
+        (Ok(()), Ok(n)) => {
+            out[at..at + 4].copy_from_slice(&n.to_le_bytes());
+            Ok(())
+        }
+        (Ok(()), Err(_)) => {
+            out.truncate(at);
+            Err(format!("a value of {len} bytes is too large"))
+        }
+        (Err(e), _) => {
+            out.truncate(at);
+            Err(e)
+        }
+    }
+}
+
+/// Reads one value framed by [`encode_framed`] from the front of `input`, advancing past it
+/// whatever happens to the decoding (unless the frame itself is cut short: then `input` is
+/// emptied, since nothing after it can be trusted).
+pub(crate) fn decode_framed<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T, String> {
+    let Some((len, rest)) = input.split_first_chunk::<4>() else {
+        *input = &[];
+        return Err("value missing".into());
+    };
+    let len = u32::from_le_bytes(*len) as usize;
+    if len > rest.len() {
+        *input = &[];
+        return Err(format!(
+            "value of {len} bytes cut short at {} bytes",
+            rest.len()
+        ));
+    }
+    let (body, rest) = rest.split_at(len);
+    *input = rest;
+    match catch_quiet(|| postcard::from_bytes::<T>(body)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(crate::executor::explain_postcard(&e)),
+        Err(p) => Err(panic_message(p)),
+    }
+}
+
 fn encode_err(e: &TaskError, out: &mut Vec<u8>) -> bool {
     postcard::to_io(e, &mut *out).expect("TaskError serializes");
     false
 }
 
 /// Runs `f` on the next argument in `input`; see [`TaskFn`](crate::sys::code::TaskFn).
+///
+/// The argument comes framed by [`encode_framed`]; a success is appended framed the same
+/// way, a failure as a plain postcard `TaskError` (the library's own type). The argument's
+/// `Deserialize`, the call and the result's `Serialize` are each user code: a panic in any
+/// of them is this task's error and the worker goes on.
 pub(crate) fn run_task<F, A, R>(f: F, input: &mut &[u8], out: &mut Vec<u8>, ctx: &TaskCtx) -> bool
 where
     F: Fn(A) -> R,
     A: DeserializeOwned,
     R: Serialize,
 {
-    let arg: A = match postcard::take_from_bytes(input) {
-        Ok((a, rest)) => {
-            *input = rest;
-            a
-        }
-        Err(e) => {
-            *input = &[];
+    let arg: A = match decode_framed(input) {
+        Ok(a) => a,
+        Err(message) => {
             let err = TaskError::Deserialize {
                 index: None,
                 type_name: std::any::type_name::<A>().into(),
-                message: e.to_string(),
+                message,
             };
             return encode_err(&err, out);
         }
     };
     match catch_unwind(AssertUnwindSafe(|| f(arg))) {
-        Ok(r) => {
-            let start = out.len();
-            match postcard::to_io(&r, &mut *out) {
-                Ok(_) => true,
-                Err(e) => {
-                    out.truncate(start);
-                    let err = TaskError::Serialize {
-                        index: None,
-                        type_name: std::any::type_name::<R>().into(),
-                        message: e.to_string(),
-                    };
-                    encode_err(&err, out)
-                }
+        Ok(r) => match encode_framed(&r, out) {
+            Ok(()) => true,
+            Err(message) => {
+                let err = TaskError::Serialize {
+                    index: None,
+                    type_name: std::any::type_name::<R>().into(),
+                    message,
+                };
+                encode_err(&err, out)
             }
-        }
+        },
         Err(payload) => {
             let (message, location) = take_panic(&*payload);
             encode_err(

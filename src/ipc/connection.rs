@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Default largest message a [`Connection`] accepts: 64 MiB.
+/// Default largest message a connection from a [`Listener`] or [`Client`] accepts:
+/// 64 MiB (a peer on a socket may be anyone). A [`Pipe`](crate::Pipe) has no limit.
 pub const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 
 /// Frames up to this size are copied next to their header and sent in one system call.
@@ -43,7 +44,8 @@ struct ReadState {
     buf: Vec<u8>,
     start: usize,
     /// A large message being received: its bytes so far and its full length.
-    pending: Option<(Vec<u8>, usize)>,
+    /// (`Vec` of the bytes so far, zero-padded ahead of them; bytes so far; full length.)
+    pending: Option<(Vec<u8>, usize, usize)>,
 }
 
 /// One end of a message stream: from [`Pipe`](crate::Pipe), [`Listener::accept`] or
@@ -127,12 +129,17 @@ pub(crate) fn wait_fd(
 }
 
 impl Connection {
-    pub(crate) fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
+    pub(crate) fn from_fd(
+        fd: OwnedFd,
+        readable: bool,
+        writable: bool,
+        max_message: usize,
+    ) -> Connection {
         Connection {
             fd,
             readable,
             writable,
-            max_message: AtomicUsize::new(DEFAULT_MAX_MESSAGE),
+            max_message: AtomicUsize::new(max_message),
             broken: AtomicBool::new(false),
             read: Mutex::new(ReadState::default()),
             write: Mutex::new(Vec::new()),
@@ -149,8 +156,13 @@ impl Connection {
         self.writable
     }
 
-    /// The largest message this end accepts (default 64 MiB). A longer incoming length
-    /// prefix is an [`Error::Protocol`]: the claimed size is never allocated.
+    /// The largest message this end accepts. A longer incoming length prefix is an
+    /// [`Error::Protocol`]: the claimed size is never allocated.
+    ///
+    /// Defaults: none (`usize::MAX`) on a [`Pipe`](crate::Pipe), whose peer is this
+    /// program; [`DEFAULT_MAX_MESSAGE`] (64 MiB) on connections from a [`Listener`] (after
+    /// the handshake; see [`Listener::set_max_message_size`]) or a [`Client`]. During an
+    /// authentication handshake messages are limited to 256 bytes, as in CPython.
     pub fn max_message_size(&self) -> usize {
         self.max_message.load(Ordering::Relaxed)
     }
@@ -295,8 +307,20 @@ impl Connection {
 
     // -------------------------------------------------------------- receiving
 
-    /// Receives a value sent with [`send`](Self::send). A message that does not decode as
-    /// `T` is an [`Error::Deserialize`] naming `T` (the message is consumed).
+    /// Receives a value sent with [`send`](Self::send).
+    ///
+    /// A message that is not exactly one `T` (another type, bytes left over, or a pickle
+    /// from CPython's `Connection.send`) is an [`Error::WrongType`] naming `T`; one that
+    /// `T`'s `Deserialize` refuses is an [`Error::Deserialize`]. Either way the message is
+    /// consumed and the next `recv` reads the next message.
+    ///
+    /// ```
+    /// let (a, b) = multiproc::Pipe::duplex().unwrap();
+    /// a.send(&(5u32, 7u32)).unwrap();
+    /// a.send(&9u32).unwrap();
+    /// assert!(matches!(b.recv::<u32>(), Err(multiproc::Error::WrongType { .. })));
+    /// assert_eq!(b.recv::<u32>().unwrap(), 9);
+    /// ```
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
         decode(&self.recv_impl(None)?)
     }
@@ -397,12 +421,12 @@ impl Connection {
     }
 
     fn recv_locked(&self, st: &mut ReadState, deadline: Option<Instant>) -> Result<Vec<u8>> {
-        if let Some((mut msg, mut filled)) = st.pending.take() {
-            return match self.finish_direct(&mut msg, &mut filled, deadline) {
+        if let Some((mut msg, mut filled, size)) = st.pending.take() {
+            return match self.finish_direct(&mut msg, &mut filled, size, deadline) {
                 Ok(()) => Ok(msg),
                 Err(e) => {
                     if matches!(e, Error::Timeout(_)) {
-                        st.pending = Some((msg, filled));
+                        st.pending = Some((msg, filled, size));
                     }
                     Err(e)
                 }
@@ -449,30 +473,44 @@ impl Connection {
             return Ok(msg);
         }
         // A large message: its own buffer, filled from what is buffered and then directly.
-        let mut msg = vec![0u8; size];
+        // Without a limit the claim is bounded only by memory: failing to get it is an
+        // error, not an abort (the pages are touched only as the bytes arrive).
+        let mut msg = Vec::new();
+        if msg.try_reserve_exact(size).is_err() {
+            return Err(Error::Protocol(format!(
+                "incoming message of {size} bytes does not fit in memory"
+            )));
+        }
         let from = st.start + hlen;
         let mut filled = (st.buf.len() - from).min(size);
-        msg[..filled].copy_from_slice(&st.buf[from..from + filled]);
+        msg.extend_from_slice(&st.buf[from..from + filled]);
         st.start = from + filled;
-        match self.finish_direct(&mut msg, &mut filled, deadline) {
+        match self.finish_direct(&mut msg, &mut filled, size, deadline) {
             Ok(()) => Ok(msg),
             Err(e) => {
                 if matches!(e, Error::Timeout(_)) {
-                    st.pending = Some((msg, filled));
+                    st.pending = Some((msg, filled, size));
                 }
                 Err(e)
             }
         }
     }
 
-    /// Reads the rest of a large message straight into `msg[*filled..]`.
+    /// Reads the rest of a large message of `size` bytes straight into `msg[*filled..]`.
+    /// `msg` grows (zeroed) a chunk at a time as bytes arrive, so a peer claiming a huge
+    /// message costs memory only for what it really sends.
     fn finish_direct(
         &self,
-        msg: &mut [u8],
+        msg: &mut Vec<u8>,
         filled: &mut usize,
+        size: usize,
         deadline: Option<Instant>,
     ) -> Result<()> {
-        while *filled < msg.len() {
+        const CHUNK: usize = 4 << 20;
+        while *filled < size {
+            if *filled == msg.len() {
+                msg.resize(size.min(*filled + CHUNK), 0);
+            }
             if deadline.is_some() && !wait_fd(self.fd.as_fd(), PollFlags::IN, deadline)? {
                 return Err(Error::Timeout(Duration::ZERO));
             }
@@ -500,10 +538,7 @@ impl Connection {
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| Error::Deserialize {
-        type_name: std::any::type_name::<T>(),
-        message: super::fdctx::describe(&e),
-    })
+    Ok(super::codec::decode_exact(bytes)?)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -533,8 +568,8 @@ impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let w = ConnWire::deserialize(d)?;
         let fd = super::fdctx::take_fd(w.fd, "Connection").map_err(serde::de::Error::custom)?;
-        let c = Connection::from_fd(fd, w.readable, w.writable);
-        c.set_max_message_size(w.max as usize);
+        let max = usize::try_from(w.max).unwrap_or(usize::MAX);
+        let c = Connection::from_fd(fd, w.readable, w.writable, max);
         Ok(c)
     }
 }
@@ -655,7 +690,13 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// shared key (CPython's HMAC challenge in both directions; a CPython `Client` can connect).
 ///
 /// A peer that fails authentication gets `#FAILURE#`, its `accept` returns
-/// [`Error::AuthenticationFailed`] and the listener goes on serving others. A Unix socket
+/// [`Error::AuthenticationFailed`] and the listener goes on serving others.
+///
+/// Limits, because a socket's peer may be anyone: during the handshake every message is at
+/// most 256 bytes (a longer length prefix fails that `accept`, and is never allocated);
+/// after it, accepted connections take messages up to [`DEFAULT_MAX_MESSAGE`] (64 MiB),
+/// which [`set_max_message_size`](Self::set_max_message_size) changes (`usize::MAX`: no
+/// limit, as a [`Pipe`](crate::Pipe) has). A Unix socket
 /// file is removed when the listener is dropped.
 ///
 /// ```
@@ -726,9 +767,22 @@ impl Listener {
         self.handshake_timeout = timeout;
     }
 
-    /// The largest message accepted connections take (default 64 MiB).
+    /// The largest message accepted connections take once the peer is authenticated (or
+    /// at once, without an auth key); default [`DEFAULT_MAX_MESSAGE`]. The handshake keeps
+    /// its own 256-byte limit whatever this is.
+    ///
+    /// ```
+    /// let mut l = multiproc::connection::Listener::bind("127.0.0.1:0", Some(b"k")).unwrap();
+    /// l.set_max_message_size(1 << 30);
+    /// assert_eq!(l.max_message_size(), 1 << 30);
+    /// ```
     pub fn set_max_message_size(&mut self, bytes: usize) {
         self.max_message = bytes;
+    }
+
+    /// The largest message accepted connections take, once authenticated.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message
     }
 
     /// Waits for the next peer and authenticates it.
@@ -760,7 +814,7 @@ impl Listener {
             }),
         }
         .map_err(|e| Error::io("accept", e))?;
-        let c = Connection::from_fd(fd, true, true);
+        let c = Connection::from_fd(fd, true, true, DEFAULT_MAX_MESSAGE);
         if let Some(key) = &self.authkey {
             let deadline = Instant::now() + self.handshake_timeout;
             super::auth::deliver_challenge(&c, key, deadline)?;
@@ -787,6 +841,9 @@ pub struct Client;
 impl Client {
     /// Connects to `address`; with `authkey`, answers the listener's challenge and
     /// challenges it in turn (both must use the same key, or both none).
+    ///
+    /// The connection takes messages up to [`DEFAULT_MAX_MESSAGE`] (64 MiB; 256 bytes
+    /// during the handshake); change it with [`Connection::set_max_message_size`].
     pub fn connect(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Connection> {
         Self::connect_timeout(address, authkey, DEFAULT_HANDSHAKE_TIMEOUT)
     }
@@ -810,7 +867,7 @@ impl Client {
                 s.into()
             }
         };
-        let c = Connection::from_fd(fd, true, true);
+        let c = Connection::from_fd(fd, true, true, DEFAULT_MAX_MESSAGE);
         if let Some(key) = authkey {
             super::auth::answer_challenge(&c, key, deadline)?;
             super::auth::deliver_challenge(&c, key, deadline)?;

@@ -1,9 +1,11 @@
 //! Message passing between processes: pipes, connections, queues. See `README.md` beside
 //! this file for the queue ring and the authentication handshake.
 
-mod auth;
+pub(crate) mod auth;
+pub(crate) mod codec;
 pub mod connection;
 pub(crate) mod fdctx;
+mod pickle;
 mod pipe;
 mod queue;
 mod ring;

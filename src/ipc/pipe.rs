@@ -7,6 +7,12 @@ use crate::error::{Error, Result};
 
 /// Creates a pair of connected [`Connection`]s (a Unix socket pair).
 ///
+/// Both ends belong to this program (and the processes it hands them to), so, as in
+/// Python, a message may be of any size the memory allows: a `Pipe`'s connections have no
+/// message limit ([`Connection::max_message_size`] is `usize::MAX`). A message too large
+/// to allocate is an [`Error::Protocol`](crate::Error::Protocol), never an abort. Set a
+/// limit with [`Connection::set_max_message_size`] where a peer is not trusted.
+///
 /// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Connection, Pipe, Process};
@@ -30,8 +36,8 @@ impl Pipe {
     pub fn duplex() -> Result<(Connection, Connection)> {
         let (a, b) = pair()?;
         Ok((
-            Connection::from_fd(a, true, true),
-            Connection::from_fd(b, true, true),
+            Connection::from_fd(a, true, true, usize::MAX),
+            Connection::from_fd(b, true, true, usize::MAX),
         ))
     }
 
@@ -42,8 +48,8 @@ impl Pipe {
         let _ = rustix::net::shutdown(&r, Shutdown::Write);
         let _ = rustix::net::shutdown(&w, Shutdown::Read);
         Ok((
-            Connection::from_fd(r, true, false),
-            Connection::from_fd(w, false, true),
+            Connection::from_fd(r, true, false, usize::MAX),
+            Connection::from_fd(w, false, true, usize::MAX),
         ))
     }
 

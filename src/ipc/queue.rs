@@ -21,7 +21,28 @@ use crate::error::{Error, Result};
 /// [`get`](Self::get) loses at most the item it was taking and blocks nobody.
 ///
 /// Clone it for more handles in this process; pass it (inside) the argument of a
-/// [`Process`](crate::Process) or a pool task to use it in another process.
+/// [`Process`](crate::Process) or of a process pool's
+/// [`initializer`](crate::ProcessPoolBuilder::initializer) to use it in another process.
+/// A pool *task's* argument refuses it, as in Python (a task may run in any worker, long
+/// after the queue was sent): give each worker the queue once, through the initializer,
+/// and let tasks find it in a `static`:
+///
+/// ```standalone_crate
+/// # multiproc::init();
+/// use multiproc::{Executor, ProcessPool, Queue};
+/// use std::sync::OnceLock;
+///
+/// static RESULTS: OnceLock<Queue<u64>> = OnceLock::new();
+/// fn setup(q: Queue<u64>) { let _ = RESULTS.set(q); }
+/// fn work(x: u64) { RESULTS.get().unwrap().put(&(x * x)).unwrap(); }
+///
+/// let q = Queue::new().unwrap();
+/// let pool = ProcessPool::builder().workers(2).initializer(setup, q.clone()).build().unwrap();
+/// pool.map(work, 0..4).unwrap();
+/// let mut got: Vec<u64> = (0..4).map(|_| q.get().unwrap()).collect();
+/// got.sort();
+/// assert_eq!(got, vec![0, 1, 4, 9]);
+/// ```
 ///
 /// Bounds: [`Queue::bounded`] limits the number of items (Python's `maxsize`); every queue
 /// is also limited by the bytes of its ring (256 MiB by default, virtual: pages are only
@@ -199,6 +220,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Removes and returns the oldest item, waiting for one.
+    ///
+    /// An item that is not exactly one `T` (put by a process that took the queue for
+    /// another type) is an [`Error::WrongType`]; one that `T`'s `Deserialize` refuses is an
+    /// [`Error::Deserialize`]. Either way the item is consumed and the next `get` returns
+    /// the next one.
     pub fn get(&self) -> Result<T> {
         self.ring.get(None)
     }

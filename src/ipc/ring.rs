@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::sys::ring::{with_bytes, with_bytes_mut};
+use crate::sys::ring::{RingMemory, Side};
 use crate::sys::{SharedMapping, futex_wait, futex_wake};
 
 const MAGIC: u64 = 0x6d70_7175_6575_6531; // "mpqueue1"
@@ -254,7 +254,7 @@ fn place(t: u64, h: u64, n: u32, s: u64, cap: u64) -> Option<(u64, bool)> {
 
 /// One mapping of a queue's ring (one per `Queue` handle family in a process).
 pub(crate) struct Ring {
-    map: SharedMapping,
+    mem: RingMemory,
     fd: OwnedFd,
     cap: u64,
     maxsize: u32,
@@ -285,7 +285,7 @@ impl Ring {
         map.atomic_u64(OFF_MAXSIZE).store(maxsize as u64, Relaxed);
         map.atomic_u64(OFF_MAGIC).store(MAGIC, Release);
         Ok(Ring {
-            map,
+            mem: RingMemory::new(map, HEADER),
             fd,
             cap,
             maxsize,
@@ -307,12 +307,13 @@ impl Ring {
         if map.atomic_u64(OFF_MAGIC).load(Acquire) != MAGIC
             || cap + HEADER as u64 != size
             || cap % 8 != 0
+            || cap > MAX_CAPACITY
         {
             return Err(Error::Protocol("not a multiproc queue".into()));
         }
         let maxsize = map.atomic_u64(OFF_MAXSIZE).load(Relaxed) as u32;
         Ok(Ring {
-            map,
+            mem: RingMemory::new(map, HEADER),
             fd,
             cap,
             maxsize,
@@ -324,15 +325,20 @@ impl Ring {
     }
 
     fn word(&self, off: usize) -> &AtomicU32 {
-        self.map.atomic_u32(off)
+        self.mem.header_u32(off)
     }
 
     fn word64(&self, off: usize) -> &AtomicU64 {
-        self.map.atomic_u64(off)
+        self.mem.header_u64(off)
     }
 
-    fn data(&self, pos: u64) -> usize {
-        HEADER + pos as usize
+    /// `(len, kind)` of the frame header at ring offset `pos` (consumer side).
+    fn frame_header(&self, pos: u64) -> (u32, u32) {
+        self.mem
+            .with_bytes(Side::Consumer, pos as usize, FRAME_HEAD as usize, |b| {
+                let word = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().expect("4"));
+                (word(0), word(4))
+            })
     }
 
     /// Items in the ring now (approximate under concurrency, like `qsize`).
@@ -467,30 +473,35 @@ impl Ring {
                 .or_else(|| self.find_space(s, true));
             if let Some((puts, t, pos, wrap)) = spot {
                 if wrap {
-                    self.word(self.data(t) + 4).store(KIND_WRAP, Relaxed);
+                    self.mem
+                        .with_bytes_mut(Side::Producer, t as usize, FRAME_HEAD as usize, |b| {
+                            b[4..].copy_from_slice(&KIND_WRAP.to_ne_bytes())
+                        });
                 }
-                let start = self.data(pos);
-                let written = with_bytes_mut(
-                    &self.map,
-                    start + FRAME_HEAD as usize,
-                    len as usize,
-                    |buf| match small {
-                        Some(n) => {
-                            buf.copy_from_slice(&scratch[..n]);
-                            Ok(n)
-                        }
-                        None => postcard::to_slice(value, buf).map(|out| out.len()),
-                    },
-                )
-                .map_err(ser_err)?;
+                let frame = FRAME_HEAD as usize + len as usize;
+                let written = self
+                    .mem
+                    .with_bytes_mut(Side::Producer, pos as usize, frame, |buf| {
+                        let (head, body) = buf.split_at_mut(FRAME_HEAD as usize);
+                        let n = match small {
+                            Some(n) => {
+                                body.copy_from_slice(&scratch[..n]);
+                                n
+                            }
+                            None => postcard::to_slice(value, body).map(|out| out.len())?,
+                        };
+                        // The header last: a frame is whole before anything names it.
+                        head[..4].copy_from_slice(&(n as u32).to_ne_bytes());
+                        head[4..].copy_from_slice(&KIND_DATA.to_ne_bytes());
+                        Ok(n)
+                    })
+                    .map_err(ser_err)?;
                 if written as u64 != len {
                     return Err(Error::Serialize {
                         type_name: std::any::type_name::<T>(),
                         message: "the value serialized to a different size the second time".into(),
                     });
                 }
-                self.word(start).store(len as u32, Relaxed);
-                self.word(start + 4).store(KIND_DATA, Relaxed);
                 let mut new_t = pos + s;
                 if new_t == self.cap {
                     new_t = 0;
@@ -531,28 +542,34 @@ impl Ring {
                 cached.store(p, Relaxed);
             }
             if unpack(p).0 != gets {
-                let mut pos = h;
-                let mut kind = self.word(self.data(pos) + 4).load(Relaxed);
-                if kind == KIND_WRAP {
-                    pos = 0;
-                    kind = self.word(self.data(0) + 4).load(Relaxed);
-                }
-                let len = self.word(self.data(pos)).load(Relaxed) as u64;
-                let s = frame_size(len);
-                if kind != KIND_DATA || pos + s > self.cap {
-                    return Err(Error::Protocol(
+                let corrupted = || {
+                    Error::Protocol(
                         "the queue's shared memory is corrupted (was it written by another program?)"
                             .into(),
-                    ));
+                    )
+                };
+                if h % 8 != 0 || h + FRAME_HEAD > self.cap {
+                    return Err(corrupted());
+                }
+                let mut pos = h;
+                let (mut len, mut kind) = self.frame_header(pos);
+                if kind == KIND_WRAP {
+                    pos = 0;
+                    (len, kind) = self.frame_header(0);
+                }
+                let len = len as u64;
+                let s = frame_size(len);
+                if kind != KIND_DATA || pos + s > self.cap {
+                    return Err(corrupted());
                 }
                 // A panicking `Deserialize` impl must not leave the item stuck at the head:
                 // the item is consumed either way, then the panic goes on.
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    with_bytes(
-                        &self.map,
-                        self.data(pos) + FRAME_HEAD as usize,
+                    self.mem.with_bytes(
+                        Side::Consumer,
+                        (pos + FRAME_HEAD) as usize,
                         len as usize,
-                        |b| postcard::from_bytes::<T>(b),
+                        |b| super::codec::decode_exact::<T>(b),
                     )
                 }));
                 let mut new_h = pos + s;
@@ -565,10 +582,7 @@ impl Ring {
                 drop(guard);
                 wake(self.word(OFF_NOT_FULL));
                 let r = r.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                return r.map_err(|e| Error::Deserialize {
-                    type_name: std::any::type_name::<T>(),
-                    message: e.to_string(),
-                });
+                return r.map_err(Error::from);
             }
             drop(guard);
             if self.is_closed() {

@@ -21,7 +21,7 @@ use super::{Config, Inner};
 use crate::bootstrap::{Child, ChildSpec, start_child};
 use crate::error::{Error, ExitStatus, Result, TaskError};
 use crate::sys::SharedMapping;
-use crate::sys::fdpass::{recv_with_fds, send_with_fds};
+use crate::sys::fdpass::{recv_with_fds_nowait, send_with_fds};
 
 /// A chunk of items (often one) with the code to run them and where results go.
 pub(crate) struct Job {
@@ -116,6 +116,8 @@ pub(crate) struct Slot {
     task_bell: Bell,
     sock: Option<OwnedFd>,
     kill: Option<(u64, u64, KillReason)>,
+    /// The worker broke the protocol (what was wrong); it was SIGKILLed.
+    corrupt: Option<String>,
     ready: bool,
     stopping: bool,
 }
@@ -207,6 +209,7 @@ impl Slot {
             task_bell: Bell::new(map.clone(), base(i) + TASK_BELL),
             sock: Some(sock),
             kill: None,
+            corrupt: None,
             ready: true,
             stopping: false,
         }
@@ -366,53 +369,33 @@ impl Dispatcher {
         any
     }
 
+    /// Kills a worker that broke the protocol; its death fails its current item with
+    /// [`TaskError::Protocol`]. Nothing more is read from its ring.
+    fn mark_corrupt(&mut self, i: usize, why: String) {
+        let s = &mut self.slots[i];
+        if s.corrupt.is_none() {
+            s.corrupt = Some(why);
+            if let Some(c) = &s.child {
+                let _ = c.signal(libc::SIGKILL);
+            }
+        }
+    }
+
     fn collect_slot(&mut self, i: usize) -> bool {
         let mut any = false;
         let mut buf = std::mem::take(&mut self.buf);
-        while let Some(kind) = self.slots[i].results.pop(&mut buf) {
-            any = true;
-            let oob;
-            let body: &[u8] = if kind & OOB != 0 {
-                let len = get_u64(&buf, RESULTS_HDR.min(buf.len().saturating_sub(8))) as usize;
-                oob = self.read_oob(i, len);
-                &oob
-            } else {
-                &buf[RESULTS_HDR.min(buf.len())..]
+        while self.slots[i].corrupt.is_none() {
+            let kind = match self.slots[i].results.try_pop(&mut buf) {
+                Ok(Some(kind)) => kind,
+                Ok(None) => break,
+                Err(e) => {
+                    self.mark_corrupt(i, e.0);
+                    break;
+                }
             };
-            match kind & !OOB {
-                K_RESULTS if buf.len() >= RESULTS_HDR => {
-                    let (id, first, count) = (
-                        get_u64(&buf, 0),
-                        get_u32(&buf, 8) as usize,
-                        get_u32(&buf, 12) as usize,
-                    );
-                    let elapsed = get_u64(&buf, 16) as f64;
-                    if count > 0 {
-                        let per = elapsed / count as f64;
-                        self.avg_item_ns = 0.8 * self.avg_item_ns + 0.2 * per;
-                    }
-                    let s = &mut self.slots[i];
-                    if let Some(front) = s.inflight.front_mut()
-                        && front.job.id == id
-                        && first == front.done
-                    {
-                        front.job.sink.deliver(front.job.start + first, count, body);
-                        front.done += count;
-                        s.inflight_items -= count;
-                        if front.done >= front.job.len() {
-                            s.inflight.pop_front();
-                        }
-                    }
-                }
-                K_INIT_FAILED => {
-                    let err =
-                        postcard::from_bytes::<TaskError>(body).unwrap_or(TaskError::PoolClosed {
-                            index: None,
-                            reason: "a worker initializer failed".into(),
-                        });
-                    self.broken = Some(format!("a replacement worker's initializer failed: {err}"));
-                }
-                _ => {}
+            any = true;
+            if let Err(why) = self.take_frame(i, kind, &buf) {
+                self.mark_corrupt(i, why);
             }
         }
         self.buf = buf;
@@ -431,18 +414,107 @@ impl Dispatcher {
         any
     }
 
-    fn read_oob(&self, i: usize, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len);
-        if let Some(sock) = &self.slots[i].sock {
-            let mut one = [0u8; 1];
-            if let Ok((_, mut fds)) = recv_with_fds(sock, &mut one)
-                && let Some(fd) = fds.pop()
-            {
-                let mut f = std::fs::File::from(fd);
-                let _ = std::io::Seek::rewind(&mut f).and_then(|_| f.read_to_end(&mut out));
+    /// Acts on one frame from slot `i`'s worker; an error says how it broke the protocol.
+    fn take_frame(&mut self, i: usize, kind: u32, buf: &[u8]) -> std::result::Result<(), String> {
+        let oob;
+        match decode_result_frame(kind, buf)? {
+            WorkerFrame::Results {
+                id,
+                first,
+                count,
+                elapsed_ns,
+                body,
+            } => {
+                let s = &self.slots[i];
+                let Some(front) = s.inflight.front() else {
+                    // Results of jobs a terminate already failed.
+                    return if self.terminating {
+                        Ok(())
+                    } else {
+                        Err(format!("results for job {id}, which it was not given"))
+                    };
+                };
+                if front.job.id != id || first != front.done || first + count > front.job.len() {
+                    return Err(format!(
+                        "results for job {id} items {first}..{}, expected job {} from item {} \
+                         of {}",
+                        first + count,
+                        front.job.id,
+                        front.done,
+                        front.job.len()
+                    ));
+                }
+                let body: &[u8] = match body {
+                    Body::Inline(b) => b,
+                    Body::OutOfBand(len) => {
+                        oob = self.read_oob(i, len)?;
+                        &oob
+                    }
+                };
+                let per = elapsed_ns as f64 / count as f64;
+                self.avg_item_ns = 0.8 * self.avg_item_ns + 0.2 * per;
+                let s = &mut self.slots[i];
+                let front = s.inflight.front_mut().expect("checked above");
+                front.job.sink.deliver(front.job.start + first, count, body);
+                front.done += count;
+                s.inflight_items -= count;
+                if front.done >= front.job.len() {
+                    s.inflight.pop_front();
+                }
+            }
+            WorkerFrame::InitFailed(body) => {
+                let body: &[u8] = match body {
+                    Body::Inline(b) => b,
+                    Body::OutOfBand(len) => {
+                        oob = self.read_oob(i, len)?;
+                        &oob
+                    }
+                };
+                let err =
+                    postcard::from_bytes::<TaskError>(body).unwrap_or(TaskError::PoolClosed {
+                        index: None,
+                        reason: "a worker initializer failed".into(),
+                    });
+                self.broken = Some(format!("a replacement worker's initializer failed: {err}"));
             }
         }
-        out
+        Ok(())
+    }
+
+    /// Reads an out-of-band payload of `len` bytes (already capped at `MAX_OOB`). The worker
+    /// sent its memfd before publishing the frame, so the fd is already queued: the receive
+    /// does not block, and a missing fd is a protocol error, not a wait. The fd must be a
+    /// regular file (a pipe or socket could block the dispatcher) of exactly `len` bytes,
+    /// checked before allocating; the read is capped at `len`.
+    fn read_oob(&self, i: usize, len: u64) -> std::result::Result<Vec<u8>, String> {
+        let sock = self.slots[i].sock.as_ref().ok_or("no socket")?;
+        let mut one = [0u8; 1];
+        let fd = match recv_with_fds_nowait(sock, &mut one) {
+            Ok((_, mut fds)) => fds.pop(),
+            Err(e) => return Err(format!("no out-of-band payload on its socket: {e}")),
+        }
+        .ok_or("an out-of-band frame without a memfd")?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| format!("fstat of its memfd: {e}"))?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err("an out-of-band payload that is not a memory file".into());
+        }
+        if st.st_size as u64 != len {
+            return Err(format!(
+                "an out-of-band payload of {} bytes announced as {len}",
+                st.st_size
+            ));
+        }
+        let mut out = Vec::new();
+        out.try_reserve_exact(len as usize)
+            .map_err(|_| format!("an out-of-band payload of {len} bytes does not fit in memory"))?;
+        let f = std::fs::File::from(fd);
+        let mut f = std::io::Read::take(f, len);
+        let r = std::io::Seek::rewind(f.get_mut()).and_then(|_| f.read_to_end(&mut out));
+        match r {
+            Ok(n) if n as u64 == len => Ok(out),
+            Ok(n) => Err(format!("its memfd shrank to {n} bytes from {len}")),
+            Err(e) => Err(format!("reading its memfd: {e}")),
+        }
     }
 
     /// How many items a worker should hold: enough to cover ~200 µs of work, so a short
@@ -478,6 +550,7 @@ impl Dispatcher {
                 self.pending.push_front(job);
                 break;
             }
+            job.sink.started();
             let s = &mut self.slots[i];
             s.inflight_items += n;
             s.inflight.push_back(Inflight { job, done: 0 });
@@ -571,9 +644,19 @@ impl Dispatcher {
         self.collect_slot(i);
         let map = self.inner.map.clone();
         let b = base(i);
-        let cur = u64_at(&map, b + CURRENT_TASK);
-        let cur_item = u64_at(&map, b + CURRENT_ITEM) as usize;
         let kill = self.slots[i].kill.take();
+        let corrupt = self.slots[i].corrupt.take();
+        // Which item to blame. A kill blames exactly the item it was aimed at: the worker
+        // may have moved on before the signal landed, and the item it runs now is innocent.
+        // Otherwise the worker's own `CURRENT_*` says (bounds-checked below: a corrupt worker
+        // may have written anything there).
+        let blamed = match kill {
+            Some((task, item, _)) => Some((task, item as usize)),
+            None => Some((
+                u64_at(&map, b + CURRENT_TASK),
+                u64_at(&map, b + CURRENT_ITEM) as usize,
+            )),
+        };
         let cfg = self.inner.cfg.clone();
         let mut requeue: Vec<Job> = Vec::new();
         let s = &mut self.slots[i];
@@ -583,40 +666,55 @@ impl Dispatcher {
         let inflight: Vec<Inflight> = s.inflight.drain(..).collect();
         for (k, inf) in inflight.into_iter().enumerate() {
             let job = inf.job;
-            let running = k == 0 && job.id == cur && cur_item >= inf.done && cur_item < job.len();
-            if !running {
+            let hit =
+                |(t, it): (u64, usize)| k == 0 && job.id == t && it >= inf.done && it < job.len();
+            let mut at = blamed.filter(|&x| hit(x)).map(|(_, it)| it);
+            // A worker that broke the protocol while idle (or lied about what it ran) is
+            // still charged to its next item, so a task that corrupts memory every time
+            // cannot be requeued forever.
+            if at.is_none() && corrupt.is_some() && k == 0 && inf.done < job.len() {
+                at = Some(inf.done);
+            }
+            let Some(cur_item) = at else {
                 if inf.done < job.len() {
                     let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
                     requeue.push(job.tail(inf.done, id));
                 }
                 continue;
-            }
+            };
             // Items finished before the crash whose results were not yet sent run again.
             if cur_item > inf.done {
                 let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
                 requeue.push(job.slice(inf.done, cur_item, id));
             }
             let idx = job.start + cur_item;
-            let err = match kill {
-                Some((_, _, KillReason::Timeout)) => Some(TaskError::TimedOut {
+            let err = match (&kill, &corrupt) {
+                (Some((_, _, KillReason::Timeout)), _) => Some(TaskError::TimedOut {
                     index: None,
                     timeout: cfg.task_timeout.unwrap_or_default(),
                     pid,
                 }),
-                Some((_, _, KillReason::Cancel)) => Some(TaskError::Cancelled { index: None }),
-                Some((_, _, KillReason::Terminate)) => Some(TaskError::PoolClosed {
+                (Some((_, _, KillReason::Cancel)), _) => Some(TaskError::Cancelled { index: None }),
+                (Some((_, _, KillReason::Terminate)), _) => Some(TaskError::PoolClosed {
                     index: None,
                     reason: "the pool was terminated".into(),
                 }),
-                None if job.attempts < cfg.retries => None,
-                None if cfg.memory_limit.is_some() && status.signal == Some(libc::SIGABRT) => {
+                (None, Some(why)) => Some(TaskError::Protocol {
+                    index: None,
+                    pid,
+                    message: why.clone(),
+                }),
+                (None, None) if job.attempts < cfg.retries => None,
+                (None, None)
+                    if cfg.memory_limit.is_some() && status.signal == Some(libc::SIGABRT) =>
+                {
                     Some(TaskError::MemoryLimit {
                         index: None,
-                        limit: cfg.memory_limit.unwrap(),
+                        limit: cfg.memory_limit.unwrap_or_default(),
                         pid,
                     })
                 }
-                None => Some(TaskError::WorkerDied {
+                (None, None) => Some(TaskError::WorkerDied {
                     index: None,
                     pid,
                     status,

@@ -95,3 +95,177 @@ pub(crate) fn get_u32(b: &[u8], off: usize) -> u32 {
 pub(crate) fn get_u64(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
 }
+
+/// The largest out-of-band payload a parent accepts from a worker (16 GiB): the size comes
+/// from a process that may have corrupted its memory, so it is capped before any allocation.
+pub(crate) const MAX_OOB: u64 = 1 << 34;
+
+/// A frame from a worker's result ring, checked (see [`decode_result_frame`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum WorkerFrame<'a> {
+    /// Outcomes of items `first..first + count` of job `id`.
+    Results {
+        id: u64,
+        first: usize,
+        count: usize,
+        elapsed_ns: u64,
+        body: Body<'a>,
+    },
+    /// The initializer failed; the body is an encoded `TaskError`.
+    InitFailed(Body<'a>),
+}
+
+/// Where a frame's body is.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Body<'a> {
+    Inline(&'a [u8]),
+    /// In a memfd on the slot's socket, of this many bytes (at most [`MAX_OOB`]).
+    OutOfBand(u64),
+}
+
+/// Decodes a frame a worker published, trusting nothing in it: the kind must be known, the
+/// header complete, a results frame must hold at least one outcome and at least one byte per
+/// outcome (each has a tag byte), and an out-of-band size must be within [`MAX_OOB`]. Pure,
+/// so a property test can feed it arbitrary bytes.
+pub(crate) fn decode_result_frame(kind: u32, payload: &[u8]) -> Result<WorkerFrame<'_>, String> {
+    let oob = kind & OOB != 0;
+    let hdr_len = match kind & !OOB {
+        K_RESULTS => RESULTS_HDR,
+        K_INIT_FAILED => 0,
+        other => return Err(format!("unknown frame kind {other:#x}")),
+    };
+    if kind & !(OOB | 0xff) != 0 {
+        return Err(format!("unknown frame kind {kind:#x}"));
+    }
+    let need = hdr_len + if oob { 8 } else { 0 };
+    if payload.len() < need || (oob && payload.len() != need) {
+        return Err(format!(
+            "frame of kind {kind:#x} has {} bytes, expected {}{need}",
+            payload.len(),
+            if oob { "" } else { "at least " }
+        ));
+    }
+    let body = if oob {
+        let len = get_u64(payload, hdr_len);
+        if len > MAX_OOB {
+            return Err(format!(
+                "out-of-band size {len} exceeds the limit of {MAX_OOB} bytes"
+            ));
+        }
+        Body::OutOfBand(len)
+    } else {
+        Body::Inline(&payload[hdr_len..])
+    };
+    if kind & !OOB == K_INIT_FAILED {
+        return Ok(WorkerFrame::InitFailed(body));
+    }
+    let count = get_u32(payload, 12) as usize;
+    let body_len = match body {
+        Body::Inline(b) => b.len() as u64,
+        Body::OutOfBand(n) => n,
+    };
+    if count == 0 || body_len < count as u64 {
+        return Err(format!(
+            "results frame claims {count} outcomes in {body_len} bytes"
+        ));
+    }
+    Ok(WorkerFrame::Results {
+        id: get_u64(payload, 0),
+        first: get_u32(payload, 8) as usize,
+        count,
+        elapsed_ns: get_u64(payload, 16),
+        body,
+    })
+}
+
+/// A small deterministic generator for the property tests (xorshift64*).
+#[cfg(test)]
+pub(crate) struct Rng(pub u64);
+
+#[cfg(test)]
+impl Rng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arbitrary_frames_decode_or_fail_typed_never_panic() {
+        let mut rng = Rng(0x5eed_f00d);
+        let kinds = [
+            K_RESULTS,
+            K_RESULTS | OOB,
+            K_INIT_FAILED,
+            K_INIT_FAILED | OOB,
+        ];
+        let (mut ok, mut bad) = (0, 0);
+        for case in 0..50_000 {
+            let kind = if case % 5 == 0 {
+                rng.next() as u32
+            } else {
+                kinds[rng.below(4) as usize]
+            };
+            let len = rng.below(80) as usize;
+            let mut p: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            if case % 3 == 0 && p.len() >= 16 {
+                // A small count, so some frames are valid.
+                p[12..16].copy_from_slice(&(rng.below(4) as u32).to_le_bytes());
+            }
+            match decode_result_frame(kind, &p) {
+                Ok(WorkerFrame::Results { count, body, .. }) => {
+                    ok += 1;
+                    assert!(count >= 1);
+                    match body {
+                        Body::Inline(b) => assert!(b.len() >= count),
+                        Body::OutOfBand(n) => assert!(n <= MAX_OOB && n >= count as u64),
+                    }
+                }
+                Ok(WorkerFrame::InitFailed(Body::OutOfBand(n))) => {
+                    ok += 1;
+                    assert!(n <= MAX_OOB)
+                }
+                Ok(WorkerFrame::InitFailed(Body::Inline(_))) => ok += 1,
+                Err(msg) => {
+                    bad += 1;
+                    assert!(!msg.is_empty())
+                }
+            }
+        }
+        // Both outcomes were exercised, not just one.
+        assert!(ok > 1000 && bad > 1000, "ok {ok} bad {bad}");
+    }
+
+    #[test]
+    fn frames_the_worker_writes_decode() {
+        let mut h = [0u8; RESULTS_HDR];
+        put_u64(&mut h, 0, 7);
+        put_u32(&mut h, 8, 2);
+        put_u32(&mut h, 12, 3);
+        let mut p = h.to_vec();
+        p.extend_from_slice(&[1, 1, 0, 5]);
+        assert_eq!(
+            decode_result_frame(K_RESULTS, &p).unwrap(),
+            WorkerFrame::Results {
+                id: 7,
+                first: 2,
+                count: 3,
+                elapsed_ns: 0,
+                body: Body::Inline(&[1, 1, 0, 5])
+            }
+        );
+        let mut p = h.to_vec();
+        p.extend_from_slice(&(MAX_OOB + 1).to_le_bytes());
+        assert!(decode_result_frame(K_RESULTS | OOB, &p).is_err());
+        assert!(decode_result_frame(K_TASK, &p).is_err());
+    }
+}

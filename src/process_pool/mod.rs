@@ -7,6 +7,8 @@ mod ring;
 mod sink;
 mod worker;
 
+pub(crate) use worker::test_corrupt_result_ring;
+
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +27,7 @@ use crate::bootstrap::{Child, StartMethod};
 use crate::error::{Error, Result, TaskError};
 use crate::executor::{Executor, MapState, Payload, PoolFn};
 use crate::future::{FutureState, PoolLink, TaskFuture};
-use crate::sys::SharedMapping;
+use crate::sys::{AbortIfPanic, SharedMapping};
 
 /// Options fixed when the pool is built.
 #[derive(Clone, Debug)]
@@ -94,19 +96,28 @@ impl PoolLink for Link {
 
     fn help(&self) {
         if let Ok(mut d) = self.core.try_lock() {
+            let guard = AbortIfPanic("a process pool's dispatcher round");
             d.round();
+            guard.disarm();
         }
     }
 }
 
 /// The dispatcher thread: rounds of work, sleeping on the pool bell when there is none.
 /// Callers waiting on a future run rounds too (see `Link::help`).
+///
+/// Every call into user code inside a round (decoding results, done-callbacks) catches its
+/// own panics, so the lock is never poisoned by user code; a panic of the dispatcher's own
+/// code aborts loudly (`AbortIfPanic`) instead of leaving every caller hanging.
 fn dispatcher_loop(inner: Arc<Inner>, core: Arc<Mutex<Dispatcher>>) {
     loop {
         let (progress, timeout) = {
             let mut d = core.lock().unwrap();
+            let guard = AbortIfPanic("a process pool's dispatcher round");
             let r = d.round();
-            if d.finished() {
+            let finished = d.finished();
+            guard.disarm();
+            if finished {
                 return;
             }
             r
@@ -180,7 +191,12 @@ impl ProcessPoolBuilder {
         A: Serialize + DeserializeOwned + 'static,
     {
         // Queues and connections in `arg` travel as fds with each worker's start request.
-        let (bytes, fds) = crate::ipc::fdctx::collect_fds(|| postcard::to_stdvec(&arg));
+        // Framed like every task argument (the worker runs it through the same thunk); the
+        // user's `Serialize` may panic, which `encode_framed` turns into an error.
+        let (bytes, fds) = crate::ipc::fdctx::collect_fds(|| {
+            let mut v = Vec::new();
+            crate::bootstrap::task::encode_framed(&arg, &mut v).map(|_| v)
+        });
         match bytes {
             Ok(_) if fds.len() > crate::ipc::fdctx::MAX_CHILD_FDS - 2 => {
                 self.init_error = Some(Error::InvalidArgument(format!(
@@ -192,10 +208,10 @@ impl ProcessPoolBuilder {
                 self.cfg.initializer = Some((crate::sys::code::ship_task(f), bytes));
                 self.cfg.initializer_fds = fds.into_iter().map(std::sync::Arc::new).collect();
             }
-            Err(e) => {
+            Err(message) => {
                 self.init_error = Some(Error::Serialize {
                     type_name: std::any::type_name::<A>(),
-                    message: crate::ipc::fdctx::describe(&e),
+                    message,
                 })
             }
         }
@@ -399,11 +415,6 @@ impl ProcessPool {
         }
     }
 
-    /// Number of worker processes.
-    pub fn workers(&self) -> usize {
-        self.inner.cfg.workers
-    }
-
     /// Pids of the workers the pool started with (replacements get new pids).
     pub fn initial_pids(&self) -> &[u32] {
         &self.pids
@@ -418,18 +429,28 @@ impl ProcessPool {
     }
 
     /// Schedules `f(arg)` in a worker. An argument that fails to serialize is an error
-    /// here, before anything is sent.
-    pub fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
+    /// here, before anything is sent. (Not an inherent `submit`: that would shadow
+    /// [`Executor::submit`] and make `use multiproc::Executor` look unused.)
+    fn submit_one<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>
     where
         F: PoolFn<A, R>,
         A: Payload,
         R: Payload,
     {
         self.check_open()?;
-        let data = postcard::to_stdvec(&arg).map_err(|e| Error::Serialize {
-            type_name: std::any::type_name::<A>(),
-            message: crate::ipc::fdctx::describe(&e),
+        let mut data = Vec::new();
+        crate::bootstrap::task::encode_framed(&arg, &mut data).map_err(|message| {
+            Error::Serialize {
+                type_name: std::any::type_name::<A>(),
+                message,
+            }
         })?;
+        if let Some(message) = crate::executor::debug_check_decodes::<A>(&data[4..]) {
+            return Err(Error::Serialize {
+                type_name: std::any::type_name::<A>(),
+                message,
+            });
+        }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let state = FutureState::<R>::new(None);
         state.set_link(self.weak_link.clone(), id);
@@ -488,7 +509,10 @@ impl ProcessPool {
         for (k, a) in items.iter().enumerate() {
             let at = data.len();
             offsets.push(at as u32);
-            if let Err(e) = postcard::to_io(a, &mut data) {
+            let encoded = crate::bootstrap::task::encode_framed(a, &mut data).and_then(|()| {
+                crate::executor::debug_check_decodes::<A>(&data[at + 4..]).map_or(Ok(()), Err)
+            });
+            if let Err(message) = encoded {
                 data.truncate(at);
                 offsets.pop();
                 flush(&mut data, &mut offsets, run_start);
@@ -497,7 +521,7 @@ impl ProcessPool {
                     vec![Err(TaskError::Serialize {
                         index: Some(start + k),
                         type_name: std::any::type_name::<A>().into(),
-                        message: crate::ipc::fdctx::describe(&e),
+                        message,
                     })],
                 );
                 run_start = start + k + 1;
@@ -515,8 +539,41 @@ impl ProcessPool {
             let _ = self.inner.send(Msg::Shutdown { cancel_pending });
         }
         if wait {
-            self.join();
+            self.join_dispatcher();
         }
+    }
+
+    /// Python's `Pool.close()`: stops taking tasks; those already submitted still run.
+    /// Then [`join`](ProcessPool::join) waits for them and for the workers to exit. (The
+    /// same as `shutdown(false, false)`.)
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// use multiproc::{Executor, Pool};
+    /// fn double(x: u32) -> u32 { x * 2 }
+    /// let pool = Pool::new(2).unwrap();
+    /// let fut = pool.submit(double, 21).unwrap();
+    /// pool.close();
+    /// assert!(pool.submit(double, 1).is_err());
+    /// pool.join().unwrap();
+    /// assert_eq!(fut.result().unwrap(), 42);
+    /// ```
+    pub fn close(&self) {
+        self.shutdown(false, false)
+    }
+
+    /// Python's `Pool.join()`: waits until every task has finished and every worker has
+    /// exited. Only after [`close`](ProcessPool::close) or
+    /// [`terminate`](ProcessPool::terminate), as in Python; otherwise an
+    /// [`Error::InvalidArgument`] (joining a running pool would wait forever).
+    pub fn join(&self) -> Result<()> {
+        if !self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::InvalidArgument(
+                "the pool is still running: call close() or terminate() before join()".into(),
+            ));
+        }
+        self.join_dispatcher();
+        Ok(())
     }
 
     /// Kills every worker now: running and pending tasks fail with
@@ -524,10 +581,10 @@ impl ProcessPool {
     pub fn terminate(&self) {
         self.inner.closed.store(true, Ordering::Release);
         let _ = self.inner.send(Msg::Terminate);
-        self.join();
+        self.join_dispatcher();
     }
 
-    fn join(&self) {
+    fn join_dispatcher(&self) {
         let h = self.dispatcher.lock().unwrap().take();
         if let Some(h) = h {
             let _ = h.join();
@@ -557,7 +614,8 @@ impl Executor for ProcessPool {
         A: Payload,
         R: Payload,
     {
-        ProcessPool::submit(self, f, arg)
+        crate::sys::code::assert_shippable!(F);
+        self.submit_one(f, arg)
     }
 
     fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)

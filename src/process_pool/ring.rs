@@ -92,6 +92,17 @@ impl Ring {
         true
     }
 
+    /// Sets the tail far past the head, as a corrupted producer might (fault injection).
+    pub(crate) fn scribble_tail(&self) {
+        let head = self
+            .map
+            .atomic_u64(self.base + HEAD)
+            .load(Ordering::Relaxed);
+        self.map
+            .atomic_u64(self.base + TAIL)
+            .store(head + 3 * self.cap as u64, Ordering::Release);
+    }
+
     /// Whether a frame is waiting.
     pub(crate) fn has_data(&self) -> bool {
         let head = self
@@ -105,38 +116,78 @@ impl Ring {
     }
 
     /// Takes the next frame: its kind, with its payload appended to `out` (cleared first).
+    /// A corrupt ring reads as empty; see [`Ring::try_pop`] for the checked form.
     pub(crate) fn pop(&self, out: &mut Vec<u8>) -> Option<u32> {
+        self.try_pop(out).ok().flatten()
+    }
+
+    /// Takes the next frame, checking everything the producer wrote before using it: the
+    /// producer may be a worker that corrupted its own memory, so `head`, `tail`, every
+    /// frame length and every wrap marker are untrusted. Nothing is read outside the ring's
+    /// data and nothing larger than [`Ring::max_payload`] is allocated. On a violation the
+    /// ring is left as it is (the caller kills the producer and resets the ring).
+    pub(crate) fn try_pop(&self, out: &mut Vec<u8>) -> Result<Option<u32>, Corrupt> {
         let head_a = self.map.atomic_u64(self.base + HEAD);
         let mut head = head_a.load(Ordering::Relaxed);
         let tail = self
             .map
             .atomic_u64(self.base + TAIL)
             .load(Ordering::Acquire);
+        // Frames and wrap markers are 8-aligned, so both counters always are.
+        if !head.is_multiple_of(8) || !tail.is_multiple_of(8) {
+            return Err(Corrupt(format!("misaligned ring counters {head}/{tail}")));
+        }
+        let used = tail.wrapping_sub(head);
+        if used > self.cap as u64 {
+            return Err(Corrupt(format!(
+                "ring tail {tail} is not within {} bytes after head {head}",
+                self.cap
+            )));
+        }
         loop {
             if head == tail {
-                return None;
+                return Ok(None);
             }
+            let to_end = self.cap - (head as usize & (self.cap - 1));
+            let avail = tail.wrapping_sub(head) as usize;
             let at = self.data(head);
             let mut hdr = [0u8; FRAME_HEADER];
             self.map.read(at, &mut hdr);
             let len = u32::from_le_bytes(hdr[..4].try_into().unwrap()) as usize;
             let kind = u32::from_le_bytes(hdr[4..].try_into().unwrap());
             if kind == WRAP {
-                head += (self.cap - (head as usize & (self.cap - 1))) as u64;
+                // A marker skips to the start: it is only written where the next frame did
+                // not fit before the end, and the frame after it must be published too.
+                if to_end >= avail {
+                    return Err(Corrupt("wrap marker at the end of the data".into()));
+                }
+                head += to_end as u64;
                 continue;
             }
             if len > self.max_payload() {
-                // Corrupted by a dying writer: drop everything rather than read garbage.
-                head_a.store(tail, Ordering::Release);
-                return None;
+                return Err(Corrupt(format!(
+                    "frame length {len} exceeds the ring's limit of {}",
+                    self.max_payload()
+                )));
+            }
+            let total = FRAME_HEADER + pad8(len);
+            if total > avail || total > to_end {
+                return Err(Corrupt(format!(
+                    "frame of {total} bytes overruns the published data ({avail} bytes, \
+                     {to_end} before the end)"
+                )));
             }
             out.clear();
             self.map.read_into_vec(at + FRAME_HEADER, len, out);
-            head_a.store(head + (FRAME_HEADER + pad8(len)) as u64, Ordering::Release);
-            return Some(kind);
+            head_a.store(head + total as u64, Ordering::Release);
+            return Ok(Some(kind));
         }
     }
 }
+
+/// A ring whose producer broke the protocol (what was wrong, for the error message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Corrupt(pub String);
 
 /// Whether the ring whose header is at `base` holds a frame.
 pub(crate) fn has_data_at(map: &SharedMapping, base: usize) -> bool {
@@ -203,5 +254,84 @@ impl Bell {
         }
         sleeping.fetch_sub(1, Ordering::SeqCst);
         ready()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process_pool::layout::Rng;
+
+    const CAP: usize = 4096;
+
+    fn ring() -> Ring {
+        let fd = crate::sys::mem::memfd("ring-test", (RING_HEADER + CAP) as u64).unwrap();
+        let map = Arc::new(SharedMapping::map(&fd, RING_HEADER + CAP).unwrap());
+        Ring::new(map, 0, CAP)
+    }
+
+    #[test]
+    fn frames_round_trip_across_the_wrap() {
+        let r = ring();
+        let mut out = Vec::new();
+        for i in 0..1000u32 {
+            let p = vec![i as u8; (i as usize * 37) % 900];
+            assert!(r.try_push(3, &[&p]));
+            assert_eq!(r.try_pop(&mut out), Ok(Some(3)));
+            assert_eq!(out, p);
+        }
+        assert_eq!(r.try_pop(&mut out), Ok(None));
+    }
+
+    #[test]
+    fn arbitrary_ring_contents_never_panic_overrun_or_over_allocate() {
+        let r = ring();
+        let mut rng = Rng(0xdead_beef_cafe);
+        let (mut frames, mut corrupt) = (0, 0);
+        for case in 0..20_000 {
+            // Arbitrary data, then counters that are sometimes sane and sometimes not.
+            let mut data = vec![0u8; CAP];
+            for b in data.iter_mut() {
+                *b = rng.next() as u8;
+            }
+            if case % 2 == 0 {
+                // Plausible frame headers at aligned places, so deep paths are reached.
+                for at in (0..CAP).step_by(8 * (1 + rng.below(16) as usize)) {
+                    let len = rng.below(if at % 16 == 0 { 300 } else { CAP as u64 / 3 }) as u32;
+                    let kind = [3, 4, u32::MAX, rng.next() as u32][rng.below(4) as usize];
+                    data[at..at + 4].copy_from_slice(&len.to_le_bytes());
+                    data[at + 4..at + 8].copy_from_slice(&kind.to_le_bytes());
+                }
+            }
+            r.map.write(RING_HEADER, &data);
+            let head = match case % 3 {
+                0 => rng.next(),
+                _ => rng.below(1 << 20) * 8,
+            };
+            let tail = match case % 4 {
+                0 => rng.next(),
+                _ => head.wrapping_add(rng.below(CAP as u64 / 8 + 2) * 8),
+            };
+            r.map.atomic_u64(HEAD).store(head, Ordering::SeqCst);
+            r.map.atomic_u64(TAIL).store(tail, Ordering::SeqCst);
+            let mut out = Vec::new();
+            // Each pop consumes at least 8 bytes, so this ends on any input.
+            for _ in 0..CAP / 8 + 1 {
+                match r.try_pop(&mut out) {
+                    Ok(Some(_)) => {
+                        frames += 1;
+                        assert!(out.len() <= r.max_payload());
+                        assert!(out.capacity() <= 2 * r.max_payload());
+                    }
+                    Ok(None) => break,
+                    Err(Corrupt(msg)) => {
+                        corrupt += 1;
+                        assert!(!msg.is_empty());
+                        break;
+                    }
+                }
+            }
+        }
+        assert!(frames > 500 && corrupt > 1000, "{frames} {corrupt}");
     }
 }

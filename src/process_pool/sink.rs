@@ -15,6 +15,8 @@ pub(crate) trait ByteSink: Send + Sync {
     fn fail(&self, start: usize, err: TaskError);
     /// Whether the results are no longer wanted.
     fn is_cancelled(&self) -> bool;
+    /// The job was sent to a worker.
+    fn started(&self) {}
 }
 
 fn decode<R: DeserializeOwned>(
@@ -39,16 +41,11 @@ fn decode<R: DeserializeOwned>(
             continue;
         };
         let r = if tag == 1 {
-            match postcard::take_from_bytes::<R>(rest) {
-                Ok((v, rest)) => {
-                    bytes = rest;
-                    Ok(v)
-                }
-                Err(e) => {
-                    bytes = &[];
-                    Err(bad(std::any::type_name::<R>(), e.to_string()))
-                }
-            }
+            // Framed with its length: a `Deserialize` that fails or panics costs this item
+            // only, and the next one starts where it should.
+            bytes = rest;
+            crate::bootstrap::task::decode_framed::<R>(&mut bytes)
+                .map_err(|e| bad(std::any::type_name::<R>(), e))
         } else {
             match postcard::take_from_bytes::<TaskError>(rest) {
                 Ok((e, rest)) => {
@@ -79,6 +76,10 @@ impl<R: DeserializeOwned + Send> ByteSink for FutureState<R> {
 
     fn is_cancelled(&self) -> bool {
         self.is_done()
+    }
+
+    fn started(&self) {
+        self.set_running();
     }
 }
 

@@ -146,6 +146,29 @@ impl Worker {
     }
 }
 
+/// This worker's result ring, for [`test_corrupt_result_ring`].
+static RESULT_RING: std::sync::OnceLock<Ring> = std::sync::OnceLock::new();
+
+/// Breaks the frame protocol from inside a task, as a task that scribbles on its worker's
+/// memory would: 0 sets an impossible ring tail, 1 publishes a frame of unknown kind, 2
+/// announces an out-of-band payload of 1 TiB. For fault-injection tests; does nothing
+/// outside a pool worker.
+pub(crate) fn test_corrupt_result_ring(how: u32) {
+    let Some(r) = RESULT_RING.get() else { return };
+    match how {
+        0 => r.scribble_tail(),
+        1 => {
+            let _ = r.try_push(77, &[&[0u8; 24]]);
+        }
+        _ => {
+            let mut h = [0u8; RESULTS_HDR + 8];
+            put_u32(&mut h, 12, 1);
+            put_u64(&mut h, RESULTS_HDR, 1 << 40);
+            let _ = r.try_push(K_RESULTS | OOB, &[&h]);
+        }
+    }
+}
+
 /// Entry point of a pool worker process (shipped by offset to the child).
 pub(crate) fn worker_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
     let Ok(cfg) = postcard::from_bytes::<WorkerConfig>(payload) else {
@@ -175,6 +198,7 @@ pub(crate) fn worker_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
             pid: std::process::id(),
         },
     };
+    let _ = RESULT_RING.set(Ring::new(w.map.clone(), result_ring(cfg.slot), RING_CAP));
     set_quiet(true);
     if let Some(limit) = cfg.memory_limit {
         let _ = crate::sys::process::set_memory_limit(limit);

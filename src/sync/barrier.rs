@@ -2,16 +2,19 @@
 //! `multiprocessing.Barrier`).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::lock::{RawError, raw_lock, raw_unlock};
-use super::{Cell, Kind, cell_serde, deadline, sleep_for};
+use super::{CELL, Cell, Kind, LIVENESS_CHECK, cell_serde, deadline, sleep_for};
 use crate::error::{Error, Result};
+use crate::sys::shm::{current_tid, task_alive};
 use crate::sys::{futex_wait, futex_wake};
 
 // Words: 0 = generation (the futex word; bumped when a round ends, released or broken),
 // 1 = arrived this round, 2 = broken flag, 3 = parties, byte 16 = a 64-bit history
 // (bit g % 64 set if round g ended broken), word 6 = an internal lock word.
+// After the cell: one 32-bit slot per arrival index, the thread id of the party that
+// arrived with that index in the current round (written under the internal lock).
 
 /// Blocks each of `parties` callers of [`wait`](Barrier::wait) until all have called it,
 /// then releases them together.
@@ -20,9 +23,15 @@ use crate::sys::{futex_wait, futex_wake};
 /// [`reset`](Barrier::reset), gets [`Error::BrokenBarrier`]. A waiter whose timeout passes
 /// gets [`Error::Timeout`] and breaks the barrier for the others, as in Python.
 ///
-/// As in Python, a party that dies before arriving leaves the others waiting: give them a
-/// timeout (or `abort()` from whoever watches the processes) if a party may crash. One that
-/// dies after arriving still counts.
+/// # A party that dies
+///
+/// A party that dies (even by SIGKILL) *while waiting* breaks the barrier: every waiter,
+/// with or without a timeout, gets [`Error::BrokenBarrier`] within tens of milliseconds
+/// (each waiter wakes every 10 ms and checks the threads recorded as waiting this round,
+/// as a [`Lock`](crate::Lock) checks its holder). A party that dies *before it arrives* is
+/// not detected: nothing records who holds a handle, so it looks like a slow party. Give
+/// waiters a timeout (or `abort()` from whoever watches the processes) if a party may
+/// crash outside `wait`. A party that dies after the round was complete still counts.
 ///
 /// ```standalone_crate
 /// # multiproc::init();
@@ -37,6 +46,9 @@ use crate::sys::{futex_wait, futex_wake};
 #[derive(Clone)]
 pub struct Barrier {
     cell: Cell,
+    /// How many arrival slots follow the cell (at most `parties`; fewer only in a segment
+    /// that another process made too small, whose extra waiters then go unchecked).
+    slots: usize,
 }
 
 cell_serde!(Barrier, super::Kind::Barrier);
@@ -97,13 +109,33 @@ impl Barrier {
                 "a barrier needs at least one party".into(),
             ));
         }
-        let cell = Cell::new(Kind::Barrier)?;
+        let seg = Cell::segment(CELL + 4 * parties as usize)?;
+        let cell = Cell::init(&seg, 0, Kind::Barrier);
         cell.word(3).store(parties, Ordering::Release);
-        Ok(Barrier { cell })
+        Ok(Barrier::from_cell(cell))
     }
 
     fn from_cell(cell: Cell) -> Barrier {
-        Barrier { cell }
+        // The segment may come from another process: never index past its end.
+        let room = cell.shm().len().saturating_sub(CELL) / 4;
+        let slots = room.min(cell.word(3).load(Ordering::Relaxed) as usize);
+        Barrier { cell, slots }
+    }
+
+    /// The slot of arrival index `i`, if the segment has one.
+    fn slot(&self, i: u32) -> Option<&AtomicU32> {
+        ((i as usize) < self.slots)
+            .then(|| self.cell.shm().mapping().atomic_u32(CELL + 4 * i as usize))
+    }
+
+    /// Under the internal lock, in round `g`: whether a party waiting in it has died.
+    fn a_waiter_died(&self, st: &State<'_>) -> bool {
+        let me = current_tid();
+        let n = st.count().load(Ordering::Relaxed);
+        (0..n).filter_map(|i| self.slot(i)).any(|s| {
+            let tid = s.load(Ordering::Relaxed);
+            tid != 0 && tid != me && !task_alive(tid)
+        })
     }
 
     fn state(&self) -> State<'_> {
@@ -144,9 +176,13 @@ impl Barrier {
                 st.end_round(false);
                 return Ok(index);
             }
+            if let Some(s) = self.slot(index) {
+                s.store(current_tid(), Ordering::Relaxed);
+            }
             (g, index)
         };
         let gen_word = self.cell.word(0);
+        let mut checked = Instant::now();
         loop {
             if gen_word.load(Ordering::Acquire) != g {
                 let broken = self.cell.word64(16).load(Ordering::Relaxed) & (1 << (g % 64));
@@ -156,7 +192,15 @@ impl Barrier {
                     Ok(index)
                 };
             }
-            match sleep_for(deadline, None) {
+            if checked.elapsed() >= LIVENESS_CHECK {
+                checked = Instant::now();
+                let st = self.state();
+                if st.gen_word().load(Ordering::Relaxed) == g && self.a_waiter_died(&st) {
+                    st.break_it();
+                    return Err(Error::BrokenBarrier);
+                }
+            }
+            match sleep_for(deadline, Some(LIVENESS_CHECK)) {
                 Some(sleep) => futex_wait(gen_word, g, sleep),
                 None => {
                     let st = self.state();

@@ -82,6 +82,17 @@ fn give(cell: &Cell, n: u32, bound: Option<u32>) -> Result<()> {
 /// A counter of permits for threads and processes alike: `acquire` takes one (blocking
 /// while there is none), dropping the guard or `release` gives one back.
 ///
+/// # A holder that dies
+///
+/// A semaphore has no owner: a count in shared memory does not say who took its permits
+/// (`release` by anyone is allowed, as in Python). So a process that dies holding a permit
+/// (SIGKILL, abort, a crash) never gives it back: the count stays one lower for good, and
+/// nobody is told. There is no `OwnerDied` here, unlike [`Lock`](crate::Lock); a waiter
+/// for that permit waits until someone else releases one, so where a holder may crash, use
+/// [`acquire_timeout`](Semaphore::acquire_timeout), or have whoever watches the processes
+/// `release()` for a dead one. A *thread* that panics holding a guard does give the permit
+/// back (the guard's `Drop` runs while unwinding).
+///
 /// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::{Process, Semaphore};
@@ -162,6 +173,9 @@ impl Semaphore {
 
 /// A [`Semaphore`] whose count may not exceed its initial value: releasing more is an
 /// error (Python raises `ValueError`).
+///
+/// Like [`Semaphore`], it has no owner: a permit held by a process that dies is lost and
+/// nobody is told (see [*A holder that dies*](Semaphore#a-holder-that-dies)).
 ///
 /// ```
 /// let sem = multiproc::BoundedSemaphore::new(1).unwrap();

@@ -2,16 +2,28 @@
 
 use std::sync::Mutex;
 
+/// Hooks that must run before all others (joining non-daemon threads, which may still use
+/// child processes, as Python's `threading._shutdown` runs first).
+static FIRST: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 static HOOKS: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 /// Hooks that must run after all others (stopping the fork servers, after children joined).
 static LAST: Mutex<Vec<fn()>> = Mutex::new(Vec::new());
 
 extern "C" fn run_hooks() {
-    for list in [&HOOKS, &LAST] {
+    for list in [&FIRST, &HOOKS, &LAST] {
         let hooks = std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()));
         for h in hooks {
             h();
         }
+    }
+}
+
+/// Like [`at_exit`], but runs before every hook registered with `at_exit`.
+pub(crate) fn at_exit_first(hook: fn()) {
+    register();
+    let mut hooks = FIRST.lock().unwrap_or_else(|e| e.into_inner());
+    if !hooks.contains(&hook) {
+        hooks.push(hook);
     }
 }
 

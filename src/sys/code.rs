@@ -31,6 +31,25 @@ fn offset_of(addr: usize) -> i64 {
     addr as i64 - anchor as fn() as usize as i64
 }
 
+/// Fails the build (at `cargo build`, not `cargo check`: no stable trait bound can say
+/// "zero-sized") unless the function type `$f` can be shipped. Used in the methods a user
+/// calls, so the compiler's "encountered while instantiating" note names the user's line.
+macro_rules! assert_shippable {
+    ($f:ty) => {
+        const {
+            assert!(
+                std::mem::size_of::<$f>() == 0,
+                "a process can only run a `fn` item (`pool.submit(double, x)`) or a closure that \
+                 captures nothing. The type named in the `while instantiating` note below is the \
+                 culprit: `{{closure@file:line}}` is a closure that captures data (pass that data \
+                 as the argument instead, a tuple for several); `fn(..) -> ..` is a fn pointer \
+                 (pass the function by its name, or use a ThreadPool)"
+            )
+        }
+    };
+}
+pub(crate) use assert_shippable;
+
 /// The code offset of the task thunk for `F`. Fails to compile if `F` captures anything.
 pub(crate) fn ship_task<F, A, R>(_f: F) -> i64
 where
@@ -38,13 +57,7 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
-    const {
-        assert!(
-            std::mem::size_of::<F>() == 0,
-            "a process pool can only run `fn` items and non-capturing closures; \
-             pass captured data as the argument instead"
-        )
-    };
+    assert_shippable!(F);
     offset_of(thunk::<F, A, R> as TaskFn as usize)
 }
 

@@ -34,15 +34,27 @@ pub(crate) fn send_with_fds(
 
 /// Receives up to `buf.len()` bytes and any fds attached. Returns `(0, [])` at EOF.
 pub(crate) fn recv_with_fds(sock: impl AsFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    recv_flags(sock, buf, RecvFlags::CMSG_CLOEXEC)
+}
+
+/// As [`recv_with_fds`], but fails with `WouldBlock` at once when nothing is queued (for a
+/// reader that must never wait on an untrusted peer).
+pub(crate) fn recv_with_fds_nowait(
+    sock: impl AsFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    recv_flags(sock, buf, RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT)
+}
+
+fn recv_flags(
+    sock: impl AsFd,
+    buf: &mut [u8],
+    flags: RecvFlags,
+) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut anc = RecvAncillaryBuffer::new(&mut space);
     let msg = loop {
-        match rustix::net::recvmsg(
-            &sock,
-            &mut [IoSliceMut::new(buf)],
-            &mut anc,
-            RecvFlags::CMSG_CLOEXEC,
-        ) {
+        match rustix::net::recvmsg(&sock, &mut [IoSliceMut::new(buf)], &mut anc, flags) {
             Err(rustix::io::Errno::INTR) => continue,
             r => break r?,
         }

@@ -3,13 +3,16 @@
 //! Everything above this module is safe Rust built on the small, bounds-checked interfaces
 //! here: futex waits, shared mappings, fork, signals, fd passing and function shipping.
 
+pub(crate) mod abort;
 pub(crate) mod code;
 pub(crate) mod fdpass;
 pub(crate) mod futex;
 pub(crate) mod mem;
 pub(crate) mod process;
 pub(crate) mod shm;
+mod startup;
 
+pub(crate) use abort::AbortIfPanic;
 pub(crate) use futex::{futex_wait, futex_wake, timespec};
 pub(crate) use mem::SharedMapping;
 pub(crate) mod atexit;

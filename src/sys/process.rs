@@ -49,6 +49,33 @@ pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends `sig` to the process group `pgid` (every child multiproc starts leads its own
+/// group, so this reaches the processes *it* started too). Falls back to the process alone
+/// when there is no such group (it has not called `setpgid` yet, or left its group).
+/// Gone is not an error.
+pub(crate) fn kill_group(pgid: u32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill has no memory effects in this process; a negative pid names a group.
+    if unsafe { libc::kill(-(pgid as libc::pid_t), sig) } == -1 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return kill(pgid, sig);
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Puts process `pid` (0: this process) in a new process group of its own, so that one
+/// signal to the group reaches it and everything it starts, and a terminal's Ctrl-C
+/// (sent to the foreground group) no longer reaches it: its parent manages it.
+pub(crate) fn own_process_group(pid: u32) -> io::Result<()> {
+    // SAFETY: setpgid has no memory effects in this process.
+    if unsafe { libc::setpgid(pid as libc::pid_t, pid as libc::pid_t) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Decodes a raw `wait` status.
 pub(crate) fn decode_status(status: i32) -> ExitStatus {
     if libc::WIFEXITED(status) {
@@ -185,8 +212,8 @@ pub(crate) fn take_env(name: &str) -> Option<String> {
     Some(v)
 }
 
-/// Starts `exe` as a child that dies with the calling thread, with `fd` inherited at the
-/// same number, and `envs` set.
+/// Starts `exe` as a child that dies with the calling thread, leads a process group of its
+/// own, reads stdin from `/dev/null`, has `fd` inherited at the same number, and `envs` set.
 pub(crate) fn spawn_exec(
     exe: &std::path::Path,
     fd: RawFd,
@@ -196,6 +223,11 @@ pub(crate) fn spawn_exec(
     let parent = std::process::id();
     let mut cmd = std::process::Command::new(exe);
     cmd.envs(envs.iter().map(|(k, v)| (k, v)));
+    cmd.process_group(0);
+    // Python's children read /dev/null too. In a group of its own a child reading the
+    // terminal would be stopped (SIGTTIN) and hang; and it must not eat the parent's input.
+    // Fork-server children inherit it from their server.
+    cmd.stdin(std::process::Stdio::null());
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
     // (prctl, getppid, fcntl, _exit); it allocates nothing.
     unsafe {

@@ -71,3 +71,98 @@ static NO_SEGMENT_LEFT: extern "C" fn() = {
     }
     check
 };
+
+/// Whether `pid` is dead: gone, or a zombie (an orphan waits for init to reap it).
+pub fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Live (non-zombie) processes in process group `pgid`.
+pub fn live_in_group(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        // fields after the name: state ppid pgrp ...
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string() {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A task that starts `sleep 1000` and a shell pipeline, records `worker sleep sh` pids in
+/// `path`, and never ends.
+// Never waited for on purpose: the task never returns, and the kill of its group must
+// end these children.
+#[allow(clippy::zombie_processes)]
+pub fn start_children_then_hang(path: String) -> u32 {
+    let sleep = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let sh = std::process::Command::new("sh")
+        .args(["-c", "sleep 1000 | cat"])
+        .spawn()
+        .unwrap();
+    let tmp = format!("{path}.tmp");
+    std::fs::write(
+        &tmp,
+        format!("{} {} {}", std::process::id(), sleep.id(), sh.id()),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+pub fn wait_for_pids(path: &std::path::Path) -> Vec<u32> {
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            let _ = std::fs::remove_file(path);
+            return s.split_whitespace().map(|p| p.parse().unwrap()).collect();
+        }
+        assert!(std::time::Instant::now() < end, "the task never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Kills what a failed assertion left (so no test leaves a process behind), then asserts
+/// that the worker's whole group died by itself within 5 s.
+pub fn assert_group_died(pids: &[u32]) {
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    let worker = pids[0];
+    let mut left;
+    loop {
+        left = live_in_group(worker);
+        left.extend(pids.iter().copied().filter(|&p| !dead(p)));
+        left.sort_unstable();
+        left.dedup();
+        if left.is_empty() || std::time::Instant::now() > end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for &p in &left {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(p as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    }
+    assert!(left.is_empty(), "the task's children outlived it: {left:?}");
+}

@@ -2,6 +2,7 @@
 //! Rust) and `bench` (our numbers side by side with Python's and the OS limit).
 
 mod bench;
+mod manager_cmd;
 mod tour;
 
 use clap::{Parser, Subcommand};
@@ -50,6 +51,11 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         hogs: usize,
     },
+    /// A standalone manager server (shared dicts, lists, queues, locks...).
+    Manager {
+        #[command(subcommand)]
+        cmd: manager_cmd::ManagerCmd,
+    },
     /// (internal) One cold pool start in a fresh process; prints milliseconds.
     #[command(hide = true)]
     BenchColdStart,
@@ -75,5 +81,6 @@ fn main() -> multiproc::Result<()> {
             hogs,
         }),
         Cmd::BenchColdStart => bench::pool::cold_start(),
+        Cmd::Manager { cmd } => manager_cmd::run(cmd),
     }
 }

@@ -10,6 +10,7 @@
 
 mod ipc;
 mod limits;
+mod manager;
 pub mod pool;
 mod sync;
 mod sys;
@@ -182,6 +183,20 @@ pub fn run(opts: Opts) -> Result<()> {
     pool::run(&mut b)?;
     ipc::run(&mut b)?;
     sync::run(&mut b)?;
+    if b.wants(&["manager."]) {
+        // The manager bench runs its Python side (SyncManager) itself, pinned the same way.
+        for m in manager::measure(b.opts.quick, !b.opts.no_python)? {
+            b.push(Row {
+                name: m.name.into(),
+                unit: m.unit,
+                higher_is_better: m.unit.ends_with("/s"),
+                multiproc: m.multiproc,
+                python: m.python,
+                limit: m.limit,
+                python_job: None,
+            });
+        }
+    }
     if !b.opts.no_python {
         python(&mut b);
     }

@@ -1,0 +1,146 @@
+//! Decoding a received message as a value of one type, exactly: the one place that decides
+//! whether bytes *are* a `T` (connections, queue items, and pool results use it).
+//!
+//! postcard is not self-describing, so bytes of another type often decode as a prefix:
+//! a pickled dict (`80 04 95 …`) reads as the `u64` 512. A message is a `T` only if
+//! decoding it as one uses every byte. When it is not, a message that looks like a pickle
+//! (what CPython's `Connection.send` writes) is named as one.
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, TaskError};
+
+/// Why bytes are not a `T`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DecodeError {
+    /// The Rust type the bytes were read as.
+    pub(crate) expected: &'static str,
+    why: Why,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Why {
+    /// The bytes look like a pickle (protocol 2 or later).
+    Pickle,
+    /// A `T` decoded from the first bytes and `left` of `total` were left over.
+    Trailing { left: usize, total: usize },
+    /// The bytes do not have the shape of a `T`.
+    Malformed(String),
+    /// They have its shape, but `T`'s `Deserialize` refused the value.
+    Refused(String),
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Pickle => write!(
+                f,
+                "this is a pickled Python object: use `recv_bytes`, or `recv_pickle`"
+            ),
+            Why::Trailing { left, total } => write!(
+                f,
+                "{left} of its {total} bytes are left over after one, so it holds another type"
+            ),
+            Why::Malformed(m) => write!(f, "its bytes do not decode as one ({m})"),
+            Why::Refused(m) => write!(f, "the value was refused: {m}"),
+        }
+    }
+}
+
+impl DecodeError {
+    fn new(expected: &'static str, bytes: &[u8], why: Why) -> DecodeError {
+        let why = if looks_like_pickle(bytes) {
+            Why::Pickle
+        } else {
+            why
+        };
+        DecodeError { expected, why }
+    }
+
+    /// The same failure as a pool task's error (for results of the wrong type).
+    #[allow(dead_code)] // the pool's result decoding is to call it (see the ipc README)
+    pub(crate) fn into_task_error(self, index: Option<usize>) -> TaskError {
+        TaskError::Deserialize {
+            index,
+            type_name: self.expected.to_string(),
+            message: self.why.to_string(),
+        }
+    }
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Error {
+        match e.why {
+            // The bytes were a `T`'s; its own checks said no.
+            Why::Refused(message) => Error::Deserialize {
+                type_name: e.expected,
+                message,
+            },
+            why => Error::WrongType {
+                expected: e.expected,
+                found: why.to_string(),
+            },
+        }
+    }
+}
+
+/// Whether `bytes` look like a pickle: `PROTO` (0x80) with protocol 2..=5 first, `STOP`
+/// (`.`) last. Only asked of bytes that are not a `T`, so a `T` starting with 0x80 is safe.
+fn looks_like_pickle(bytes: &[u8]) -> bool {
+    bytes.len() >= 3 && bytes[0] == 0x80 && (2..=5).contains(&bytes[1]) && bytes.ends_with(b".")
+}
+
+fn failure<T>(bytes: &[u8], e: postcard::Error) -> DecodeError {
+    let why = match e {
+        postcard::Error::SerdeDeCustom => Why::Refused(super::fdctx::describe(&e)),
+        e => Why::Malformed(e.to_string()),
+    };
+    DecodeError::new(std::any::type_name::<T>(), bytes, why)
+}
+
+/// Decodes one `T` from the start of `bytes`, returning it and the bytes after it (for
+/// several values packed back to back; the caller checks that nothing is left at the end).
+pub(crate) fn decode_take<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), DecodeError> {
+    postcard::take_from_bytes::<T>(bytes).map_err(|e| failure::<T>(bytes, e))
+}
+
+/// Decodes `bytes` as exactly one `T`: every byte must be used.
+pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let (v, rest) = decode_take::<T>(bytes)?;
+    if !rest.is_empty() {
+        let why = Why::Trailing {
+            left: rest.len(),
+            total: bytes.len(),
+        };
+        return Err(DecodeError::new(std::any::type_name::<T>(), bytes, why));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_prefix_and_pickle() {
+        assert_eq!(decode_exact::<u64>(&[0x80, 0x01]), Ok(128));
+        let two = postcard::to_stdvec(&(5u32, 7u32)).unwrap();
+        let e = decode_exact::<u32>(&two).unwrap_err();
+        assert!(
+            matches!(e.why, Why::Trailing { left: 1, total: 2 }),
+            "{e:?}"
+        );
+        // pickle.dumps({'a': 1}, protocol=4)
+        let pickle = b"\x80\x04\x95\x0a\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01a\x94K\x01s.";
+        let e = Error::from(decode_exact::<u64>(pickle).unwrap_err());
+        assert_eq!(
+            e.to_string(),
+            "expected a message of type u64, but this is a pickled Python object: \
+             use `recv_bytes`, or `recv_pickle`"
+        );
+        let e = decode_exact::<String>(&[0xff, 0xff]).unwrap_err();
+        assert!(matches!(e.why, Why::Malformed(_)), "{e:?}");
+        let t = e.into_task_error(Some(3));
+        assert!(matches!(t, TaskError::Deserialize { index: Some(3), .. }));
+    }
+}
