@@ -17,7 +17,7 @@ pub(crate) trait ByteSink: Send + Sync {
     fn is_cancelled(&self) -> bool;
 }
 
-fn decode<R: DeserializeOwned>(
+pub(crate) fn decode<R: DeserializeOwned>(
     start: usize,
     count: usize,
     mut bytes: &[u8],

@@ -2,6 +2,10 @@
 //! Rust) and `bench` (our numbers side by side with Python's and the OS limit).
 
 mod bench;
+#[cfg(feature = "mpi")]
+mod bench_mpi;
+#[cfg(feature = "mpi")]
+mod mpi_check;
 mod tour;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +41,24 @@ enum Cmd {
         #[arg(long)]
         no_python: bool,
     },
+    /// The `mpi.per_task` benchmark: MpiPool over `mpirun -n 4`, beside bare MPI and
+    /// mpi4py.futures.
+    #[cfg(feature = "mpi")]
+    BenchMpi {
+        /// Fewer repetitions.
+        #[arg(long)]
+        quick: bool,
+        /// Skip the Python side.
+        #[arg(long)]
+        no_python: bool,
+        /// One JSON row per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// (internal) One rank of an MPI job started by mpirun, for tests and benchmarks.
+    #[cfg(feature = "mpi")]
+    #[command(hide = true)]
+    MpiRank { role: String },
 }
 
 fn main() -> multiproc::Result<()> {
@@ -44,5 +66,13 @@ fn main() -> multiproc::Result<()> {
     match Cli::parse().cmd {
         Cmd::Tour { n, sleep } => tour::run(n, sleep),
         Cmd::Bench { quick, no_python } => bench::run(quick, !no_python),
+        #[cfg(feature = "mpi")]
+        Cmd::BenchMpi {
+            quick,
+            no_python,
+            json,
+        } => bench_mpi::print(quick, !no_python, json),
+        #[cfg(feature = "mpi")]
+        Cmd::MpiRank { role } => mpi_check::run(&role),
     }
 }
