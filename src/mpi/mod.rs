@@ -500,11 +500,38 @@ impl std::fmt::Debug for MpiPool {
 
 impl MpiPool {
     /// [`MpiPoolBuilder::world`] with default options.
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// use multiproc::{Executor, MpiPool};
+    /// fn double(x: u32) -> u32 { 2 * x }
+    /// if let Some(pool) = MpiPool::world().unwrap() {
+    ///     assert_eq!(pool.submit(double, 21).unwrap().result().unwrap(), 42);
+    /// }
+    /// ```
     pub fn world() -> Result<Option<MpiPool>> {
         MpiPool::builder().world()
     }
 
     /// Options for the pool.
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// use std::time::Duration;
+    /// use multiproc::{Executor, MpiPool, TaskError};
+    /// fn stuck(_: u32) -> u32 { loop { std::thread::sleep(Duration::from_secs(1)) } }
+    /// let Some(pool) = MpiPool::builder()
+    ///     .workers(1)
+    ///     .task_timeout(Duration::from_millis(300))
+    ///     .world()
+    ///     .unwrap()
+    /// else {
+    ///     return;
+    /// };
+    /// let err = pool.submit(stuck, 0).unwrap().result().unwrap_err();
+    /// assert!(matches!(err, TaskError::OnRank { rank: 0, ref error, .. }
+    ///     if matches!(**error, TaskError::TimedOut { .. })));
+    /// ```
     pub fn builder() -> MpiPoolBuilder {
         MpiPoolBuilder {
             local: LocalConfig {
@@ -691,6 +718,13 @@ impl MpiPool {
     }
 
     /// The ranks of the job: host and local workers of each.
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// let Some(pool) = multiproc::MpiPool::builder().workers(2).world().unwrap() else { return };
+    /// assert_eq!(pool.ranks()[0].rank, 0);
+    /// assert_eq!(pool.ranks()[0].workers, 2);
+    /// ```
     pub fn ranks(&self) -> &[RankInfo] {
         &self.shared.ranks
     }
@@ -704,6 +738,17 @@ impl MpiPool {
     /// Stops taking tasks. With `cancel_pending`, tasks not yet started fail as
     /// `Cancelled`; running ones finish. With `wait`, returns once every rank has answered
     /// every task and stopped its local workers.
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// use multiproc::{Error, Executor, MpiPool};
+    /// fn double(x: u32) -> u32 { 2 * x }
+    /// let Some(pool) = MpiPool::builder().workers(1).world().unwrap() else { return };
+    /// let f = pool.submit(double, 4).unwrap();
+    /// pool.shutdown(true, false);
+    /// assert_eq!(f.result().unwrap(), 8);
+    /// assert!(matches!(pool.submit(double, 1), Err(Error::ShutDown)));
+    /// ```
     pub fn shutdown(&self, wait: bool, cancel_pending: bool) {
         let s = &self.shared;
         if cancel_pending {
