@@ -33,10 +33,10 @@ fn marked(marker: &str) -> Vec<u32> {
         if pid == me {
             continue;
         }
-        if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
-            if env.split(|&b| b == 0).any(|v| v == needle.as_bytes()) {
-                out.push(pid);
-            }
+        if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ"))
+            && env.split(|&b| b == 0).any(|v| v == needle.as_bytes())
+        {
+            out.push(pid);
         }
     }
     out
@@ -47,7 +47,14 @@ fn marked(marker: &str) -> Vec<u32> {
 fn mpirun() -> Command {
     let mut c = Command::new("mpirun");
     c.args(["--oversubscribe", "--bind-to", "none"])
-        .args(["--mca", "mpi_yield_when_idle", "1", "--mca", "btl", "self,vader"])
+        .args([
+            "--mca",
+            "mpi_yield_when_idle",
+            "1",
+            "--mca",
+            "btl",
+            "self,vader",
+        ])
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
     c
@@ -91,7 +98,9 @@ fn run_job(mut cmd: Command, secs: u64) -> Job {
         let pg = format!("-{}", child.id());
         let _ = Command::new("kill").args(["-KILL", "--", &pg]).status();
         for p in marked(&marker) {
-            let _ = Command::new("kill").args(["-KILL", &p.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &p.to_string()])
+                .status();
         }
         let _ = child.wait();
         panic!("mpirun ran past {secs} s (hang); killed its process group");
@@ -104,9 +113,14 @@ fn run_job(mut cmd: Command, secs: u64) -> Job {
         left = marked(&marker);
     }
     for p in &left {
-        let _ = Command::new("kill").args(["-KILL", &p.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &p.to_string()])
+            .status();
     }
-    assert!(left.is_empty(), "processes left behind by the job: {left:?}");
+    assert!(
+        left.is_empty(),
+        "processes left behind by the job: {left:?}"
+    );
     Job {
         code: status.code(),
         stdout: out_t.join().unwrap(),
@@ -157,7 +171,13 @@ fn crashes_aborts_exits_panics_and_timeouts_on_other_ranks_fail_only_their_tasks
         let job = run_job(ranks(4, "faults"), 180);
         let r = result(&job);
         assert_eq!(job.code, Some(0), "{}\n{}", job.stdout, job.stderr);
-        for what in ["SIGSEGV", "SIGABRT", "timed out", "exited with code 3", "panicked"] {
+        for what in [
+            "SIGSEGV",
+            "SIGABRT",
+            "timed out",
+            "exited with code 3",
+            "panicked",
+        ] {
             assert!(r.contains(what), "missing {what}: {r}");
         }
         assert!(r.contains("on MPI rank"), "{r}");

@@ -1,8 +1,9 @@
 """mpi4py.futures.MPIPoolExecutor on the same work as `multiproc bench-mpi`.
 
 10,000 tiny tasks over 4 ranks on this machine (rank 0 drives, ranks 1-3 serve, as
-mpi4py does), `map` with Python's automatic chunk size for that many workers, and 2,000
-`submit` + `result`; per task in microseconds, medians of several repetitions.
+mpi4py does): `map` as called (mpi4py's default chunksize=1), `map` in the same chunks as
+multiproc's (`--chunksize`, default 625: 10,000 / (4 x 4 workers)), and 2,000 `submit` +
+`result`; per task in microseconds, medians of several repetitions.
 
 Run as `python3 mpi_bench.py [--reps N]`: it installs mpi4py into a virtual environment
 (built against Open MPI's `mpicc`), then starts itself under `mpirun -n 4`, and prints one
@@ -35,17 +36,16 @@ def ensure_venv():
     return py
 
 
-def child(reps):
+def child(reps, chunk):
     from mpi4py.futures import MPIPoolExecutor
 
     with MPIPoolExecutor() as ex:
         workers = ex.num_workers
-        chunk = -(-N // (4 * workers))  # Python's Pool rule: len / (4 x workers), rounded up
         list(ex.map(ident, range(N), chunksize=chunk))
 
-        def one_map():
+        def one_map(chunksize):
             t = time.perf_counter()
-            list(ex.map(ident, range(N), chunksize=chunk))
+            list(ex.map(ident, range(N), chunksize=chunksize))
             return (time.perf_counter() - t) * 1e6 / N
 
         def one_submit():
@@ -55,25 +55,30 @@ def child(reps):
                 f.result()
             return (time.perf_counter() - t) * 1e6 / SUBMIT_N
 
-        map_us = statistics.median(one_map() for _ in range(reps))
+        map_default_us = statistics.median(one_map(1) for _ in range(reps))
+        map_us = statistics.median(one_map(chunk) for _ in range(reps))
         submit_us = statistics.median(one_submit() for _ in range(reps))
     print("RESULT " + json.dumps(
-        {"map_us": round(map_us, 3), "submit_us": round(submit_us, 3),
-         "workers": workers, "chunksize": chunk}), flush=True)
+        {"map_default_us": round(map_default_us, 3), "map_us": round(map_us, 3),
+         "submit_us": round(submit_us, 3), "workers": workers, "chunksize": chunk}),
+        flush=True)
 
 
 def main():
-    reps = 5
-    if "--reps" in sys.argv:
-        reps = int(sys.argv[sys.argv.index("--reps") + 1])
+    def arg(name, default):
+        if name in sys.argv:
+            return int(sys.argv[sys.argv.index(name) + 1])
+        return default
+
+    reps, chunk = arg("--reps", 5), arg("--chunksize", 625)
     if "--child" in sys.argv:
-        child(reps)
+        child(reps, chunk)
         return
     py = ensure_venv()
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     cmd = ["mpirun", "-n", "4", "--oversubscribe", "--bind-to", "none",
            "--mca", "mpi_yield_when_idle", "1", "--mca", "btl", "self,vader",
-           py, "-m", "mpi4py.futures", os.path.abspath(__file__), "--child", "--reps", str(reps)]
+           py, "-m", "mpi4py.futures", os.path.abspath(__file__), "--child", "--reps", str(reps), "--chunksize", str(chunk)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
     if line is None:

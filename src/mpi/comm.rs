@@ -22,7 +22,9 @@ pub(crate) fn try_recv(
     tag: i32,
 ) -> Option<(i32, Vec<u8>)> {
     let probed = match rank {
-        Some(r) => world.process_at_rank(r).immediate_matched_probe_with_tag(tag),
+        Some(r) => world
+            .process_at_rank(r)
+            .immediate_matched_probe_with_tag(tag),
         None => world.any_process().immediate_matched_probe_with_tag(tag),
     }?;
     let (bytes, status) = probed.matched_receive_vec::<u8>();

@@ -122,8 +122,8 @@ impl MpiPoolBuilder {
     /// rank runs another build (the other ranks then return `None`); with
     /// [`Error::StartFailed`] if a rank's local workers cannot start.
     pub fn world(self) -> Result<Option<MpiPool>> {
-        let (universe, level) = mpi::initialize_with_threading(Threading::Multiple)
-            .ok_or_else(|| {
+        let (universe, level) =
+            mpi::initialize_with_threading(Threading::Multiple).ok_or_else(|| {
                 Error::StartFailed("MPI is already initialized: call MpiPool::world() once".into())
             })?;
         if level < Threading::Multiple {
@@ -170,10 +170,10 @@ fn serve(cfg: &MpiPoolBuilder, world: &mpi::topology::SimpleCommunicator, rank: 
             comm::send(world, 0, TAG_START, &b);
         }
     }
-    let (tx, rx) = crossbeam_channel::unbounded::<Vec<u8>>();
-    let out: Out = Arc::new(move |frame| {
-        let _ = tx.send(frame);
-    });
+    // Results go to rank 0 straight from the thread that has them (the local pool's
+    // dispatcher): no hand-over to another thread. This cannot deadlock: rank 0's receiver
+    // thread is always receiving, and this rank's main thread is, too.
+    let out: Out = Arc::new(|frame| comm::send(&comm::world(), 0, TAG_UP, &frame));
     let server = Server::start(&cfg.local, out.clone());
     let ready = Ready {
         workers: match &server {
@@ -182,15 +182,6 @@ fn serve(cfg: &MpiPoolBuilder, world: &mpi::topology::SimpleCommunicator, rank: 
         },
     };
     comm::send(world, 0, TAG_START, &wire::frame(&ready, &[]));
-    let sender = std::thread::Builder::new()
-        .name("multiproc-mpi-send".into())
-        .spawn(move || {
-            let w = comm::world();
-            for frame in rx {
-                comm::send(&w, 0, TAG_UP, &frame);
-            }
-        })
-        .expect("spawn the MPI sender thread");
     let mut idle = comm::Backoff::new();
     let cancel_pending = loop {
         match comm::try_recv(world, Some(0), TAG_DOWN) {
@@ -215,17 +206,21 @@ fn serve(cfg: &MpiPoolBuilder, world: &mpi::topology::SimpleCommunicator, rank: 
     if let Ok(s) = &server {
         s.finish(cancel_pending);
     }
-    // Every job's answer is queued before this, and MPI keeps the order of messages
-    // between two ranks, so `Bye` arrives last.
+    // Every job's answer was sent before `finish` returned, and MPI keeps the order of
+    // messages between two ranks, so `Bye` arrives last.
     out(wire::frame(&Up::Bye, &[]));
-    drop(out);
     drop(server);
-    let _ = sender.join();
 }
 
 /// Where the results of one job go on rank 0 (a future or a map), typed.
 trait Deliver: Send + Sync {
-    fn bytes(&self, first: usize, count: usize, bytes: &[u8], place: &dyn Fn(TaskError) -> TaskError);
+    fn bytes(
+        &self,
+        first: usize,
+        count: usize,
+        bytes: &[u8],
+        place: &dyn Fn(TaskError) -> TaskError,
+    );
     fn fail(&self, item: usize, err: TaskError);
     fn cancelled(&self) -> bool;
 }
@@ -253,7 +248,13 @@ struct ToMap<R> {
 }
 
 impl<R: DeserializeOwned + Send> Deliver for ToMap<R> {
-    fn bytes(&self, first: usize, count: usize, bytes: &[u8], place: &dyn Fn(TaskError) -> TaskError) {
+    fn bytes(
+        &self,
+        first: usize,
+        count: usize,
+        bytes: &[u8],
+        place: &dyn Fn(TaskError) -> TaskError,
+    ) {
         let at = self.start + first;
         let v = decode::<R>(at, count, bytes, true)
             .into_iter()
@@ -368,7 +369,14 @@ impl Shared {
     }
 
     /// Ships one encoded job to a rank; its answers go to `sink`.
-    fn send_job(&self, id: u64, thunk: i64, data: Vec<u8>, offsets: Vec<u32>, sink: Arc<dyn Deliver>) {
+    fn send_job(
+        &self,
+        id: u64,
+        thunk: i64,
+        data: Vec<u8>,
+        offsets: Vec<u32>,
+        sink: Arc<dyn Deliver>,
+    ) {
         let n = offsets.len();
         let mut p = self.pending.lock().unwrap();
         // Checked under the lock that `shutdown` takes to send its messages, so a job is
@@ -494,7 +502,9 @@ pub struct MpiPool {
 
 impl std::fmt::Debug for MpiPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MpiPool").field("ranks", &self.shared.ranks).finish()
+        f.debug_struct("MpiPool")
+            .field("ranks", &self.shared.ranks)
+            .finish()
     }
 }
 
@@ -658,7 +668,12 @@ impl MpiPool {
         if !failures.is_empty() {
             // Stop the ranks that did start, and wait for their goodbyes, so MPI can
             // finalize cleanly.
-            let stop = wire::frame(&Down::Shutdown { cancel_pending: true }, &[]);
+            let stop = wire::frame(
+                &Down::Shutdown {
+                    cancel_pending: true,
+                },
+                &[],
+            );
             for &r in &up {
                 comm::send(world, r, TAG_DOWN, &stop);
             }
@@ -870,7 +885,12 @@ impl Drop for MpiPool {
 
 impl Executor for MpiPool {
     fn workers(&self) -> usize {
-        self.shared.ranks.iter().map(|r| r.workers).sum::<usize>().max(1)
+        self.shared
+            .ranks
+            .iter()
+            .map(|r| r.workers)
+            .sum::<usize>()
+            .max(1)
     }
 
     fn submit<F, A, R>(&self, f: F, arg: A) -> Result<TaskFuture<R>>

@@ -95,7 +95,10 @@ impl Server {
             }
             Some((Down::Shutdown { cancel_pending }, _)) => Handled::Shutdown { cancel_pending },
             None => {
-                eprintln!("multiproc: dropped a malformed MPI frame ({} bytes)", frame.len());
+                eprintln!(
+                    "multiproc: dropped a malformed MPI frame ({} bytes)",
+                    frame.len()
+                );
                 Handled::Continue
             }
         }

@@ -61,7 +61,11 @@ pub(crate) enum Up {
     /// `first..first + count` of job `id`; the payload holds them.
     Results { id: u64, first: u32, count: u32 },
     /// Item `item` of job `id` failed outside the task (its worker died, timed out...).
-    Fail { id: u64, item: u32, error: TaskError },
+    Fail {
+        id: u64,
+        item: u32,
+        error: TaskError,
+    },
     /// Every job is answered and the local pool has stopped.
     Bye,
 }

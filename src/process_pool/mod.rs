@@ -520,7 +520,15 @@ impl ProcessPool {
         self.check_open()?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (start, attempts) = (0, 0);
-        let job = Job { id, thunk, data, offsets, start, sink, attempts };
+        let job = Job {
+            id,
+            thunk,
+            data,
+            offsets,
+            start,
+            sink,
+            attempts,
+        };
         self.inner.send(Msg::Job(job))
     }
 

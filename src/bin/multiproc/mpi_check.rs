@@ -85,9 +85,7 @@ fn serial() -> multiproc::Result<()> {
     if pool.starmap(add, pairs)? != want_sum {
         return fail("starmap differs");
     }
-    let ordered: Vec<u64> = pool
-        .imap(square_plus_one, 0..n)
-        .collect::<Result<_, _>>()?;
+    let ordered: Vec<u64> = pool.imap(square_plus_one, 0..n).collect::<Result<_, _>>()?;
     if ordered != want {
         return fail("imap differs");
     }
