@@ -185,6 +185,16 @@ fn crashes_aborts_exits_panics_and_timeouts_on_other_ranks_fail_only_their_tasks
 }
 
 #[test]
+fn on_threads_results_match_and_a_panic_fails_only_its_task() {
+    deadline(200, || {
+        let job = run_job(ranks(3, "threads"), 180);
+        let r = result(&job);
+        assert_eq!(job.code, Some(0), "{}\n{}", job.stdout, job.stderr);
+        assert!(r.contains("\"threads\":true"), "{r}");
+    });
+}
+
+#[test]
 fn clean_shutdown_leaves_no_rank_or_local_worker_running() {
     deadline(200, || {
         // 4 ranks, each with one local worker (and fork server): at least 8 processes of

@@ -60,6 +60,7 @@ pub fn run(role: &str) -> multiproc::Result<()> {
         "serial" => serial(),
         "faults" => faults(),
         "rank-dies" => rank_dies(),
+        "threads" => threads(),
         "mismatch" => match MpiPool::world() {
             Ok(Some(_)) => fail("every rank runs the same build: no mismatch seen"),
             Ok(None) => Ok(()),
@@ -189,6 +190,38 @@ fn faults() -> multiproc::Result<()> {
     }
     drop(pool);
     println!("RESULT {{\"errors\":{seen:?}}}");
+    Ok(())
+}
+
+/// On threads: the same results, and a panic still fails only its task.
+fn threads() -> multiproc::Result<()> {
+    let Some(pool) = MpiPool::builder().workers(2).threads(true).world()? else {
+        return Ok(());
+    };
+    let n = 10_000u64;
+    if pool.map(square_plus_one, 0..n)? != (0..n).map(square_plus_one).collect::<Vec<_>>() {
+        return fail("map on threads differs");
+    }
+    let out: Vec<Result<u64, TaskError>> = pool.imap(faulty, 15..20u64).collect();
+    for (k, r) in out.iter().enumerate() {
+        let i = 15 + k as u64;
+        let ok = match r {
+            Ok(v) => i != 17 && *v == i * 2,
+            Err(e) => {
+                i == 17
+                    && matches!(placed(e), Some((_, _, TaskError::Panicked { message, .. }))
+                        if message.contains("item 17"))
+            }
+        };
+        if !ok {
+            return fail(format!("item {i}: unexpected {r:?}"));
+        }
+    }
+    if MpiPool::builder().world().is_ok() {
+        return fail("a second world() was accepted");
+    }
+    drop(pool);
+    println!("RESULT {{\"threads\":true}}");
     Ok(())
 }
 
