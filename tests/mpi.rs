@@ -262,3 +262,122 @@ fn a_rank_running_another_build_is_refused_naming_its_rank_and_host() {
         assert!(err.contains("multiproc-other-build"), "{err}");
     });
 }
+
+/// Two "hosts" on this machine: network namespaces joined by a veth pair, each with its own
+/// address (test-namespace addresses only) and, through `unshare --uts`, its own host name.
+/// mpirun runs in the first; its rsh agent starts the daemon of the second with
+/// `ip netns exec`, where ssh would log in to a real host. Removed on drop.
+struct TwoHosts {
+    dir: std::path::PathBuf,
+    ns: [String; 2],
+}
+
+impl TwoHosts {
+    const ADDR: [&'static str; 2] = ["10.231.0.1", "10.231.0.2"];
+
+    fn new() -> TwoHosts {
+        let id = std::process::id();
+        let ns = [format!("mpt{id}a"), format!("mpt{id}b")];
+        let dir = std::env::temp_dir().join(format!("multiproc-mpi-hosts-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts = TwoHosts { dir, ns };
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip").args(args).status().expect("run ip");
+            assert!(st.success(), "ip {args:?} failed");
+        };
+        let (a, b) = (&hosts.ns[0], &hosts.ns[1]);
+        let (va, vb) = (format!("{a}v"), format!("{b}v"));
+        ip(&["netns", "add", a]);
+        ip(&["netns", "add", b]);
+        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
+        ip(&["link", "set", &va, "netns", a]);
+        ip(&["link", "set", &vb, "netns", b]);
+        for (ns, dev, addr) in [(a, &va, Self::ADDR[0]), (b, &vb, Self::ADDR[1])] {
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        let agent = format!(
+            "#!/bin/sh\nhost=$1; shift\ncase \"$host\" in\n  {}) ns={a}; name=host-a ;;\n  \
+             {}) ns={b}; name=host-b ;;\n  *) echo \"unknown host $host\" >&2; exit 1 ;;\nesac\n\
+             exec ip netns exec \"$ns\" unshare --uts sh -c \"hostname $name; $*\"\n",
+            Self::ADDR[0],
+            Self::ADDR[1]
+        );
+        std::fs::write(hosts.dir.join("rsh"), agent).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            hosts.dir.join("rsh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let list = format!("{} slots=2\n{} slots=2\n", Self::ADDR[0], Self::ADDR[1]);
+        std::fs::write(hosts.dir.join("hostfile"), list).unwrap();
+        hosts
+    }
+
+    /// mpirun over both hosts, `n` ranks placed round-robin by host, TCP between them.
+    fn mpirun(&self, n: u32, role: &str) -> Command {
+        let net = "10.231.0.0/24";
+        let line = format!(
+            "hostname host-a; exec mpirun --hostfile {hf} -n {n} --map-by node --bind-to none \
+             --mca plm_rsh_agent {rsh} --mca oob_tcp_if_include {net} \
+             --mca btl tcp,self,vader --mca btl_tcp_if_include {net} \
+             --mca mpi_yield_when_idle 1 {EXE} mpi-rank {role}",
+            hf = self.dir.join("hostfile").display(),
+            rsh = self.dir.join("rsh").display(),
+        );
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &self.ns[0],
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            &line,
+        ])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+        c
+    }
+}
+
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        for ns in &self.ns {
+            // Deleting a namespace removes its end of the veth pair, and so the pair.
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn two_hosts_over_tcp_share_the_work_and_name_the_host_of_each_failure() {
+    deadline(200, || {
+        let hosts = TwoHosts::new();
+        let job = run_job(hosts.mpirun(4, "serial"), 90);
+        let r = result(&job);
+        assert_eq!(job.code, Some(0), "{}\n{}", job.stdout, job.stderr);
+        assert!(r.contains("\"host-a\"") && r.contains("\"host-b\""), "{r}");
+        // Ranks alternate between the hosts (--map-by node): odd ranks are on host-b.
+        let used = r
+            .split("ranks_used\":{")
+            .nth(1)
+            .unwrap()
+            .split('}')
+            .next()
+            .unwrap();
+        assert!(
+            used.split(", ").any(|x| x == "1" || x == "3"),
+            "no task ran on host-b: {r}"
+        );
+        // Rank 0 only drives here: ranks 1 and 3 are on host-b, rank 2 on host-a.
+        let job = run_job(hosts.mpirun(4, "faults"), 90);
+        let r = result(&job);
+        assert_eq!(job.code, Some(0), "{}\n{}", job.stdout, job.stderr);
+        assert!(r.contains("host host-b)"), "{r}");
+    });
+}
