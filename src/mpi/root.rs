@@ -121,7 +121,21 @@ impl Shared {
             Some((Up::Results { id, first, count }, payload)) => {
                 let (first, count) = (first as usize, count as usize);
                 if let Some(sink) = self.answered(rank, id, count) {
-                    sink.bytes(first, count, payload, &self.place(rank));
+                    // Decoding runs the result type's `Deserialize`: user code. A panic there
+                    // fails these items (nothing of them was delivered yet), not the pool.
+                    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        sink.bytes(first, count, payload, &self.place(rank))
+                    }));
+                    if decoded.is_err() {
+                        for k in first..first + count {
+                            let e = TaskError::Deserialize {
+                                index: None,
+                                type_name: "the task's result".into(),
+                                message: "its Deserialize implementation panicked".into(),
+                            };
+                            sink.fail(k, self.place(rank)(e));
+                        }
+                    }
                 }
             }
             Some((Up::Fail { id, item, error }, _)) => {

@@ -38,6 +38,25 @@ fn faulty(i: u64) -> u64 {
     }
 }
 
+/// A result whose `Deserialize` panics (on rank 0, where results are decoded).
+struct Grumpy;
+
+impl serde::Serialize for Grumpy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(1)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Grumpy {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Grumpy, D::Error> {
+        panic!("Grumpy refuses to be deserialized")
+    }
+}
+
+fn grumpy(_: u64) -> Grumpy {
+    Grumpy
+}
+
 fn ident(x: u64) -> u64 {
     x
 }
@@ -175,6 +194,11 @@ fn faults() -> multiproc::Result<()> {
             (_, Ok(v)) if *v == i * 2 => {}
             _ => return fail(format!("item {i}: unexpected {r:?}")),
         }
+    }
+    // A result type whose Deserialize panics fails its own task, on rank 0.
+    match pool.submit(grumpy, 0)?.result() {
+        Err(e) if matches!(placed(&e), Some((_, _, TaskError::Deserialize { .. }))) => {}
+        other => return fail(format!("a panicking Deserialize gave {:?}", other.err())),
     }
     // The ranks are still serving after all that.
     if pool.map(ident, 0..500u64)? != (0..500).collect::<Vec<u64>>() {
