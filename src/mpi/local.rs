@@ -220,6 +220,12 @@ impl ByteSink for RankSink {
         if count == 0 {
             return;
         }
+        if bytes.len() + 64 > wire::MAX_FRAME {
+            for k in start..start + count {
+                self.fail(k, wire::too_large("the results", bytes.len()));
+            }
+            return;
+        }
         let h = Up::Results {
             id: self.id,
             first: start as u32,

@@ -214,6 +214,13 @@ impl Shared {
             }
             return;
         }
+        if data.len() + 16 * (n + 4) > wire::MAX_FRAME {
+            drop(p);
+            for k in 0..n {
+                sink.fail(k, wire::too_large("the arguments", data.len()));
+            }
+            return;
+        }
         let rank = self.pick(n);
         p.insert(
             id,

@@ -70,6 +70,18 @@ pub(crate) enum Up {
     Bye,
 }
 
+/// The largest frame: MPI counts message elements in a C `int`.
+pub(crate) const MAX_FRAME: usize = i32::MAX as usize;
+
+/// The error for items whose frame would exceed [`MAX_FRAME`].
+pub(crate) fn too_large(what: &str, len: usize) -> crate::error::TaskError {
+    crate::error::TaskError::Serialize {
+        index: None,
+        type_name: what.into(),
+        message: format!("{len} bytes is more than one MPI message can carry (2 GiB)"),
+    }
+}
+
 /// One frame: `header` then `payload`.
 pub(crate) fn frame<T: Serialize>(header: &T, payload: &[u8]) -> Vec<u8> {
     let mut out = postcard::to_stdvec(header).expect("wire headers always serialize");

@@ -65,7 +65,13 @@ fn main() -> multiproc::Result<()> {
     multiproc::init();
     match Cli::parse().cmd {
         Cmd::Tour { n, sleep } => tour::run(n, sleep),
-        Cmd::Bench { quick, no_python } => bench::run(quick, !no_python),
+        Cmd::Bench { quick, no_python } => {
+            bench::run(quick, !no_python)?;
+            // With the `mpi` feature, the `mpi.*` rows follow (see `bench_mpi::rows`).
+            #[cfg(feature = "mpi")]
+            bench_mpi::print(quick, !no_python, false)?;
+            Ok(())
+        }
         #[cfg(feature = "mpi")]
         Cmd::BenchMpi {
             quick,
