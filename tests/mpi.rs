@@ -185,6 +185,16 @@ fn crashes_aborts_exits_panics_and_timeouts_on_other_ranks_fail_only_their_tasks
 }
 
 #[test]
+fn memory_limit_max_tasks_per_child_and_retries_hold_on_every_rank() {
+    deadline(200, || {
+        let job = run_job(ranks(4, "limits"), 180);
+        let r = result(&job);
+        assert_eq!(job.code, Some(0), "{}\n{}", job.stdout, job.stderr);
+        assert!(r.contains("workers_seen"), "{r}");
+    });
+}
+
+#[test]
 fn on_threads_results_match_and_a_panic_fails_only_its_task() {
     deadline(200, || {
         let job = run_job(ranks(3, "threads"), 180);

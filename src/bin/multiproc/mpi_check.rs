@@ -80,6 +80,7 @@ pub fn run(role: &str) -> multiproc::Result<()> {
         "faults" => faults(),
         "rank-dies" => rank_dies(),
         "threads" => threads(),
+        "limits" => limits(),
         "mismatch" => match MpiPool::world() {
             Ok(Some(_)) => fail("every rank runs the same build: no mismatch seen"),
             Ok(None) => Ok(()),
@@ -214,6 +215,66 @@ fn faults() -> multiproc::Result<()> {
     }
     drop(pool);
     println!("RESULT {{\"errors\":{seen:?}}}");
+    Ok(())
+}
+
+fn hog(mb: usize) -> usize {
+    let v = vec![1u8; mb << 20];
+    v.iter().map(|&b| b as usize).sum::<usize>() >> 20
+}
+
+fn worker_pid(_: u64) -> u32 {
+    std::process::id()
+}
+
+/// Dies on its first attempt only (a marker file says whether it ran before).
+fn flaky(path: String) -> u32 {
+    if std::fs::metadata(&path).is_err() {
+        std::fs::write(&path, b"x").unwrap();
+        std::process::abort();
+    }
+    7
+}
+
+/// `memory_limit`, `max_tasks_per_child` and `retries` mean on every rank what they mean on
+/// a `ProcessPool`.
+fn limits() -> multiproc::Result<()> {
+    let Some(pool) = MpiPool::builder()
+        .workers(1)
+        .root_serves(false)
+        .memory_limit(512 << 20)
+        .max_tasks_per_child(5)
+        .retries(1)
+        .world()?
+    else {
+        return Ok(());
+    };
+    match pool.submit(hog, 2048)?.result() {
+        Err(e) => match placed(&e) {
+            Some((r, _, TaskError::MemoryLimit { limit, .. })) if r > 0 && *limit == 512 << 20 => {}
+            _ => return fail(format!("a hog gave {e:?}")),
+        },
+        Ok(v) => return fail(format!("a hog of 2 GiB got {v} MiB under a 512 MiB limit")),
+    }
+    if pool.submit(hog, 16)?.result()? != 16 {
+        return fail("a small allocation failed");
+    }
+    let pids: BTreeSet<u32> = pool
+        .map_chunked(worker_pid, 0..40u64, multiproc::Chunksize::Fixed(1))?
+        .into_iter()
+        .collect();
+    if pids.len() < 8 {
+        return fail(format!("40 tasks ran in only {} workers", pids.len()));
+    }
+    let marker = std::env::temp_dir().join(format!("multiproc-mpi-flaky-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let r = pool.submit(flaky, marker.display().to_string())?.result();
+    let _ = std::fs::remove_file(&marker);
+    if r != Ok(7) {
+        return fail(format!("a retried task gave {r:?}"));
+    }
+    drop(pool);
+    println!("RESULT {{\"workers_seen\":{}}}", pids.len());
     Ok(())
 }
 
