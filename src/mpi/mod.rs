@@ -329,11 +329,22 @@ impl MpiPool {
     }
 
     fn encode_one<A: Payload>(arg: &A) -> Result<Vec<u8>> {
-        postcard::to_stdvec(arg).map_err(|e| Error::Serialize {
+        let mut data = Vec::new();
+        encode_item(arg, &mut data).map_err(|message| Error::Serialize {
             type_name: std::any::type_name::<A>(),
-            message: e.to_string(),
-        })
+            message,
+        })?;
+        Ok(data)
     }
+}
+
+/// Appends one argument as a local `ProcessPool` job holds it (the worker's thunk reads it
+/// back), so a rank can queue the bytes as they arrive. The one place that knows the item
+/// encoding on this side.
+fn encode_item<A: Payload>(arg: &A, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    postcard::to_io(arg, out)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 impl Drop for MpiPool {
@@ -396,7 +407,7 @@ impl Executor for MpiPool {
         for (k, a) in items.iter().enumerate() {
             let at = data.len();
             offsets.push(at as u32);
-            if let Err(e) = postcard::to_io(a, &mut data) {
+            if let Err(message) = encode_item(a, &mut data) {
                 // This item fails alone; the items around it still run.
                 data.truncate(at);
                 offsets.pop();
@@ -406,7 +417,7 @@ impl Executor for MpiPool {
                     vec![Err(TaskError::Serialize {
                         index: Some(start + k),
                         type_name: std::any::type_name::<A>().into(),
-                        message: e.to_string(),
+                        message,
                     })],
                 );
                 run = start + k + 1;
