@@ -3,7 +3,11 @@
 
 mod bench;
 mod bench_manager;
+#[cfg(feature = "mpi")]
+mod bench_mpi;
 mod manager_cmd;
+#[cfg(feature = "mpi")]
+mod mpi_check;
 mod tour;
 
 use clap::{Parser, Subcommand};
@@ -50,6 +54,24 @@ enum Cmd {
         #[command(subcommand)]
         cmd: manager_cmd::ManagerCmd,
     },
+    /// The `mpi.per_task` benchmark: MpiPool over `mpirun -n 4`, beside bare MPI and
+    /// mpi4py.futures.
+    #[cfg(feature = "mpi")]
+    BenchMpi {
+        /// Fewer repetitions.
+        #[arg(long)]
+        quick: bool,
+        /// Skip the Python side.
+        #[arg(long)]
+        no_python: bool,
+        /// One JSON row per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// (internal) One rank of an MPI job started by mpirun, for tests and benchmarks.
+    #[cfg(feature = "mpi")]
+    #[command(hide = true)]
+    MpiRank { role: String },
 }
 
 fn main() -> multiproc::Result<()> {
@@ -62,11 +84,28 @@ fn main() -> multiproc::Result<()> {
             only,
             json,
         } => {
-            if only.as_deref() != Some("manager") {
+            let only = only.as_deref();
+            if only != Some("manager") && only != Some("mpi") {
                 bench::run(quick, !no_python)?;
             }
-            bench_manager::run(quick, !no_python, json)
+            if only != Some("mpi") {
+                bench_manager::run(quick, !no_python, json)?;
+            }
+            // With the `mpi` feature, the `mpi.*` rows (see `bench_mpi::rows`).
+            #[cfg(feature = "mpi")]
+            if only.is_none() || only == Some("mpi") {
+                bench_mpi::print(quick, !no_python, json)?;
+            }
+            Ok(())
         }
         Cmd::Manager { cmd } => manager_cmd::run(cmd),
+        #[cfg(feature = "mpi")]
+        Cmd::BenchMpi {
+            quick,
+            no_python,
+            json,
+        } => bench_mpi::print(quick, !no_python, json),
+        #[cfg(feature = "mpi")]
+        Cmd::MpiRank { role } => mpi_check::run(&role),
     }
 }
