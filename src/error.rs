@@ -275,6 +275,16 @@ pub enum TaskError {
         /// What was wrong.
         message: String,
     },
+    /// A task that ran on an MPI rank failed: `error` says how, `rank` and `host` say where.
+    #[error("{error} (on MPI rank {rank}, host {host})")]
+    OnRank {
+        /// The rank the task ran on.
+        rank: i32,
+        /// That rank's host (`MPI_Get_processor_name`).
+        host: String,
+        /// How the task failed there.
+        error: Box<TaskError>,
+    },
     /// A remote rank (MPI) reported an error.
     #[error("task{}: remote error: {message}", fmt_index(*index))]
     Remote {
@@ -306,6 +316,7 @@ impl TaskError {
             | TaskError::PoolClosed { index, .. }
             | TaskError::Protocol { index, .. }
             | TaskError::Remote { index, .. } => *index,
+            TaskError::OnRank { error, .. } => error.index(),
         }
     }
 
@@ -322,6 +333,10 @@ impl TaskError {
             | TaskError::PoolClosed { index, .. }
             | TaskError::Protocol { index, .. }
             | TaskError::Remote { index, .. } => *index = Some(i),
+            TaskError::OnRank { error, .. } => {
+                let inner = std::mem::replace(&mut **error, TaskError::Cancelled { index: None });
+                **error = inner.with_index(i);
+            }
         }
         self
     }

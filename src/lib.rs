@@ -145,6 +145,10 @@ pub fn cpu_count() -> usize {
 mod process_pool;
 
 pub use process_pool::{ProcessPool, ProcessPoolBuilder};
+#[cfg(feature = "mpi")]
+mod mpi;
+#[cfg(feature = "mpi")]
+pub use mpi::{MpiPool, MpiPoolBuilder, RankInfo};
 
 /// Python's `multiprocessing.Pool`: a [`ProcessPool`].
 pub type Pool = ProcessPool;

@@ -4,7 +4,7 @@
 mod dispatcher;
 mod layout;
 mod ring;
-mod sink;
+pub(crate) mod sink;
 mod worker;
 
 pub(crate) use worker::test_corrupt_result_ring;
@@ -529,6 +529,31 @@ impl ProcessPool {
         }
         flush(&mut data, &mut offsets, run_start);
         self.inner.bell.ring();
+    }
+
+    /// Queues a job whose function and arguments are already encoded (items at `offsets`
+    /// in `data`, numbered from 0): how an MPI rank runs the work another rank shipped.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) fn submit_encoded(
+        &self,
+        thunk: i64,
+        data: Vec<u8>,
+        offsets: Vec<u32>,
+        sink: Arc<dyn sink::ByteSink>,
+    ) -> Result<()> {
+        self.check_open()?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (start, attempts) = (0, 0);
+        let job = Job {
+            id,
+            thunk,
+            data,
+            offsets,
+            start,
+            sink,
+            attempts,
+        };
+        self.inner.send(Msg::Job(job))
     }
 
     /// Stops taking tasks. With `cancel_pending`, tasks not yet started fail as

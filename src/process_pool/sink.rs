@@ -19,7 +19,7 @@ pub(crate) trait ByteSink: Send + Sync {
     fn started(&self) {}
 }
 
-fn decode<R: DeserializeOwned>(
+pub(crate) fn decode<R: DeserializeOwned>(
     start: usize,
     count: usize,
     mut bytes: &[u8],

@@ -3,6 +3,8 @@
 
 mod bench;
 mod manager_cmd;
+#[cfg(feature = "mpi")]
+mod mpi_check;
 mod tour;
 
 use clap::{Parser, Subcommand};
@@ -59,6 +61,10 @@ enum Cmd {
     /// (internal) One cold pool start in a fresh process; prints milliseconds.
     #[command(hide = true)]
     BenchColdStart,
+    /// (internal) One rank of an MPI job started by mpirun, for tests and benchmarks.
+    #[cfg(feature = "mpi")]
+    #[command(hide = true)]
+    MpiRank { role: String },
 }
 
 fn main() -> multiproc::Result<()> {
@@ -82,5 +88,7 @@ fn main() -> multiproc::Result<()> {
         }),
         Cmd::BenchColdStart => bench::pool::cold_start(),
         Cmd::Manager { cmd } => manager_cmd::run(cmd),
+        #[cfg(feature = "mpi")]
+        Cmd::MpiRank { role } => mpi_check::run(&role),
     }
 }

@@ -105,7 +105,10 @@ pub fn run(b: &mut Bench) -> Result<()> {
         b.push(Row::rate("queue.bw_1MiB", "GB/s", v).limit(limit).py(n));
     }
     let n = b.size(2_000, 20_000);
-    for (name, cpu) in [("pipe.roundtrip", Some(0)), ("pipe.roundtrip_unpinned", None)] {
+    for (name, cpu) in [
+        ("pipe.roundtrip", Some(0)),
+        ("pipe.roundtrip_unpinned", None),
+    ] {
         if b.wants(&[name]) {
             let v = b.median(|| pipe_run(n, cpu).unwrap());
             let limit = b.median(|| limits::socketpair_pingpong(n, cpu).unwrap());

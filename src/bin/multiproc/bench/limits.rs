@@ -279,7 +279,10 @@ pub fn pthread_2proc(n: u64) -> multiproc::Result<f64> {
     let mut ps = Vec::new();
     for _ in 0..2 {
         let (go, theirs) = Pipe::duplex()?;
-        ps.push(Process::start(pthread_counter, (shm.clone_handle()?, n, theirs))?);
+        ps.push(Process::start(
+            pthread_counter,
+            (shm.clone_handle()?, n, theirs),
+        )?);
         gos.push(go);
     }
     std::thread::sleep(std::time::Duration::from_millis(20));

@@ -11,6 +11,8 @@
 mod ipc;
 mod limits;
 mod manager;
+#[cfg(feature = "mpi")]
+mod mpi;
 pub mod pool;
 mod sync;
 mod sys;
@@ -186,6 +188,21 @@ pub fn run(opts: Opts) -> Result<()> {
     if b.wants(&["manager."]) {
         // The manager bench runs its Python side (SyncManager) itself, pinned the same way.
         for m in manager::measure(b.opts.quick, !b.opts.no_python)? {
+            b.push(Row {
+                name: m.name.into(),
+                unit: m.unit,
+                higher_is_better: m.unit.ends_with("/s"),
+                multiproc: m.multiproc,
+                python: m.python,
+                limit: m.limit,
+                python_job: None,
+            });
+        }
+    }
+    #[cfg(feature = "mpi")]
+    if b.wants(&["mpi."]) {
+        // `mpirun -n 4` jobs of this program; mpi4py runs inside them on its side.
+        for m in mpi::rows(b.opts.quick, !b.opts.no_python)? {
             b.push(Row {
                 name: m.name.into(),
                 unit: m.unit,

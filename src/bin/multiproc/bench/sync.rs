@@ -22,7 +22,10 @@ fn lock_2proc(n: u64) -> Result<f64> {
     let mut ps = Vec::new();
     for _ in 0..2 {
         let (go, theirs) = Pipe::duplex()?;
-        ps.push(Process::start(counter, (lock.clone(), v.clone(), n, theirs))?);
+        ps.push(Process::start(
+            counter,
+            (lock.clone(), v.clone(), n, theirs),
+        )?);
         gos.push(go);
     }
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -71,7 +74,11 @@ pub fn run(b: &mut Bench) -> Result<()> {
             t.elapsed().as_secs_f64() * 1e6 / n as f64
         });
         let limit = b.median(|| limits::shm_syscalls(n));
-        b.push(Row::time("shm.create_open_unlink", "µs", v).limit(limit).py(n));
+        b.push(
+            Row::time("shm.create_open_unlink", "µs", v)
+                .limit(limit)
+                .py(n),
+        );
     }
     if b.wants(&["shm.copy_256MiB"]) {
         const BIG: usize = 256 << 20;
@@ -80,7 +87,8 @@ pub fn run(b: &mut Bench) -> Result<()> {
         shm.as_mut_slice().fill(0); // fault the pages in outside the timing
         let v = b.median(|| {
             let t = Instant::now();
-            shm.as_mut_slice().copy_from_slice(std::hint::black_box(&src));
+            shm.as_mut_slice()
+                .copy_from_slice(std::hint::black_box(&src));
             BIG as f64 / t.elapsed().as_secs_f64() / 1e9
         });
         drop((src, shm));

@@ -66,12 +66,22 @@ impl<'a> PthreadMutex<'a> {
     fn ptr(&self) -> *mut libc::pthread_mutex_t {
         assert!(self.shm.len() >= Self::OFF + std::mem::size_of::<libc::pthread_mutex_t>());
         // SAFETY: in bounds (asserted).
-        unsafe { self.shm.as_slice().as_ptr().cast_mut().add(Self::OFF).cast() }
+        unsafe {
+            self.shm
+                .as_slice()
+                .as_ptr()
+                .cast_mut()
+                .add(Self::OFF)
+                .cast()
+        }
     }
 
     /// Adds one to the counter at offset 0 under the mutex, `n` times.
     pub fn count(&self, n: u64) {
-        let (m, c) = (self.ptr(), self.shm.as_slice().as_ptr().cast_mut().cast::<u64>());
+        let (m, c) = (
+            self.ptr(),
+            self.shm.as_slice().as_ptr().cast_mut().cast::<u64>(),
+        );
         for _ in 0..n {
             // SAFETY: `m` is an initialized process-shared mutex; the counter word is only
             // accessed under it.

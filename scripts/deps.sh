@@ -1,0 +1,17 @@
+# Sourced by scripts/test and .ci/run: installs what the tests need where it is missing
+# (Debian, as root), and sets what Open MPI needs to run as root.
+
+# The interop tests start a real python3 (3.11 here).
+if ! command -v python3 >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq python3 >/dev/null
+fi
+
+# MpiPool (feature `mpi`) builds against Open MPI through bindgen (libclang), and its
+# tests run mpirun.
+if ! command -v mpirun >/dev/null 2>&1 || ! command -v mpicc >/dev/null 2>&1 \
+    || ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq openmpi-bin libopenmpi-dev libclang-dev >/dev/null
+fi
+
+# Open MPI refuses to run as root unless told.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
