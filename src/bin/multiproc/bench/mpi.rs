@@ -95,28 +95,32 @@ pub fn rows(quick: bool, with_python: bool) -> Result<Vec<Row>> {
     Ok(vec![
         Row {
             name: "mpi.per_task",
-            unit: "us/task (map, 10,000 tiny tasks, 4 ranks; mpi4py: its default chunksize=1)",
+            // map of 10,000 tiny tasks over 4 ranks; mpi4py with its default chunksize=1
+            unit: "µs",
             multiproc: f("map_us"),
             python: p("map_default_us"),
             limit: Some(f("rtt_us")),
         },
         Row {
             name: "mpi.per_task_same_chunks",
-            unit: "us/task (the same map, mpi4py given our chunk size)",
+            // the same map, mpi4py given our chunk size
+            unit: "µs",
             multiproc: f("map_us"),
             python: p("map_us"),
             limit: Some(f("rtt_us")),
         },
         Row {
             name: "mpi.submit_per_task",
-            unit: "us/task (submit then result, 2,000 tasks, 4 ranks)",
+            // submit then result, 2,000 tasks over 4 ranks
+            unit: "µs",
             multiproc: f("submit_us"),
             python: p("submit_us"),
             limit: Some(f("rtt_us")),
         },
         Row {
             name: "mpi.bandwidth",
-            unit: "MB/s (one 8 MiB argument to a rank's worker)",
+            // one 8 MiB argument to a rank's worker
+            unit: "MB/s",
             multiproc: f("mb_per_s"),
             python: None,
             limit: None,
