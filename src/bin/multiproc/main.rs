@@ -52,6 +52,12 @@ enum Cmd {
         /// Busy-looping processes to run beside the bench (a crowded machine).
         #[arg(long, default_value_t = 0)]
         hogs: usize,
+        /// Workers of the pools in the `pool.*` per-task rows.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Tasks per `pool.*` per-task measurement, instead of the default.
+        #[arg(long)]
+        n: Option<u64>,
     },
     /// A standalone manager server (shared dicts, lists, queues, locks...).
     Manager {
@@ -78,6 +84,8 @@ fn main() -> multiproc::Result<()> {
             quick,
             no_python,
             hogs,
+            workers,
+            n,
         } => bench::run(bench::Opts {
             json,
             filter,
@@ -85,6 +93,8 @@ fn main() -> multiproc::Result<()> {
             quick,
             no_python,
             hogs,
+            workers,
+            n,
         }),
         Cmd::BenchColdStart => bench::pool::cold_start(),
         Cmd::Manager { cmd } => manager_cmd::run(cmd),

@@ -37,6 +37,10 @@ pub struct Opts {
     pub no_python: bool,
     /// Busy-looping processes to run beside the bench (a crowded machine).
     pub hogs: usize,
+    /// Workers of the pools in the `pool.*` per-task rows.
+    pub workers: usize,
+    /// Tasks per `pool.*` per-task measurement, instead of the default.
+    pub n: Option<u64>,
 }
 
 /// One measurement: multiproc, Python doing the same work, and the bare limit.

@@ -51,11 +51,11 @@ fn first_line(c: multiproc::Connection) {
 }
 
 pub fn run(b: &mut Bench) -> Result<()> {
-    let n = b.size(10_000, 50_000);
+    let n = b.opts.n.unwrap_or_else(|| b.size(10_000, 50_000));
     if b.wants(&["pool.submit", "pool.map", "pool.roundtrip_unpinned"]) {
-        let pool = ProcessPool::new(2)?;
+        let pool = ProcessPool::new(b.opts.workers)?;
         pool.map(ident, 0..1000)?;
-        let bare = limits::PipePool::new(2)?;
+        let bare = limits::PipePool::new(b.opts.workers)?;
         bare.per_task(1000);
         let limit = b.median(|| bare.per_task(n));
         let v = b.median(|| submit_collect(&pool, n));
