@@ -77,6 +77,23 @@ impl Row {
         }
     }
 
+    /// A row whose Python side and limit were measured elsewhere in this run (the manager
+    /// and MPI benches run their own Python); rates are the units per second.
+    pub fn measured(
+        name: &str,
+        unit: &'static str,
+        multiproc: f64,
+        python: Option<f64>,
+        limit: Option<f64>,
+    ) -> Row {
+        Row {
+            higher_is_better: unit.ends_with("/s"),
+            python,
+            limit,
+            ..Row::time(name, unit, multiproc)
+        }
+    }
+
     pub fn limit(mut self, v: f64) -> Row {
         self.limit = Some(v);
         self
@@ -192,30 +209,14 @@ pub fn run(opts: Opts) -> Result<()> {
     if b.wants(&["manager."]) {
         // The manager bench runs its Python side (SyncManager) itself, pinned the same way.
         for m in manager::measure(b.opts.quick, !b.opts.no_python)? {
-            b.push(Row {
-                name: m.name.into(),
-                unit: m.unit,
-                higher_is_better: m.unit.ends_with("/s"),
-                multiproc: m.multiproc,
-                python: m.python,
-                limit: m.limit,
-                python_job: None,
-            });
+            b.push(Row::measured(m.name, m.unit, m.multiproc, m.python, m.limit));
         }
     }
     #[cfg(feature = "mpi")]
     if b.wants(&["mpi."]) {
         // `mpirun -n 4` jobs of this program; mpi4py runs inside them on its side.
         for m in mpi::rows(b.opts.quick, !b.opts.no_python)? {
-            b.push(Row {
-                name: m.name.into(),
-                unit: m.unit,
-                higher_is_better: m.unit.ends_with("/s"),
-                multiproc: m.multiproc,
-                python: m.python,
-                limit: m.limit,
-                python_job: None,
-            });
+            b.push(Row::measured(m.name, m.unit, m.multiproc, m.python, m.limit));
         }
     }
     if !b.opts.no_python {
