@@ -21,8 +21,7 @@
 //! | `set_start_method("spawn")` | [`set_start_method`](crate::set_start_method) |
 //! | `parent_process()` | [`parent_process`](crate::parent_process) |
 //! | `conn.send(obj)` to/from Python | [`Connection::send_pickle`](crate::Connection::send_pickle) / [`recv_pickle`](crate::Connection::recv_pickle) |
-//!
-//! (`Manager().list()` is not here yet: the manager is being built.)
+//! | `Manager().list()`, `.dict()` | [`Manager::start`](crate::Manager::start)`()?.list::<T>(name)`, `.dict::<K, V>(name)` |
 //!
 //! ## `if __name__ == "__main__":` → `init()`
 //!
@@ -212,6 +211,40 @@
 //! got.sort();
 //! assert_eq!(got, vec![0, 1, 4, 9]);
 //! ```
+//!
+//! ## `Manager().list()`: results from every task
+//!
+//! The tutorials collect results from a pool into a manager's list. A manager proxy is an
+//! ordinary argument: it travels to the worker and reconnects there on first use.
+//!
+//! ```python
+//! def fetch(result_list, link): result_list.append(f"<{link}>")
+//! with Manager() as m, Pool(2) as p:
+//!     result_list = m.list()
+//!     p.starmap(fetch, [(result_list, link) for link in links])
+//! ```
+//!
+//! ```standalone_crate
+//! # multiproc::init();
+//! use multiproc::manager::List;
+//! use multiproc::{Executor, Manager, ProcessPool};
+//!
+//! fn fetch(result_list: List<String>, link: String) {
+//!     result_list.append(&format!("<{link}>")).unwrap();
+//! }
+//! let m = Manager::start().unwrap();
+//! let result_list = m.list::<String>("results").unwrap();
+//! let links = ["a", "b", "c"].map(String::from);
+//! let pool = ProcessPool::new(2).unwrap();
+//! pool.starmap(fetch, links.iter().map(|l| (result_list.clone(), l.clone()))).unwrap();
+//! let mut got = result_list.to_vec().unwrap();
+//! got.sort();
+//! assert_eq!(got, ["<a>", "<b>", "<c>"]);
+//! ```
+//!
+//! Python's trap, mutating a value fetched from a shared dict (which changes nothing on the
+//! server), is answered by [`Dict::update`](crate::manager::Dict::update): one atomic
+//! read-modify-write on the server.
 //!
 //! ## `threading.Thread`, `enumerate()` and daemon threads
 //!
