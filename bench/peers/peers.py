@@ -29,10 +29,10 @@ def per(n, f):
 def measure(peer, w, submit, get, map1, mapauto, n):
     rt = n // 5
     big = n * 20
-    out = {
-        "submit_collect": per(n, lambda: [get(f) for f in [submit(i) for i in range(n)]]),
-        "roundtrip": per(rt, lambda: [get(submit(i)) for i in range(rt)]),
-    }
+    out = {}
+    if submit:
+        out["submit_collect"] = per(n, lambda: [get(f) for f in [submit(i) for i in range(n)]])
+        out["roundtrip"] = per(rt, lambda: [get(submit(i)) for i in range(rt)])
     if map1:
         out["map_chunk1"] = per(n, lambda: map1(range(n)))
     if mapauto:
@@ -64,10 +64,15 @@ def main():
                     lambda it: list(pp.map(ident, it, chunksize=1).result()), None, n)
     import mpire
     for w in (1, 2):
+        # One pool for apply_async and another for map: a map on a pool that served
+        # apply_async calls the function with the wrong arguments (mpire 2.x).
+        with mpire.WorkerPool(n_jobs=w) as mw:
+            mw.apply_async(ident, (1,)).get()
+            measure("mpire", w, lambda i: mw.apply_async(ident, (i,)), lambda f: f.get(),
+                    None, None, n)
         with mpire.WorkerPool(n_jobs=w) as mw:
             mw.map(ident, range(100))
-            measure("mpire", w, lambda i: mw.apply_async(ident, (i,)), lambda f: f.get(),
-                    lambda it: mw.map(ident, it, chunk_size=1),
+            measure("mpire", w, None, None, lambda it: mw.map(ident, it, chunk_size=1),
                     lambda it: mw.map(ident, it), n)
 
 

@@ -21,6 +21,7 @@ for w in 1 2; do
     "$root/target/release/multiproc" bench --json --no-python --workers "$w" --n "$n" \
         --filter pool.submit_collect_per_task --filter pool.roundtrip_unpinned \
         --filter pool.map_chunk1_per_task --filter pool.map_auto_per_task |
+    grep '"name":"pool\.' |
     sed -E 's/.*"name":"pool\.([a-z_0-9]+)".*"multiproc":([0-9.e+-]+).*/\1 \2/' |
     sed -E 's/^submit_collect_per_task/submit_collect/; s/^roundtrip_unpinned/roundtrip/;
             s/^map_chunk1_per_task/map_chunk1/; s/^map_auto_per_task/map_auto/' |
