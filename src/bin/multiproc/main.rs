@@ -21,14 +21,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Threads or processes? Runs the classic CPU-bound and I/O-bound experiment.
+    /// Threads or processes? Eight short experiments, each in Rust beside its Python original.
     Tour {
-        /// fib(n) for the CPU-bound tasks.
-        #[arg(long, default_value_t = 40)]
-        n: u64,
-        /// Seconds each I/O-bound task waits on a child `sleep`.
-        #[arg(long, default_value_t = 2)]
-        sleep: u64,
+        /// Small sizes (the whole tour in well under 20 s; CI runs this).
+        #[arg(long)]
+        quick: bool,
+        /// Only experiment N (1 to 8).
+        #[arg(long, value_name = "N")]
+        only: Option<u32>,
+        /// One JSON object per experiment on stdout (every figure); the tables go to stderr.
+        #[arg(long)]
+        json: bool,
+        /// Write an SVG bar chart of the serial / threads / processes wall times.
+        #[arg(long, value_name = "FILE.svg")]
+        chart: Option<std::path::PathBuf>,
+        /// Skip the Python side even where python3 is installed.
+        #[arg(long)]
+        no_python: bool,
     },
     /// Measures the pools side by side with Python 3 and with bare baselines.
     Bench {
@@ -55,7 +64,19 @@ enum Cmd {
 fn main() -> multiproc::Result<()> {
     multiproc::init();
     match Cli::parse().cmd {
-        Cmd::Tour { n, sleep } => tour::run(n, sleep),
+        Cmd::Tour {
+            quick,
+            only,
+            json,
+            chart,
+            no_python,
+        } => tour::run(tour::Options {
+            quick,
+            only,
+            json,
+            chart,
+            no_python,
+        }),
         Cmd::Bench {
             quick,
             no_python,
