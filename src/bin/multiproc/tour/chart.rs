@@ -64,7 +64,10 @@ pub fn draw(path: &Path, done: &[Experiment]) -> Result<()> {
             .y_desc("wall time (s)")
             .draw()
             .map_err(plot_err)?;
-        let sides = [(Some(bars.rust), RUST, "Rust", 0.1), (bars.python, PYTHON, "Python", 0.5)];
+        let sides = [
+            (Some(bars.rust), RUST, "Rust", 0.1),
+            (bars.python, PYTHON, "Python", 0.5),
+        ];
         for (values, color, name, offset) in sides {
             let Some(values) = values else { continue };
             chart
@@ -74,7 +77,9 @@ pub fn draw(path: &Path, done: &[Experiment]) -> Result<()> {
                 }))
                 .map_err(plot_err)?
                 .label(name)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
         }
         chart
             .configure_series_labels()

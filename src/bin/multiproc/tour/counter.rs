@@ -5,21 +5,30 @@
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use multiproc::{Process, Queue, Result, Semaphore, SharedMemory, Thread};
+use multiproc::{Barrier, Process, Queue, Result, Semaphore, SharedMemory, Thread};
 use serde_json::{Value, json};
 
 use super::report::{secs, thousands};
 use super::{Cell, Ctx, Experiment, Row};
 
-/// Starts two threads running `body`, joins them; the wall time.
+/// How long a worker waits at the start gate for the other one.
+const GATE: Duration = Duration::from_secs(30);
+
+/// Starts two threads running `body`, joins them; the wall time. Both pass a gate before
+/// counting, so the two loops really overlap (a thread that started late could otherwise
+/// count alone, and a race would not show).
 fn on_two_threads(body: impl Fn() + Send + Sync + 'static) -> Result<f64> {
     let body = Arc::new(body);
+    let gate = Arc::new(std::sync::Barrier::new(2));
     let ts: Vec<Thread> = (0..2)
         .map(|_| {
-            let b = body.clone();
-            Thread::new(move || b())
+            let (b, g) = (body.clone(), gate.clone());
+            Thread::new(move || {
+                g.wait();
+                b()
+            })
         })
         .collect();
     let t = Instant::now();
@@ -63,7 +72,8 @@ fn threads_lock(n: u64) -> Result<Value> {
 }
 
 /// Each process counts in a local variable and sends its sum once.
-fn count_locally((n, queue): (u64, Queue<u64>)) {
+fn count_locally((n, queue, gate): (u64, Queue<u64>, Barrier)) {
+    let _ = gate.wait_timeout(GATE);
     let mut local = 0u64;
     for _ in 0..black_box(n) {
         local = black_box(local) + 1;
@@ -73,9 +83,10 @@ fn count_locally((n, queue): (u64, Queue<u64>)) {
 
 fn processes_queue(n: u64) -> Result<Value> {
     let queue: Queue<u64> = Queue::new()?;
+    let gate = Barrier::new(2)?;
     let t = Instant::now();
     let ps: Vec<Process> = (0..2)
-        .map(|_| Process::start(count_locally, (n, queue.clone())))
+        .map(|_| Process::start(count_locally, (n, queue.clone(), gate.clone())))
         .collect::<Result<_>>()?;
     let total = queue.get()? + queue.get()?;
     for p in &ps {
@@ -85,8 +96,9 @@ fn processes_queue(n: u64) -> Result<Value> {
 }
 
 /// Adds 1 to the shared `u64`, `n` times, each under the semaphore.
-fn add_shared((n, shm, sem): (u64, SharedMemory, Semaphore)) {
+fn add_shared((n, shm, sem, gate): (u64, SharedMemory, Semaphore, Barrier)) {
     let mut shm = shm;
+    let _ = gate.wait_timeout(GATE);
     for _ in 0..black_box(n) {
         let _permit = sem.acquire();
         let cell = &mut shm.as_pod_slice_mut::<u64>()[0];
@@ -97,9 +109,15 @@ fn add_shared((n, shm, sem): (u64, SharedMemory, Semaphore)) {
 fn processes_shared_memory(n: u64) -> Result<Value> {
     let shm = SharedMemory::create(8)?;
     let sem = Semaphore::new(1)?;
+    let gate = Barrier::new(2)?;
     let t = Instant::now();
     let ps: Vec<Process> = (0..2)
-        .map(|_| Process::start(add_shared, (n, shm.clone_handle()?, sem.clone())))
+        .map(|_| {
+            Process::start(
+                add_shared,
+                (n, shm.clone_handle()?, sem.clone(), gate.clone()),
+            )
+        })
         .collect::<Result<_>>()?;
     for p in &ps {
         p.join();
@@ -114,7 +132,10 @@ const VARIANTS: [(&str, &str); 4] = [
     ("threads_no_lock", "2 threads, no lock"),
     ("threads_lock", "2 threads, a lock per addition"),
     ("processes_queue", "2 processes, local sums sent by Queue"),
-    ("processes_shared_memory", "2 processes, SharedMemory + Semaphore"),
+    (
+        "processes_shared_memory",
+        "2 processes, SharedMemory + Semaphore",
+    ),
 ];
 
 fn cell(v: Option<&Value>) -> Option<Cell> {
@@ -136,13 +157,25 @@ pub fn run(ctx: &Ctx) -> Result<Experiment> {
     // locked variants add a tenth as many times (the rows say how many).
     let py_locked = n / 10;
 
-    ctx.step(format!("Rust: 2 threads x {} additions, no lock", thousands(n)));
+    ctx.step(format!(
+        "Rust: 2 threads x {} additions, no lock",
+        thousands(n)
+    ));
     let a = threads_no_lock(n)?;
-    ctx.step(format!("Rust: 2 threads x {} additions, with a lock", thousands(n)));
+    ctx.step(format!(
+        "Rust: 2 threads x {} additions, with a lock",
+        thousands(n)
+    ));
     let b = threads_lock(n)?;
-    ctx.step(format!("Rust: 2 processes x {} additions, Queue", thousands(n)));
+    ctx.step(format!(
+        "Rust: 2 processes x {} additions, Queue",
+        thousands(n)
+    ));
     let c = processes_queue(n)?;
-    ctx.step(format!("Rust: 2 processes x {} additions, SharedMemory", thousands(n)));
+    ctx.step(format!(
+        "Rust: 2 processes x {} additions, SharedMemory",
+        thousands(n)
+    ));
     let d = processes_shared_memory(n)?;
     let rust = json!({
         "threads_no_lock": a, "threads_lock": b,
@@ -152,7 +185,13 @@ pub fn run(ctx: &Ctx) -> Result<Experiment> {
 
     let rows = VARIANTS
         .iter()
-        .map(|(k, what)| Row::new(*what, cell(rust.get(k)), cell(py.as_ref().and_then(|p| p.get(k)))))
+        .map(|(k, what)| {
+            Row::new(
+                *what,
+                cell(rust.get(k)),
+                cell(py.as_ref().and_then(|p| p.get(k))),
+            )
+        })
         .collect();
     let mut lines = Vec::new();
     let lost = 2 * n - rust["threads_no_lock"]["total"].as_u64().unwrap_or(0);
@@ -162,17 +201,27 @@ pub fn run(ctx: &Ctx) -> Result<Experiment> {
         thousands(lost),
         thousands(2 * n)
     ));
-    if let Some(total) = py.as_ref().and_then(|p| p["threads_no_lock"]["total"].as_u64()) {
+    if let Some(total) = py
+        .as_ref()
+        .and_then(|p| p["threads_no_lock"]["total"].as_u64())
+    {
         lines.push(format!(
             "Python, no lock: {} of {} additions lost (in {})",
             thousands((2 * n).saturating_sub(total)),
             thousands(2 * n),
-            secs(py.as_ref().and_then(|p| p["threads_no_lock"]["wall_s"].as_f64()).unwrap_or(0.0))
+            secs(
+                py.as_ref()
+                    .and_then(|p| p["threads_no_lock"]["wall_s"].as_f64())
+                    .unwrap_or(0.0)
+            )
         ));
     }
     Ok(Experiment {
         id: 5,
-        title: format!("A shared counter: two workers each add 1, {} times", thousands(n)),
+        title: format!(
+            "A shared counter: two workers each add 1, {} times",
+            thousands(n)
+        ),
         lesson: "`counter += 1` is read, add, write: two threads with no lock lose updates; \
                  CPython 3.10+ hides it because it switches threads only at a call or a \
                  loop's jump back, never between the read and the write (free-threaded 3.13t \

@@ -91,7 +91,10 @@ fn answer(stream: TcpStream, latency: Duration) {
                 title(i)
             ),
         ),
-        None => ("404 Not Found", "<html><body><p>no such page</p></body></html>".into()),
+        None => (
+            "404 Not Found",
+            "<html><body><p>no such page</p></body></html>".into(),
+        ),
     };
     let _ = write!(
         &stream,
@@ -107,7 +110,9 @@ fn get_title(url: &str) -> std::result::Result<String, String> {
     let mut stream = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
     write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
     let mut page = String::new();
-    stream.read_to_string(&mut page).map_err(|e| e.to_string())?;
+    stream
+        .read_to_string(&mut page)
+        .map_err(|e| e.to_string())?;
     page.split_once("<h1>")
         .and_then(|(_, rest)| rest.split_once("</h1>"))
         .map(|(t, _)| t.to_string())
@@ -132,7 +137,8 @@ fn crawl(
     let got = titles.to_vec()?;
     let distinct: BTreeSet<&String> = got.iter().collect();
     let expected: BTreeSet<String> = (0..links.len()).map(title).collect();
-    let all_right = distinct.len() == expected.len() && distinct.iter().all(|t| expected.contains(*t));
+    let all_right =
+        distinct.len() == expected.len() && distinct.iter().all(|t| expected.contains(*t));
     Ok((
         wall.as_secs_f64(),
         json!({
@@ -147,7 +153,9 @@ fn crawl(
 pub fn run(ctx: &Ctx) -> Result<Experiment> {
     let latency = Duration::from_millis(if ctx.quick { 10 } else { 50 });
     let site = Site::start(latency)?;
-    let links: Vec<String> = (0..PAGES).map(|i| format!("{}/page/{i}", site.base())).collect();
+    let links: Vec<String> = (0..PAGES)
+        .map(|i| format!("{}/page/{i}", site.base()))
+        .collect();
     let manager = Manager::start()?;
 
     ctx.step(format!("Rust: crawl {PAGES} pages serially"));
@@ -156,7 +164,8 @@ pub fn run(ctx: &Ctx) -> Result<Experiment> {
     })?;
     ctx.step(format!("Rust: crawl {PAGES} pages on {WORKERS} threads"));
     let threads = ThreadPool::new(WORKERS)?;
-    let (threads_s, on_threads) = crawl(&manager, "threads", &links, |jobs| threads.map(fetch, jobs))?;
+    let (threads_s, on_threads) =
+        crawl(&manager, "threads", &links, |jobs| threads.map(fetch, jobs))?;
     drop(threads);
     ctx.step(format!("Rust: crawl {PAGES} pages on {WORKERS} processes"));
     let procs = ProcessPool::new(WORKERS)?;

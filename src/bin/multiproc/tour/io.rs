@@ -22,16 +22,24 @@ pub fn run(ctx: &Ctx) -> Result<Experiment> {
     let tasks = vec![seconds.to_string(); TASKS];
 
     ctx.step(format!("Rust: `sleep {seconds}` x {TASKS}, serially"));
-    let (serial, serial_s) = timed(|| Ok(tasks.iter().cloned().map(wait_on_child).collect::<Vec<_>>()))?;
+    let (serial, serial_s) =
+        timed(|| Ok(tasks.iter().cloned().map(wait_on_child).collect::<Vec<_>>()))?;
     let threads = ThreadPool::new(TASKS)?;
-    ctx.step(format!("Rust: `sleep {seconds}` x {TASKS} on {TASKS} threads"));
+    ctx.step(format!(
+        "Rust: `sleep {seconds}` x {TASKS} on {TASKS} threads"
+    ));
     let (on_threads, threads_s) = timed(|| threads.map(wait_on_child, tasks.clone()))?;
     drop(threads);
     let procs = ProcessPool::new(TASKS)?;
-    ctx.step(format!("Rust: `sleep {seconds}` x {TASKS} on {TASKS} processes"));
+    ctx.step(format!(
+        "Rust: `sleep {seconds}` x {TASKS} on {TASKS} processes"
+    ));
     let (on_procs, procs_s) = timed(|| procs.map(wait_on_child, tasks.clone()))?;
     drop(procs);
-    let all_ok = [serial, on_threads, on_procs].iter().flatten().all(|&ok| ok);
+    let all_ok = [serial, on_threads, on_procs]
+        .iter()
+        .flatten()
+        .all(|&ok| ok);
 
     let rust = json!({
         "sleep_s": seconds.parse::<f64>().unwrap_or(0.0), "tasks": TASKS, "all_succeeded": all_ok,
@@ -49,7 +57,11 @@ pub fn run(ctx: &Ctx) -> Result<Experiment> {
              five waits on five threads or five processes take about {seconds} s instead of \
              five times that, in both languages."
         ),
-        lines: if all_ok { Vec::new() } else { vec!["(a `sleep` command failed)".into()] },
+        lines: if all_ok {
+            Vec::new()
+        } else {
+            vec!["(a `sleep` command failed)".into()]
+        },
         rows,
         bars: Some(bars),
         rust,

@@ -50,7 +50,9 @@ fn threads(lines: &mut Vec<String>, seconds: f64) -> Result<Value> {
         .iter()
         .map(|t| t.name().to_string())
         .collect();
-    lines.push(format!("threading::enumerate() when all are done: {names:?}"));
+    lines.push(format!(
+        "threading::enumerate() when all are done: {names:?}"
+    ));
     Ok(json!({ "wall_s": wall, "threads": rows, "enumerate": names }))
 }
 

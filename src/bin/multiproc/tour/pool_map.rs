@@ -48,10 +48,7 @@ pub fn run(ctx: &Ctx) -> Result<Experiment> {
         .iter()
         .map(|&(x, s)| Process::start(power5_to_queue, (x, s, queue.clone())))
         .collect::<Result<_>>()?;
-    let mut one_each = ps
-        .iter()
-        .map(|_| queue.get())
-        .collect::<Result<Vec<_>>>()?;
+    let mut one_each = ps.iter().map(|_| queue.get()).collect::<Result<Vec<_>>>()?;
     for p in &ps {
         p.join();
     }

@@ -53,7 +53,10 @@ pub fn run(ctx: &Ctx) -> Result<Experiment> {
     )];
     Ok(Experiment {
         id: 7,
-        title: format!("Producer and consumer through a Queue ({} items, then None)", thousands(n)),
+        title: format!(
+            "Producer and consumer through a Queue ({} items, then None)",
+            thousands(n)
+        ),
         lesson: "a Queue carries items between processes in order, and a sentinel (None) is how \
                  the producer says it is done: the consumer stops at it, having seen every item."
             .into(),

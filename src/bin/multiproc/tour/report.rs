@@ -125,13 +125,23 @@ impl Experiment {
                 .iter()
                 .map(|r| cell_text(&self.rows, r, |r| r.python.as_ref()))
                 .collect();
-            let w0 = self.rows.iter().map(|r| r.what.len()).max().unwrap_or(0).max(4);
+            let w0 = self
+                .rows
+                .iter()
+                .map(|r| r.what.len())
+                .max()
+                .unwrap_or(0)
+                .max(4);
             let w1 = rust.iter().map(|c| c.len()).max().unwrap_or(0).max(20);
             let py_head = match python {
                 Some(v) => format!("Python {v}"),
                 None => "Python (not run)".into(),
             };
-            let _ = writeln!(s, "   {:<w0$}   {:<w1$}   {py_head}", "", "Rust (multiproc)");
+            let _ = writeln!(
+                s,
+                "   {:<w0$}   {:<w1$}   {py_head}",
+                "", "Rust (multiproc)"
+            );
             let _ = writeln!(s, "   {}", "-".repeat(w0 + w1 + 6 + py_head.len().max(20)));
             for ((r, rc), pc) in self.rows.iter().zip(&rust).zip(&py) {
                 let _ = writeln!(s, "   {:<w0$}   {rc:<w1$}   {pc}", r.what);
@@ -181,12 +191,20 @@ pub fn three_ways(
         .zip(names)
         .enumerate()
         .map(|(i, (k, name))| {
-            let r = Row::new(name, rust[k].as_f64().map(Cell::new), f(py, &[k]).map(Cell::new));
+            let r = Row::new(
+                name,
+                rust[k].as_f64().map(Cell::new),
+                f(py, &[k]).map(Cell::new),
+            );
             if i == 0 { r } else { r.vs(0) }
         })
         .collect();
     let get = |v: &Value| -> Option<[f64; 3]> {
-        Some([v[keys[0]].as_f64()?, v[keys[1]].as_f64()?, v[keys[2]].as_f64()?])
+        Some([
+            v[keys[0]].as_f64()?,
+            v[keys[1]].as_f64()?,
+            v[keys[2]].as_f64()?,
+        ])
     };
     let bars = Bars {
         label: label.to_string(),

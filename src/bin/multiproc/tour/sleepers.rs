@@ -76,7 +76,10 @@ pub fn run(ctx: &Ctx) -> Result<Experiment> {
     let cell = |v: &Value, k: &str| {
         Cell::with(
             v[k]["wall_s"].as_f64().unwrap_or(0.0),
-            format!("finished within {}", secs(v[k]["spread_s"].as_f64().unwrap_or(0.0))),
+            format!(
+                "finished within {}",
+                secs(v[k]["spread_s"].as_f64().unwrap_or(0.0))
+            ),
         )
     };
     let pycell = |k: &str| {
@@ -86,7 +89,11 @@ pub fn run(ctx: &Ctx) -> Result<Experiment> {
         ))
     };
     let rows = vec![
-        Row::new("3 tasks on 3 threads", Some(cell(&rust, "threads")), pycell("threads")),
+        Row::new(
+            "3 tasks on 3 threads",
+            Some(cell(&rust, "threads")),
+            pycell("threads"),
+        ),
         Row::new(
             "3 tasks on 3 processes",
             Some(cell(&rust, "processes")),
