@@ -55,11 +55,13 @@ pub fn draw(path: &Path, done: &[Experiment]) -> Result<()> {
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(3)
-            .x_label_formatter(&|x| match *x as usize {
-                0 => "serial".into(),
-                1 => "threads".into(),
-                _ => "processes".into(),
+            // Ticks every half unit; only the middles (0.5, 1.5, 2.5) are named.
+            .x_labels(7)
+            .x_label_formatter(&|x: &f64| match (x * 2.0).round() as i64 {
+                1 => "serial".into(),
+                3 => "threads".into(),
+                5 => "processes".into(),
+                _ => String::new(),
             })
             .y_desc("wall time (s)")
             .draw()
