@@ -222,7 +222,23 @@ fn quick_tour_json_tells_the_truth() {
         }
     }
 
-    // The tour cleans up after itself: no shared memory segment of its own is left.
+    // The tour cleans up after itself: no process of this binary (workers, the manager,
+    // children) outlives it for long, and no shared memory segment of its own is left.
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_multiproc")).unwrap();
+    let survivors = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|p| std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|x| x == exe))
+            .filter(|&p| !common::dead(p))
+            .collect()
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while !survivors().is_empty() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(survivors(), Vec::<u32>::new(), "processes of the tour left running");
     let mine = format!("mp-{pid}-");
     let left: Vec<String> = std::fs::read_dir("/dev/shm")
         .unwrap()
