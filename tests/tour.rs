@@ -238,7 +238,11 @@ fn quick_tour_json_tells_the_truth() {
     while !survivors().is_empty() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(survivors(), Vec::<u32>::new(), "processes of the tour left running");
+    assert_eq!(
+        survivors(),
+        Vec::<u32>::new(),
+        "processes of the tour left running"
+    );
     let mine = format!("mp-{pid}-");
     let left: Vec<String> = std::fs::read_dir("/dev/shm")
         .unwrap()

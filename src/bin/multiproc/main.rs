@@ -1,5 +1,6 @@
-//! The `multiproc` command: `tour` (threads or processes? the classic experiment, in
-//! Rust) and `bench` (our numbers side by side with Python's and the OS limit).
+//! The `multiproc` command: `tour` (threads or processes? the tutorials' eight experiments,
+//! in Rust beside Python) and `bench` (our numbers side by side with Python's and the OS
+//! limit).
 
 mod bench;
 mod bench_manager;
