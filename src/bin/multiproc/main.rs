@@ -1,5 +1,6 @@
-//! The `multiproc` command: `tour` (threads or processes? the classic experiment, in
-//! Rust) and `bench` (our numbers side by side with Python's and the OS limit).
+//! The `multiproc` command: `tour` (threads or processes? the tutorials' eight experiments,
+//! in Rust beside Python) and `bench` (our numbers side by side with Python's and the OS
+//! limit).
 
 mod bench;
 mod manager_cmd;
@@ -22,14 +23,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Threads or processes? Runs the classic CPU-bound and I/O-bound experiment.
+    /// Threads or processes? Eight short experiments, each in Rust beside its Python original.
     Tour {
-        /// fib(n) for the CPU-bound tasks.
-        #[arg(long, default_value_t = 40)]
-        n: u64,
-        /// Seconds each I/O-bound task waits on a child `sleep`.
-        #[arg(long, default_value_t = 2)]
-        sleep: u64,
+        /// Small sizes (the whole tour in well under 20 s; CI runs this).
+        #[arg(long)]
+        quick: bool,
+        /// Only experiment N (1 to 8).
+        #[arg(long, value_name = "N")]
+        only: Option<u32>,
+        /// One JSON object per experiment on stdout (every figure); the tables go to stderr.
+        #[arg(long)]
+        json: bool,
+        /// Write an SVG bar chart of the serial / threads / processes wall times.
+        #[arg(long, value_name = "FILE.svg")]
+        chart: Option<std::path::PathBuf>,
+        /// Skip the Python side even where python3 is installed.
+        #[arg(long)]
+        no_python: bool,
     },
     /// Measures every speed claim beside Python doing the same work and beside the bare
     /// mechanism (the OS limit), in one run.
@@ -76,7 +86,19 @@ enum Cmd {
 fn main() -> multiproc::Result<()> {
     multiproc::init();
     match Cli::parse().cmd {
-        Cmd::Tour { n, sleep } => tour::run(n, sleep),
+        Cmd::Tour {
+            quick,
+            only,
+            json,
+            chart,
+            no_python,
+        } => tour::run(tour::Options {
+            quick,
+            only,
+            json,
+            chart,
+            no_python,
+        }),
         Cmd::Bench {
             json,
             filter,
