@@ -7,6 +7,7 @@ pub(crate) mod abort;
 pub(crate) mod code;
 pub(crate) mod fdpass;
 pub(crate) mod futex;
+pub(crate) mod lock;
 pub(crate) mod mem;
 pub(crate) mod process;
 pub(crate) mod shm;

@@ -71,7 +71,12 @@ pub(crate) fn task_stat(id: u32) -> Option<(u8, u64)> {
 /// entry for it *and* `kill(id, 0)` says there is no such task (Linux accepts any thread id
 /// there).
 pub(crate) fn task_alive(id: u32) -> bool {
-    match task_stat(id) {
+    alive_from(id, task_stat(id))
+}
+
+/// [`task_alive`] given what `/proc` said (`None`: nothing, as with `/proc` hidden).
+pub(crate) fn alive_from(id: u32, stat: Option<(u8, u64)>) -> bool {
+    match stat {
         Some((state, _)) => !matches!(state, b'Z' | b'X' | b'x'),
         None => match rustix::process::Pid::from_raw(id as i32) {
             Some(pid) => rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH),
