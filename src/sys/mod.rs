@@ -15,6 +15,6 @@ mod startup;
 
 pub(crate) use abort::AbortIfPanic;
 pub(crate) use futex::{futex_wait, futex_wake, timespec};
-pub(crate) use mem::SharedMapping;
+pub use mem::SharedMapping;
 pub(crate) mod atexit;
 pub(crate) mod ring;
