@@ -330,7 +330,7 @@ impl SharedMapping {
     /// ```
     ///
     /// ```
-    /// let mut shm = multiproc::SharedMemory::create(4).unwrap();
+    /// let shm = multiproc::SharedMemory::create(4).unwrap();
     /// // SAFETY: no other handle to this segment exists.
     /// unsafe { shm.as_mut_slice() }.copy_from_slice(b"wxyz");
     /// assert_eq!(shm.to_vec(), b"wxyz");
@@ -368,9 +368,10 @@ impl SharedMapping {
     /// As for [`as_mut_slice`](SharedMapping::as_mut_slice).
     ///
     /// ```
-    /// let mut shm = multiproc::SharedMemory::create(64).unwrap();
+    /// let shm = multiproc::SharedMemory::create(64).unwrap();
     /// // SAFETY: no other handle to this segment exists.
-    /// unsafe { shm.as_pod_slice_mut::<u64>() }[7] = 42;
+    /// let words = unsafe { shm.as_pod_slice_mut::<u64>() };
+    /// words[7] = 42;
     /// assert_eq!(shm.atomic_u64s()[7].load(std::sync::atomic::Ordering::Relaxed), 42);
     /// ```
     #[allow(clippy::mut_from_ref)] // exclusivity is the caller's promise (see Safety)
