@@ -1,7 +1,9 @@
 //! The only place with `unsafe` and raw system calls. Every block carries a `SAFETY:` note.
 //!
 //! Everything above this module is safe Rust built on the small, bounds-checked interfaces
-//! here: futex waits, shared mappings, fork, signals, fd passing and function shipping.
+//! here: futex waits, the robust lock word, shared mappings, fork, signals, fd passing and
+//! function shipping. `README.md` beside this file explains the lock word and the rules for
+//! shared mappings.
 
 pub(crate) mod abort;
 pub(crate) mod code;

@@ -1,4 +1,4 @@
-//! POSIX shared memory objects, typed views of shared mappings, thread ids and process
+//! POSIX shared memory objects, thread ids and process
 //! liveness: the system side of `shm/` and `sync/`.
 
 use std::cell::Cell;
