@@ -197,12 +197,16 @@ fn shm_lifecycle(c: &mut Criterion) {
 
 const BIG: usize = 256 << 20;
 
-fn copy_in((shm, go, done, n): (SharedMemory, Semaphore, Semaphore, u64)) {
+fn copy_in((shm, go, done, n, safe): (SharedMemory, Semaphore, Semaphore, u64, bool)) {
     let src = vec![7u8; BIG]; // faulted in by the fill
     for _ in 0..n {
         go.acquire().forget();
-        // SAFETY: the parent touches the segment only between `done` and the next `go`.
-        unsafe { shm.as_mut_slice() }.copy_from_slice(&src);
+        if safe {
+            shm.write_at(0, &src).unwrap();
+        } else {
+            // SAFETY: the parent touches the segment only between `done` and the next `go`.
+            unsafe { shm.as_mut_slice() }.copy_from_slice(&src);
+        }
         done.release();
     }
 }
@@ -217,28 +221,39 @@ fn big_copy(c: &mut Criterion) {
         b.iter(|| dst.copy_from_slice(black_box(&src)))
     });
     drop((src, dst));
-    g.bench_function("to_another_process_via_SharedMemory", |b| {
-        b.iter_custom(|iters| {
-            let shm = SharedMemory::create(BIG).unwrap();
-            // SAFETY: no other handle exists yet. Faults the pages in outside the timing.
-            unsafe { shm.as_mut_slice() }.fill(0);
-            let (go, done) = (Semaphore::new(0).unwrap(), Semaphore::new(0).unwrap());
-            let arg = (shm.clone_handle().unwrap(), go.clone(), done.clone(), iters);
-            let p = Process::start(copy_in, arg).unwrap();
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                go.release();
-                done.acquire().forget();
-                total += t.elapsed();
-                // The receiver reads the data in place: no second copy.
-                // SAFETY: the child writes only between `go` and `done`.
-                assert_eq!(unsafe { shm.as_slice() }[BIG - 1], 7);
-            }
-            assert!(p.join_timeout(Duration::from_secs(60)));
-            total
-        })
-    });
+    for (name, safe) in [
+        ("to_another_process_via_SharedMemory", false),
+        ("to_another_process_via_write_at", true),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let shm = SharedMemory::create(BIG).unwrap();
+                // SAFETY: no other handle exists yet. Faults the pages in outside the timing.
+                unsafe { shm.as_mut_slice() }.fill(0);
+                let (go, done) = (Semaphore::new(0).unwrap(), Semaphore::new(0).unwrap());
+                let arg = (
+                    shm.clone_handle().unwrap(),
+                    go.clone(),
+                    done.clone(),
+                    iters,
+                    safe,
+                );
+                let p = Process::start(copy_in, arg).unwrap();
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    go.release();
+                    done.acquire().forget();
+                    total += t.elapsed();
+                    let mut last = [0u8];
+                    shm.read_at(BIG - 1, &mut last).unwrap();
+                    assert_eq!(last, [7]);
+                }
+                assert!(p.join_timeout(Duration::from_secs(60)));
+                total
+            })
+        });
+    }
     g.finish();
 }
 

@@ -172,8 +172,8 @@ impl SharedMapping {
     /// Copies `dst.len()` bytes at `off` out of the mapping (atomic accesses; see the
     /// module docs). Panics if out of bounds.
     fn copy_out(&self, off: usize, dst: &mut [MaybeUninit<u8>]) {
-        let end = off + dst.len();
         self.check(off, dst.len(), 1);
+        let end = off + dst.len();
         let words_end = self.words_end();
         let mut i = off;
         while i < end {
@@ -195,8 +195,8 @@ impl SharedMapping {
     /// Copies `src` into the mapping at `off` (atomic accesses; see the module docs).
     /// Panics if out of bounds.
     fn copy_in(&self, off: usize, src: &[u8]) {
-        let end = off + src.len();
         self.check(off, src.len(), 1);
+        let end = off + src.len();
         let words_end = self.words_end();
         let mut i = off;
         while i < end {
