@@ -154,6 +154,11 @@ fn a_value_guard_works_on_a_copy_that_is_written_back_on_release() {
     g[1] = 20;
     drop(g);
     assert_eq!(a.to_vec().unwrap(), [1, 20, 3]);
+
+    // Zero-sized values have nothing to copy.
+    let z = Array::<()>::new(3).unwrap();
+    assert_eq!(z.lock().unwrap().len(), 3);
+    assert_eq!(z.to_vec().unwrap().len(), 3);
 }
 
 #[test]
