@@ -91,8 +91,7 @@ thread_local! {
 /// holder that died: the ring needs no repair after a death, since each side commits with
 /// one atomic store (see the module docs), so that is not reported.
 fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Result<Held<'_>> {
-    let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-    match crate::sys::lock::lock(word, timeout) {
+    match crate::sys::lock::lock_until(word, deadline) {
         Ok((held, _owner_died)) => Ok(held),
         Err(RawError::Timeout) => Err(Error::Timeout(Duration::ZERO)),
         // Nothing in a queue marks its locks unrecoverable: only foreign bytes can.

@@ -240,14 +240,23 @@ impl Drop for Held<'_> {
     }
 }
 
-/// Acquires `word` like [`raw_lock`]; the result also says whether it was taken over from a
-/// holder that died.
+/// Acquires `word` like [`raw_lock`], giving up at `deadline`; the result also says whether
+/// it was taken over from a holder that died. The clock is read only if the word is busy.
 #[inline]
-pub(crate) fn lock(
+pub(crate) fn lock_until(
     word: &AtomicU32,
-    timeout: Option<Duration>,
+    deadline: Option<Instant>,
 ) -> std::result::Result<(Held<'_>, bool), RawError> {
-    let died = raw_lock(word, timeout)?;
+    let me = current_tid();
+    let died = if word
+        .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
+        false
+    } else {
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        raw_lock_slow(word, me, timeout)?
+    };
     Ok((
         Held {
             word,
@@ -288,7 +297,7 @@ mod tests {
     #[test]
     fn a_word_is_released_only_if_it_still_names_us() {
         let word = AtomicU32::new(0);
-        let (held, died) = lock(&word, None).unwrap();
+        let (held, died) = lock_until(&word, None).unwrap();
         assert!(!died);
         assert!(raw_owned_by_me(&word));
         // A waiter that misjudged us dead took it over: neither releasing nor abandoning
@@ -352,7 +361,7 @@ mod tests {
         let map = crate::sys::SharedMapping::map(&fd, 4096).unwrap();
         let word = map.atomic_u32(0);
         let code = in_forked_child(|| {
-            std::mem::forget(lock(word, None).map_err(|_| ()));
+            std::mem::forget(lock_until(word, None).map_err(|_| ()));
             i32::from(word.load(Ordering::Relaxed) == 0)
         });
         assert_eq!(code, 0);
