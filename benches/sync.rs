@@ -19,9 +19,9 @@ multiproc::test_support!();
 
 /// A `pthread_mutex_t` (PTHREAD_PROCESS_SHARED) at offset 64 of `shm`, counter at 0.
 fn init_pthread_mutex(shm: &mut SharedMemory) {
-    // SAFETY: nothing else uses the segment yet; the slice is used only to take a pointer.
-    let m = unsafe { shm.as_mut_slice() }[64..]
-        .as_mut_ptr()
+    let m = shm
+        .as_ptr()
+        .wrapping_add(64)
         .cast::<libc::pthread_mutex_t>();
     // SAFETY: `m` points into a live, 64-aligned mapping large enough for the mutex; the
     // attribute object is local and destroyed after use.
@@ -35,8 +35,7 @@ fn init_pthread_mutex(shm: &mut SharedMemory) {
 }
 
 fn pthread_count(shm: &SharedMemory, n: u64) {
-    // SAFETY: only used for its pointer; every access below is under the mutex.
-    let base = unsafe { shm.as_mut_slice() }.as_mut_ptr();
+    let base = shm.as_ptr();
     // SAFETY: the mutex was initialised by `init_pthread_mutex`; the counter at offset 0 is
     // only touched while the mutex is held, so the volatile accesses do not race.
     unsafe {
@@ -131,9 +130,9 @@ fn uncontended(c: &mut Criterion) {
     });
     let mut shm = SharedMemory::create(4096).unwrap();
     init_pthread_mutex(&mut shm);
-    // SAFETY: only used for its pointer (the mutex is used through libc alone).
-    let m = unsafe { shm.as_mut_slice() }[64..]
-        .as_mut_ptr()
+    let m = shm
+        .as_ptr()
+        .wrapping_add(64)
         .cast::<libc::pthread_mutex_t>();
     g.bench_function("pthread_mutex_pshared", |b| {
         // SAFETY: initialised above; the mapping outlives the benchmark.

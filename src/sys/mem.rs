@@ -98,8 +98,17 @@ impl SharedMapping {
         self.len == 0
     }
 
-    /// The base address (for `sys::ring`'s lent slices, and pointer identity).
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
+    /// The base address, for code that brings its own protocol and its own `unsafe` (a
+    /// baseline benchmark, a foreign library that takes a pointer). Getting the pointer is
+    /// safe; what may be done through it is what [`as_mut_slice`](Self::as_mut_slice)'s
+    /// Safety section says, for the bytes touched. The mapping (and the pointer) lives as
+    /// long as the handle.
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(4096).unwrap();
+    /// assert!(shm.as_ptr().cast::<u64>().is_aligned()); // page-aligned
+    /// ```
+    pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
