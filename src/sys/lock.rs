@@ -3,8 +3,9 @@
 //! `sync::RLock`, the barrier's internal lock and the queue ring's producer and consumer
 //! locks are all this word. The protocol is in `README.md` beside this file.
 //!
-//! No `unsafe` here: the word is an atomic, and the owner's identity and liveness come from
-//! `sys::shm` (a fork-aware thread id cache; `/proc` with a `kill(tid, 0)` fallback).
+//! The word needs no `unsafe` (it is an atomic; only the tests' fork helper has some); the
+//! owner's identity and liveness come from `sys::shm` (a fork-aware thread id cache;
+//! `/proc` with a `kill(tid, 0)` fallback).
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
