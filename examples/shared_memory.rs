@@ -1,5 +1,5 @@
-//! Share a big array between processes without copying it, and hand the same segment to a
-//! Python process.
+//! Share a big array between processes through one shared memory segment (nothing goes
+//! through a pipe), and hand a segment to a Python process.
 //!
 //! `cargo run --release --example shared_memory`
 
@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use multiproc::{Array, Process, SharedMemory};
 
-/// Each worker fills its own quarter of the array in place.
+/// Each worker fills its own quarter of the array (the guard copies the array in when the
+/// lock is taken and back when it is released).
 fn fill((data, part, parts): (Array<f64>, usize, usize)) {
     let mut values = data.lock().unwrap();
     let chunk = values.len() / parts;
@@ -22,7 +23,7 @@ fn fill((data, part, parts): (Array<f64>, usize, usize)) {
 fn main() -> multiproc::Result<()> {
     multiproc::init();
 
-    // 1. A typed array that worker processes update in place.
+    // 1. A typed array that worker processes update under its lock.
     let data = Array::<f64>::new(1 << 20)?;
     let t = Instant::now();
     let workers: Vec<_> = (0..4)
@@ -33,13 +34,13 @@ fn main() -> multiproc::Result<()> {
     }
     let sum: f64 = data.lock().unwrap().iter().sum();
     println!(
-        "4 processes filled 1 Mi f64 in place in {:?}; sum = {sum:.1}",
+        "4 processes filled 1 Mi f64 in {:?}; sum = {sum:.1}",
         t.elapsed()
     );
 
     // 2. Raw bytes that a Python process can read, by name.
-    let mut shm = SharedMemory::create(64)?;
-    shm.as_mut_slice()[..14].copy_from_slice(b"hello, python!");
+    let shm = SharedMemory::create(64)?;
+    shm.write_at(0, b"hello, python!")?;
     println!(
         "segment {} ({} bytes). From Python 3:",
         shm.name(),

@@ -172,15 +172,17 @@
 //! ```standalone_crate
 //! # multiproc::init();
 //! use multiproc::{Process, Semaphore, SharedMemory};
-//! fn fill((mut shm, ready): (SharedMemory, Semaphore)) {
-//!     shm.as_mut_slice()[..5].copy_from_slice(b"hello");
+//! fn fill((shm, ready): (SharedMemory, Semaphore)) {
+//!     shm.write_at(0, b"hello").unwrap();
 //!     ready.release();
 //! }
 //! let shm = SharedMemory::create(4096).unwrap();
 //! let ready = Semaphore::new(0).unwrap();
 //! let p = Process::start(fill, (shm.clone_handle().unwrap(), ready.clone())).unwrap();
 //! let _filled = ready.acquire(); // blocks until the child released it
-//! assert_eq!(&shm.as_slice()[..5], b"hello");
+//! let mut got = [0u8; 5];
+//! shm.read_at(0, &mut got).unwrap();
+//! assert_eq!(&got, b"hello");
 //! p.join();
 //! ```
 //!

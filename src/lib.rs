@@ -173,7 +173,7 @@ pub fn __test_corrupt_result_ring(how: u32) {
     process_pool::test_corrupt_result_ring(how)
 }
 
-pub use shm::{Array, ArrayGuard, SharedMemory, Value, ValueGuard};
+pub use shm::{Array, ArrayGuard, SharedMapping, SharedMemory, Value, ValueGuard};
 pub use sync::{
     AcquireError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard,
     Semaphore, SemaphoreGuard,

@@ -63,23 +63,139 @@ fn create_open_and_errors() {
 
 #[test]
 fn writes_are_seen_through_every_handle() {
-    let mut a = SharedMemory::create(4096).unwrap();
+    let a = SharedMemory::create(4096).unwrap();
     let b = a.clone_handle().unwrap();
-    a.as_mut_slice()[100..105].copy_from_slice(b"hello");
-    assert_eq!(&b.as_slice()[100..105], b"hello");
-    a.as_pod_slice_mut::<u32>()[3] = 0xdead_beef;
-    assert_eq!(b.as_pod_slice::<u32>()[3], 0xdead_beef);
-    assert_eq!(b.as_pod_slice::<u32>().len(), 1024);
+    a.write_at(100, b"hello").unwrap();
+    let mut got = [0u8; 5];
+    b.read_at(100, &mut got).unwrap();
+    assert_eq!(&got, b"hello");
+    // SAFETY: each view is a temporary that ends with its statement, and nothing else
+    // touches the segment meanwhile.
+    unsafe {
+        a.as_pod_slice_mut::<u32>()[3] = 0xdead_beef;
+        assert_eq!(b.as_pod_slice::<u32>()[3], 0xdead_beef);
+        assert_eq!(b.as_pod_slice::<u32>().len(), 1024);
+        assert_eq!(&b.as_slice()[100..105], b"hello");
+    }
+}
+
+#[test]
+fn copies_check_bounds_and_handle_every_alignment() {
+    // 21 bytes: two whole words and a 5-byte tail, which copies reach byte by byte.
+    let a = SharedMemory::create(21).unwrap();
+    let b = a.clone_handle().unwrap();
+    assert!(matches!(
+        a.write_at(17, b"12345"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        a.read_at(usize::MAX, &mut [0]),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        a.write_at(22, b""),
+        Err(Error::InvalidArgument(_))
+    ));
+    a.write_at(21, b"").unwrap();
+    let all: Vec<u8> = (1..=21).collect();
+    for off in 0..21 {
+        for len in 0..=21 - off {
+            a.write_at(0, &[0; 21]).unwrap();
+            a.write_at(off, &all[off..off + len]).unwrap();
+            let mut want = vec![0u8; 21];
+            want[off..off + len].copy_from_slice(&all[off..off + len]);
+            assert_eq!(b.to_vec(), want, "write of {len} at {off}");
+            let mut got = vec![0u8; len];
+            b.read_at(off, &mut got).unwrap();
+            assert_eq!(got, &want[off..off + len], "read of {len} at {off}");
+        }
+    }
+    assert_eq!(a.atomic_u64s().len(), 2);
+}
+
+#[test]
+fn neighbouring_byte_writes_from_two_threads_are_both_kept() {
+    // Bytes 3 and 4 share one word: a copy that rewrote the whole word from a stale read
+    // would lose the other thread's byte.
+    let shm = SharedMemory::create(8).unwrap();
+    let n = 20_000u32;
+    std::thread::scope(|s| {
+        for at in [3usize, 4] {
+            let shm = &shm;
+            s.spawn(move || {
+                for i in 0..n {
+                    shm.write_at(at, &[(i % 200) as u8 + at as u8]).unwrap();
+                }
+            });
+        }
+    });
+    let last = ((n - 1) % 200) as u8;
+    assert_eq!(shm.to_vec(), [0, 0, 0, last + 3, last + 4, 0, 0, 0]);
+}
+
+#[test]
+fn a_value_guard_works_on_a_copy_that_is_written_back_on_release() {
+    let v = Value::new(5u64).unwrap();
+    let w = v.clone();
+    let mut g = v.lock().unwrap();
+    *g += 1;
+    // Another thread reads without the lock while the guard is held: it sees the value as
+    // it was (no reference into the shared memory exists for it to race with).
+    let seen = std::thread::spawn(move || w.get_unsynchronized())
+        .join()
+        .unwrap();
+    assert_eq!(seen, 5);
+    drop(g);
+    assert_eq!(v.get_unsynchronized(), 6);
+    assert_eq!(v.get().unwrap(), 6);
+
+    let a = Array::from_slice(&[1u32, 2, 3]).unwrap();
+    let mut g = a.lock().unwrap();
+    g[1] = 20;
+    drop(g);
+    assert_eq!(a.to_vec().unwrap(), [1, 20, 3]);
+
+    // Zero-sized values have nothing to copy.
+    let z = Array::<()>::new(3).unwrap();
+    assert_eq!(z.lock().unwrap().len(), 3);
+    assert_eq!(z.to_vec().unwrap().len(), 3);
+}
+
+#[test]
+fn unsynchronized_access_racing_a_guard_is_sound() {
+    // A writer without the lock and a guard holder at once: each sees whole values of its
+    // own, and the guard's write-back wins when it is released.
+    let v = Value::new([0u64; 4]).unwrap();
+    std::thread::scope(|s| {
+        let raw = &v;
+        s.spawn(move || {
+            for i in 0..10_000u64 {
+                raw.set_unsynchronized([i; 4]);
+                let got = raw.get_unsynchronized();
+                assert!(got.iter().all(|&x| x <= 10_000), "{got:?}");
+            }
+        });
+        for _ in 0..200 {
+            let mut g = v.lock().unwrap();
+            g[0] = u64::MAX;
+            assert_eq!(g[0], u64::MAX);
+            g[0] = 7;
+        }
+    });
+    let mut g = v.lock().unwrap();
+    *g = [9; 4];
+    drop(g);
+    assert_eq!(v.get().unwrap(), [9; 4]);
 }
 
 #[test]
 fn unlink_and_persist() {
-    let mut a = SharedMemory::create(64).unwrap();
+    let a = SharedMemory::create(64).unwrap();
     let mut b = a.clone_handle().unwrap();
     b.unlink().unwrap();
     assert!(!exists(a.name()));
     assert!(matches!(b.unlink(), Err(Error::NotFound(_))));
-    a.as_mut_slice()[0] = 1; // still mapped
+    a.write_at(0, &[1]).unwrap(); // still mapped
     drop(a); // nothing left to unlink: no error, no panic
 
     let mut c = SharedMemory::create_named("multiproc-test-persist", 64).unwrap();
@@ -94,10 +210,8 @@ fn unlink_and_persist() {
 }
 
 fn write_pattern(shm: SharedMemory) {
-    let mut shm = shm;
-    for (i, b) in shm.as_mut_slice().iter_mut().enumerate() {
-        *b = (i % 251) as u8;
-    }
+    let pattern: Vec<u8> = (0..shm.len()).map(|i| (i % 251) as u8).collect();
+    shm.write_at(0, &pattern).unwrap();
 }
 
 #[test]
@@ -106,7 +220,7 @@ fn a_child_process_writes_the_parent_reads() {
         let shm = SharedMemory::create(1 << 20).unwrap();
         join_ok(&Process::start_with(method, write_pattern, shm.clone_handle().unwrap()).unwrap());
         assert!(
-            shm.as_slice()
+            shm.to_vec()
                 .iter()
                 .enumerate()
                 .all(|(i, &b)| b == (i % 251) as u8)
@@ -258,8 +372,8 @@ fn python(script: &str, args: &[&str]) -> String {
 
 #[test]
 fn python_attaches_to_a_rust_segment() {
-    let mut shm = SharedMemory::create(4096).unwrap();
-    shm.as_mut_slice()[..11].copy_from_slice(b"from rust!\0");
+    let shm = SharedMemory::create(4096).unwrap();
+    shm.write_at(0, b"from rust!\0").unwrap();
     let script = r#"
 import sys
 from multiprocessing import shared_memory, resource_tracker
@@ -272,7 +386,7 @@ shm.close()
 "#;
     let out = python(script, &[shm.name()]);
     assert_eq!(out.trim(), "4096 from rust!");
-    assert_eq!(&shm.as_slice()[20..31], b"from python");
+    assert_eq!(&shm.to_vec()[20..31], b"from python");
     assert!(exists(shm.name()), "Python must not have unlinked it");
 }
 
@@ -294,7 +408,7 @@ print(shm.name)
     assert_eq!(out.trim(), name);
     let mut shm = SharedMemory::open(&name).unwrap();
     assert_eq!(shm.len(), 1000);
-    assert_eq!(&shm.as_slice()[..9], b"py wrote!");
+    assert_eq!(&shm.to_vec()[..9], b"py wrote!");
     shm.unlink().unwrap();
     assert!(!exists(&name));
 }

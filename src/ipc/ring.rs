@@ -5,8 +5,9 @@
 //!
 //! * one memfd holds a header and a byte ring of framed messages;
 //! * producers serialize under a *producer lock*, consumers deserialize under a *consumer
-//!   lock*; a lock word holds the holder's thread id, and a waiter that sees the same holder
-//!   for a while checks `/proc/<tid>` and takes the lock over from a dead holder;
+//!   lock*; each is the robust lock word of `sys::lock` (the holder's thread id; a waiter
+//!   that sees the same holder for a while checks that it lives and takes the lock over
+//!   from a dead holder; a release touches only a word that still names the releaser);
 //! * the ring's state is two 64-bit words, `P = puts << 32 | tail` (written only by the
 //!   producer-lock holder) and `C = gets << 32 | head` (consumer-lock holder); each is
 //!   changed by one atomic store *after* the bytes it covers are complete, so a process
@@ -24,6 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::sys::lock::{Held, RawError};
 use crate::sys::ring::{RingMemory, Side};
 use crate::sys::{SharedMapping, futex_wait, futex_wake};
 
@@ -65,11 +67,6 @@ const YIELDS: u32 = 16;
 /// Longest single futex sleep: waits re-check their condition (and closed) at least this
 /// often, so no wake-up is ever needed for progress.
 const SLICE: Duration = Duration::from_millis(50);
-/// How long a lock may stay with one holder before we check whether it is alive.
-const LIVENESS_AFTER: Duration = Duration::from_millis(20);
-
-const WAITERS: u32 = 1 << 31;
-
 fn pack(count: u32, pos: u64) -> u64 {
     ((count as u64) << 32) | pos
 }
@@ -87,105 +84,20 @@ fn frame_size(len: u64) -> u64 {
 const SMALL_MESSAGE: usize = 4096;
 
 thread_local! {
-    static TID: Cell<u32> = const { Cell::new(0) };
     static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
-fn my_tid() -> u32 {
-    TID.with(|t| {
-        if t.get() == 0 {
-            t.set(rustix::thread::gettid().as_raw_nonzero().get() as u32);
-        }
-        t.get()
-    })
-}
-
-/// Whether thread `tid` (of any process) still runs: `/proc/<tid>/stat` exists and its
-/// state is not zombie/dead.
-pub(crate) fn thread_alive(tid: u32) -> bool {
-    match std::fs::read(format!("/proc/{tid}/stat")) {
-        Ok(s) => {
-            let state = s
-                .iter()
-                .rposition(|&b| b == b')')
-                .and_then(|i| s.get(i + 2))
-                .copied();
-            !matches!(state, Some(b'Z') | Some(b'X') | Some(b'x'))
-        }
-        Err(_) => false,
-    }
-}
-
-/// A held ring lock; released on drop (also on unwind).
-pub(crate) struct Guard<'a> {
-    word: &'a AtomicU32,
-}
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        if self.word.swap(0, Release) & WAITERS != 0 {
-            futex_wake(self.word, 1);
-        }
-    }
-}
-
-/// Takes the lock word `word` (0 = free, else holder's tid, bit 31 = sleepers), taking it
-/// over from a holder that died.
-fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Result<Guard<'_>> {
-    let me = my_tid();
-    if word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
-        return Ok(Guard { word });
-    }
-    for _ in 0..SPINS {
-        std::hint::spin_loop();
-        if word.load(Relaxed) == 0 && word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
-            return Ok(Guard { word });
-        }
-    }
-    let mut seen = (0u32, Instant::now());
-    loop {
-        let cur = word.load(Relaxed);
-        if cur == 0 {
-            // Take it marked contended: there may be other sleepers to wake on release.
-            if word
-                .compare_exchange(0, me | WAITERS, Acquire, Relaxed)
-                .is_ok()
-            {
-                return Ok(Guard { word });
-            }
-            continue;
-        }
-        let holder = cur & !WAITERS;
-        if holder != seen.0 {
-            seen = (holder, Instant::now());
-        } else if seen.1.elapsed() >= LIVENESS_AFTER {
-            if !thread_alive(holder) {
-                if word
-                    .compare_exchange(cur, me | WAITERS, Acquire, Relaxed)
-                    .is_ok()
-                {
-                    return Ok(Guard { word });
-                }
-                continue;
-            }
-            seen.1 = Instant::now();
-        }
-        if cur & WAITERS == 0
-            && word
-                .compare_exchange(cur, cur | WAITERS, Relaxed, Relaxed)
-                .is_err()
-        {
-            continue;
-        }
-        let mut slice = LIVENESS_AFTER;
-        if let Some(d) = deadline {
-            let now = Instant::now();
-            if now >= d {
-                return Err(Error::Timeout(Duration::ZERO));
-            }
-            slice = slice.min(d - now);
-        }
-        futex_wait(word, cur | WAITERS, Some(slice));
+/// Takes the lock word `word` (the robust lock word of `sys::lock`), taking it over from a
+/// holder that died: the ring needs no repair after a death, since each side commits with
+/// one atomic store (see the module docs), so that is not reported.
+fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Result<Held<'_>> {
+    match crate::sys::lock::lock_until(word, deadline) {
+        Ok((held, _owner_died)) => Ok(held),
+        Err(RawError::Timeout) => Err(Error::Timeout(Duration::ZERO)),
+        // Nothing in a queue marks its locks unrecoverable: only foreign bytes can.
+        Err(RawError::NotRecoverable) => Err(Error::Protocol(
+            "the queue's shared memory is corrupted (a lock word is unusable)".into(),
+        )),
     }
 }
 
@@ -691,6 +603,40 @@ mod tests {
         let e = r.get::<u32>(Some(Instant::now() + Duration::from_millis(100)));
         assert!(matches!(e, Err(Error::Timeout(_))), "{e:?}");
         assert!(t0.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_ring_lock_is_released_only_if_still_ours() {
+        let r = Ring::create(1 << 16, 0).unwrap();
+        let word = r.lock_words().0;
+        let held = lock(word, None).unwrap();
+        // A waiter (wrongly) judged us dead and took the lock over: our release must not
+        // undo its hold.
+        let other = (1 << 22) + 9;
+        word.store(other, Relaxed);
+        drop(held);
+        assert_eq!(word.load(Relaxed), other);
+    }
+
+    #[test]
+    fn a_forked_child_that_dies_holding_a_ring_lock_is_detected() {
+        let r = Ring::create(1 << 16, 0).unwrap();
+        let word = r.lock_words().0;
+        // Cache this thread's id before the fork, as a busy queue would have.
+        drop(lock(word, None).unwrap());
+        let code = crate::sys::lock::in_forked_child(|| {
+            std::mem::forget(lock(word, None).unwrap());
+            0
+        });
+        assert_eq!(code, 0);
+        let t0 = Instant::now();
+        let got = lock(word, Some(Instant::now() + Duration::from_secs(3)));
+        assert!(
+            got.is_ok(),
+            "the dead child's hold was not detected: {:?}",
+            got.err()
+        );
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod registry;
 mod shared_memory;
 mod value;
 
+pub use crate::sys::SharedMapping;
 /// For long-lived owners (the process pool's manager): see
 /// [`SharedMemory::sweep_dead_owners`].
 pub(crate) use registry::sweep_dead_owners;

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::registry;
@@ -30,14 +29,15 @@ use crate::sys::shm::{current_pid, shm_create, shm_open, shm_unlink};
 /// use multiproc::{Process, SharedMemory};
 ///
 /// fn fill(shm: SharedMemory) {
-///     let mut shm = shm;
-///     shm.as_mut_slice()[..5].copy_from_slice(b"hello");
+///     shm.write_at(0, b"hello").unwrap();
 /// }
 ///
 /// let shm = SharedMemory::create(4096).unwrap();
 /// let p = Process::start(fill, shm.clone_handle().unwrap()).unwrap();
 /// p.join();
-/// assert_eq!(&shm.as_slice()[..5], b"hello");
+/// let mut got = [0u8; 5];
+/// shm.read_at(0, &mut got).unwrap();
+/// assert_eq!(&got, b"hello");
 /// ```
 ///
 /// # Python interoperability
@@ -52,11 +52,18 @@ use crate::sys::shm::{current_pid, shm_create, shm_open, shm_unlink};
 ///
 /// # Concurrent access
 ///
-/// Other processes may write the memory at any time. [`as_slice`](SharedMemory::as_slice)
-/// and [`as_mut_slice`](SharedMemory::as_mut_slice) are plain Rust slices: coordinate
-/// writers and readers with a [`Lock`](crate::Lock), a [`Semaphore`](crate::Semaphore) or a
-/// hand-over (an [`Event`](crate::Event), a joined process), and take the slice again after
-/// each acquisition rather than holding one across it.
+/// Other handles and processes may write the memory at any time, so the safe ways in are
+/// copies and atomics, through [`SharedMapping`](crate::SharedMapping) (which a handle
+/// derefs to): [`read_at`](crate::SharedMapping::read_at),
+/// [`write_at`](crate::SharedMapping::write_at), [`to_vec`](crate::SharedMapping::to_vec)
+/// and [`atomic_u64s`](crate::SharedMapping::atomic_u64s). A copy that races with a writer
+/// may see part of the write, never undefined bytes. Rust slices over the memory
+/// ([`as_slice`](crate::SharedMapping::as_slice),
+/// [`as_mut_slice`](crate::SharedMapping::as_mut_slice) and their `pod` forms) are
+/// `unsafe`: a slice promises that nobody writes its bytes while it lives, which only your
+/// protocol (a [`Lock`](crate::Lock), a [`Semaphore`](crate::Semaphore), a hand-over such
+/// as a joined process) can keep. For values with a lock of their own, use
+/// [`Value`](crate::Value) and [`Array`](crate::Array).
 pub struct SharedMemory {
     map: SharedMapping,
     name: String,
@@ -88,7 +95,7 @@ impl SharedMemory {
     /// ```
     /// let shm = multiproc::SharedMemory::create(1024).unwrap();
     /// assert_eq!(shm.len(), 1024);
-    /// assert!(shm.as_slice().iter().all(|&b| b == 0));
+    /// assert!(shm.to_vec().iter().all(|&b| b == 0));
     /// ```
     pub fn create(size: usize) -> Result<SharedMemory> {
         loop {
@@ -215,37 +222,6 @@ impl SharedMemory {
         self.owner && self.creator == current_pid()
     }
 
-    /// The memory as bytes. See *Concurrent access* above.
-    pub fn as_slice(&self) -> &[u8] {
-        self.map.bytes()
-    }
-
-    /// The memory as mutable bytes. See *Concurrent access* above.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        self.map.bytes_mut()
-    }
-
-    /// The memory as a slice of plain-old-data values (as many whole `T` as fit).
-    ///
-    /// ```
-    /// let mut shm = multiproc::SharedMemory::create(64).unwrap();
-    /// shm.as_pod_slice_mut::<u64>()[7] = 42;
-    /// assert_eq!(shm.as_pod_slice::<u64>().len(), 8);
-    /// assert_eq!(shm.as_pod_slice::<u64>()[7], 42);
-    /// ```
-    pub fn as_pod_slice<T: Pod>(&self) -> &[T] {
-        let bytes = self.as_slice();
-        let whole = bytes.len() - bytes.len() % size_of::<T>().max(1);
-        bytemuck::cast_slice(&bytes[..whole])
-    }
-
-    /// The memory as a mutable slice of plain-old-data values (as many whole `T` as fit).
-    pub fn as_pod_slice_mut<T: Pod>(&mut self) -> &mut [T] {
-        let bytes = self.as_mut_slice();
-        let whole = bytes.len() - bytes.len() % size_of::<T>().max(1);
-        bytemuck::cast_slice_mut(&mut bytes[..whole])
-    }
-
     /// Removes the name now, as Python's `SharedMemory.unlink()`: processes that have it
     /// mapped keep the memory; nobody can open it any more. Any handle may call it.
     pub fn unlink(&mut self) -> Result<()> {
@@ -304,6 +280,14 @@ impl SharedMemory {
     }
 
     pub(crate) fn mapping(&self) -> &SharedMapping {
+        &self.map
+    }
+}
+
+/// The memory itself: copies, atomics, and the `unsafe` slice views.
+impl std::ops::Deref for SharedMemory {
+    type Target = SharedMapping;
+    fn deref(&self) -> &SharedMapping {
         &self.map
     }
 }

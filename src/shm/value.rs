@@ -98,15 +98,26 @@ impl<T: Pod> Block<T> {
         self.header.shm()
     }
 
-    fn elems(&self) -> &[T] {
-        self.shm().mapping().pod_slice(data_offset::<T>(), self.len)
-    }
-
-    #[allow(clippy::mut_from_ref)]
-    fn elems_mut(&self) -> &mut [T] {
+    /// A copy of every value (atomic copies: see `SharedMapping`; under the lock, whole).
+    fn read_all(&self) -> Vec<T> {
+        let mut v = vec![T::zeroed(); self.len];
+        if size_of::<T>() == 0 {
+            return v; // nothing to copy (and bytemuck refuses zero-sized casts)
+        }
         self.shm()
             .mapping()
-            .pod_slice_mut(data_offset::<T>(), self.len)
+            .read(data_offset::<T>(), bytemuck::cast_slice_mut(&mut v));
+        v
+    }
+
+    fn write_all(&self, values: &[T]) {
+        debug_assert_eq!(values.len(), self.len);
+        if size_of::<T>() == 0 {
+            return;
+        }
+        self.shm()
+            .mapping()
+            .write(data_offset::<T>(), bytemuck::cast_slice(values));
     }
 
     fn read(&self, i: usize) -> T {
@@ -205,12 +216,23 @@ impl<T: Pod> Value<T> {
         self.block.locked(|| self.block.write(0, value))
     }
 
-    /// Reads without the lock (Python's `RawValue`): may see a value being written.
+    /// Reads without the lock (Python's `RawValue`): may see part of a value being
+    /// written (a torn value; still a valid `T`, since `T` is plain old data). Safe
+    /// whatever else happens: it is a copy made of atomic accesses, and no guard holds a
+    /// reference into the shared memory.
+    ///
+    /// ```
+    /// let v = multiproc::Value::new(7u32).unwrap();
+    /// let g = v.lock().unwrap();
+    /// assert_eq!(v.get_unsynchronized(), 7); // the guard's changes are not written yet
+    /// drop(g);
+    /// ```
     pub fn get_unsynchronized(&self) -> T {
         self.block.read(0)
     }
 
-    /// Writes without the lock (Python's `RawValue`).
+    /// Writes without the lock (Python's `RawValue`); a guard held meanwhile overwrites
+    /// it when dropped.
     pub fn set_unsynchronized(&self, value: T) {
         self.block.write(0, value)
     }
@@ -237,10 +259,11 @@ impl<T: Pod> Value<T> {
         &'a self,
         acquired: std::result::Result<LockGuard<'a>, AcquireError<LockGuard<'a>>>,
     ) -> std::result::Result<ValueGuard<'a, T>, AcquireError<ValueGuard<'a, T>>> {
-        // The view is made only once the lock is held.
+        // The copy is taken only once the lock is held.
         let make = |g| ValueGuard {
+            value: self.block.read(0),
+            block: &self.block,
             guard: g,
-            value: &mut self.block.elems_mut()[0],
         };
         match acquired {
             Ok(g) => Ok(make(g)),
@@ -271,6 +294,13 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
 
 /// Access to a [`Value`] while holding its lock.
 ///
+/// The guard works on a copy of the value, taken when the lock was acquired and written
+/// back when the guard is dropped, just before the lock is released (also while unwinding,
+/// and after an owner died). No Rust reference into the shared memory exists, so a
+/// [`get_unsynchronized`](Value::get_unsynchronized) in another thread, or a process that
+/// ignores the lock, can race with it without undefined behaviour. A guard that is leaked
+/// (`mem::forget`) writes nothing back.
+///
 /// ```
 /// let v = multiproc::Value::new([0u8; 4]).unwrap();
 /// {
@@ -281,29 +311,36 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
 /// assert_eq!(v.get().unwrap(), [1, 0, 0, 2]);
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct ValueGuard<'a, T> {
-    // Field order: `value` is never used after the guard releases the lock.
-    value: &'a mut T,
+pub struct ValueGuard<'a, T: Pod> {
+    value: T,
+    block: &'a Block<T>,
+    // Dropped after `Drop::drop` has written the value back.
     guard: LockGuard<'a>,
 }
 
-impl<T> ValueGuard<'_, T> {
+impl<T: Pod> Drop for ValueGuard<'_, T> {
+    fn drop(&mut self) {
+        self.block.write(0, self.value);
+    }
+}
+
+impl<T: Pod> ValueGuard<'_, T> {
     /// After an owner died: declares the value repaired.
     pub fn mark_consistent(&mut self) {
         self.guard.mark_consistent()
     }
 }
 
-impl<T> Deref for ValueGuard<'_, T> {
+impl<T: Pod> Deref for ValueGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        self.value
+        &self.value
     }
 }
 
-impl<T> DerefMut for ValueGuard<'_, T> {
+impl<T: Pod> DerefMut for ValueGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.value
+        &mut self.value
     }
 }
 
@@ -345,7 +382,7 @@ impl<T: Pod> Array<T> {
     /// A copy of `values`.
     pub fn from_slice(values: &[T]) -> Result<Array<T>> {
         let a = Self::new(values.len())?;
-        a.block.elems_mut().copy_from_slice(values);
+        a.block.write_all(values);
         Ok(a)
     }
 
@@ -383,7 +420,7 @@ impl<T: Pod> Array<T> {
 
     /// A copy of all values, taken under the lock.
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        self.block.locked(|| self.block.elems().to_vec())
+        self.block.locked(|| self.block.read_all())
     }
 
     /// The lock guarding the array (Python's `get_lock()`).
@@ -408,10 +445,11 @@ impl<T: Pod> Array<T> {
         &'a self,
         acquired: std::result::Result<LockGuard<'a>, AcquireError<LockGuard<'a>>>,
     ) -> std::result::Result<ArrayGuard<'a, T>, AcquireError<ArrayGuard<'a, T>>> {
-        // The view is made only once the lock is held.
+        // The copy is taken only once the lock is held.
         let make = |g| ArrayGuard {
+            values: self.block.read_all(),
+            block: &self.block,
             guard: g,
-            values: self.block.elems_mut(),
         };
         match acquired {
             Ok(g) => Ok(make(g)),
@@ -442,6 +480,12 @@ impl<'de, T: Pod> Deserialize<'de> for Array<T> {
 
 /// Access to an [`Array`] while holding its lock.
 ///
+/// Like a [`ValueGuard`], it works on a copy: all values are copied out when the lock is
+/// acquired and back when the guard is dropped (two copies of the array; for a large array
+/// of which you touch a few values, [`Array::get`]/[`Array::set`] are cheaper). No Rust
+/// reference into the shared memory exists, so nothing that ignores the lock can make this
+/// undefined behaviour.
+///
 /// ```
 /// let a = multiproc::Array::<u32>::new(3).unwrap();
 /// a.lock().unwrap().copy_from_slice(&[3, 1, 2]);
@@ -449,27 +493,35 @@ impl<'de, T: Pod> Deserialize<'de> for Array<T> {
 /// assert_eq!(a.to_vec().unwrap(), [1, 2, 3]);
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct ArrayGuard<'a, T> {
-    values: &'a mut [T],
+pub struct ArrayGuard<'a, T: Pod> {
+    values: Vec<T>,
+    block: &'a Block<T>,
+    // Dropped after `Drop::drop` has written the values back.
     guard: LockGuard<'a>,
 }
 
-impl<T> ArrayGuard<'_, T> {
+impl<T: Pod> Drop for ArrayGuard<'_, T> {
+    fn drop(&mut self) {
+        self.block.write_all(&self.values);
+    }
+}
+
+impl<T: Pod> ArrayGuard<'_, T> {
     /// After an owner died: declares the values repaired.
     pub fn mark_consistent(&mut self) {
         self.guard.mark_consistent()
     }
 }
 
-impl<T> Deref for ArrayGuard<'_, T> {
+impl<T: Pod> Deref for ArrayGuard<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        self.values
+        &self.values
     }
 }
 
-impl<T> DerefMut for ArrayGuard<'_, T> {
+impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        self.values
+        &mut self.values
     }
 }

@@ -180,7 +180,7 @@ pub(crate) use cell_serde;
 
 /// How long a blocked waiter sleeps at most before it re-checks that the holder it waits
 /// for is alive. Bounds how late a death is noticed.
-pub(crate) const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_millis(10);
+pub(crate) const LIVENESS_CHECK: std::time::Duration = crate::sys::lock::LIVENESS_CHECK;
 
 /// Spin iterations before sleeping in the kernel (each a `spin_loop` hint and a load).
 pub(crate) const SPIN: u32 = 64;

@@ -5,12 +5,12 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::lock::{
-    AcquireError, TID_MASK, raw_abandon, raw_lock, raw_make_unrecoverable, raw_unlock, wrap,
-};
+use super::lock::{AcquireError, wrap};
 use super::{Cell, Kind, cell_serde};
 use crate::error::Result;
-use crate::sys::shm::current_tid;
+use crate::sys::lock::{
+    raw_abandon, raw_lock, raw_make_unrecoverable, raw_owned_by_me, raw_unlock,
+};
 
 /// A lock that the thread holding it may acquire again; it is released when every guard
 /// is dropped. Works across threads and processes, and reports a dead holder like
@@ -83,7 +83,7 @@ impl RLock {
             lock: self,
             _not_send: PhantomData,
         };
-        if self.word().load(Ordering::Relaxed) & TID_MASK == current_tid() {
+        if raw_owned_by_me(self.word()) {
             // Only the holder touches the depth.
             self.depth_word().fetch_add(1, Ordering::Relaxed);
             return Ok(guard());

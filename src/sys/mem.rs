@@ -1,26 +1,67 @@
 //! Shared memory mappings with a safe, bounds-checked interface.
+//!
+//! Memory that another process maps may change at any instant, so no safe function here
+//! hands out a Rust reference (`&[u8]`, `&T`) to its bytes: a `&[u8]` promises the compiler
+//! that the bytes do not change while it lives, and a `&mut` that nobody else touches them.
+//! Safe access is by *copies made of atomic accesses* (the bytes may be torn by a concurrent
+//! writer, never undefined), and by atomics at aligned offsets. Slice views exist, as
+//! `unsafe fn`s whose caller promises that nobody writes (or, for `&mut`, touches) the
+//! bytes while the view lives.
+//!
+//! **One access size per location.** Rust's memory model forbids racing atomic accesses of
+//! different sizes to the same byte when one of them writes. So the copies follow a fixed
+//! rule: every 8-aligned word that lies wholly inside the mapping is accessed as one
+//! `AtomicU64` (a copy that covers only part of a word merges its bytes into it with a
+//! compare-and-swap), and the bytes after the last whole word as `AtomicU8`s. The atomic
+//! word views handed out ([`SharedMapping::atomic_u64s`]) are those same words.
 
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use bytemuck::Pod;
 use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::error::{Error, Result};
 
-/// A `MAP_SHARED` mapping of a file (memfd or POSIX shm), unmapped on drop.
+/// The memory of a [`SharedMemory`](crate::SharedMemory) segment (which derefs to this):
+/// bytes that other handles, threads and processes may read and write at any time.
 ///
-/// Other processes may map the same memory, so its bytes can change at any time; the
-/// accessors copy in and out, and atomics are handed out only at aligned offsets.
-#[derive(Debug)]
-pub(crate) struct SharedMapping {
+/// [`read_at`](SharedMapping::read_at), [`write_at`](SharedMapping::write_at),
+/// [`to_vec`](SharedMapping::to_vec) and [`atomic_u64s`](SharedMapping::atomic_u64s) are
+/// safe whatever anyone else does: a copy racing with a writer may see part of each write
+/// (as Python's `shm.buf` does), never undefined bytes. The slice views
+/// ([`as_slice`](SharedMapping::as_slice) and the others) are `unsafe`: a Rust slice
+/// promises that nobody changes the bytes while it lives, which only the program's own
+/// protocol (a [`Lock`](crate::Lock), a hand-over) can keep.
+///
+/// ```
+/// use multiproc::SharedMemory;
+/// let shm = SharedMemory::create(64).unwrap();
+/// let other = shm.clone_handle().unwrap(); // another mapping of the same memory
+/// shm.write_at(8, b"hello").unwrap();
+/// let mut buf = [0u8; 5];
+/// other.read_at(8, &mut buf).unwrap();
+/// assert_eq!(&buf, b"hello");
+/// assert!(shm.write_at(60, b"hello").is_err()); // out of bounds: an error, not a panic
+/// ```
+pub struct SharedMapping {
     ptr: NonNull<u8>,
     len: usize,
 }
 
-// SAFETY: the mapping is plain shared memory; all access goes through atomics or copies.
+impl std::fmt::Debug for SharedMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedMapping")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the mapping is plain shared memory; all safe access goes through atomics.
 unsafe impl Send for SharedMapping {}
-// SAFETY: as above; `&SharedMapping` only allows atomic operations and bounded copies.
+// SAFETY: as above; `&SharedMapping` only allows atomic operations and atomic copies.
 unsafe impl Sync for SharedMapping {}
 
 impl SharedMapping {
@@ -48,12 +89,26 @@ impl SharedMapping {
     }
 
     /// Length in bytes.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
-    /// The base address (for `sys::shm`'s slice views, and pointer identity).
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
+    /// Always `false`: a mapping has at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The base address, for code that brings its own protocol and its own `unsafe` (a
+    /// baseline benchmark, a foreign library that takes a pointer). Getting the pointer is
+    /// safe; what may be done through it is what [`as_mut_slice`](Self::as_mut_slice)'s
+    /// Safety section says, for the bytes touched. The mapping (and the pointer) lives as
+    /// long as the handle.
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(4096).unwrap();
+    /// assert!(shm.as_ptr().cast::<u64>().is_aligned()); // page-aligned
+    /// ```
+    pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
@@ -63,6 +118,18 @@ impl SharedMapping {
             "shared memory access out of bounds"
         );
         assert!(off.is_multiple_of(align), "misaligned shared memory access");
+    }
+
+    fn check_range(&self, off: usize, len: usize) -> Result<()> {
+        if off.checked_add(len).is_some_and(|end| end <= self.len) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "bytes {off}..{} are outside the {} bytes of shared memory",
+                off.saturating_add(len),
+                self.len
+            )))
+        }
     }
 
     /// The `AtomicU32` at byte offset `off` (4-aligned).
@@ -80,42 +147,248 @@ impl SharedMapping {
         unsafe { &*(self.ptr.as_ptr().add(off) as *const AtomicU64) }
     }
 
-    /// Copies `src` into the mapping at `off`.
+    fn atomic_u8(&self, off: usize) -> &AtomicU8 {
+        assert!(off < self.len, "shared memory access out of bounds");
+        // SAFETY: in bounds (checked); AtomicU8 has the layout of u8.
+        unsafe { &*(self.ptr.as_ptr().add(off) as *const AtomicU8) }
+    }
+
+    /// Every whole 8-byte word of the memory, as atomics (a trailing part word is left
+    /// out). Sound to share with anyone: these are the very words the copies use.
     ///
-    /// The protocol using the mapping must ensure nobody reads these bytes concurrently.
-    pub(crate) fn write(&self, off: usize, src: &[u8]) {
-        self.check(off, src.len(), 1);
-        // SAFETY: destination in bounds (checked); `src` is a Rust slice that cannot overlap
-        // memory we only ever access through this raw pointer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(off), src.len())
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    /// let shm = multiproc::SharedMemory::create(20).unwrap();
+    /// let words = shm.atomic_u64s();
+    /// assert_eq!(words.len(), 2);
+    /// words[1].fetch_add(5, Ordering::SeqCst);
+    /// let mut b = [0u8; 8];
+    /// shm.read_at(8, &mut b).unwrap();
+    /// assert_eq!(u64::from_ne_bytes(b), 5);
+    /// ```
+    pub fn atomic_u64s(&self) -> &[AtomicU64] {
+        // SAFETY: `len / 8` whole words from the page-aligned base are in bounds and
+        // aligned; AtomicU64 tolerates concurrent access; the slice lives as long as the
+        // mapping.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<AtomicU64>(), self.len / 8) }
+    }
+
+    /// Where the whole words end.
+    fn words_end(&self) -> usize {
+        self.len / 8 * 8
+    }
+
+    /// Copies `dst.len()` bytes at `off` out of the mapping (atomic accesses; see the
+    /// module docs). Panics if out of bounds.
+    fn copy_out(&self, off: usize, dst: &mut [MaybeUninit<u8>]) {
+        self.check(off, dst.len(), 1);
+        let end = off + dst.len();
+        let words_end = self.words_end();
+        let mut i = off;
+        while i < end {
+            if i < words_end {
+                let w = i & !7;
+                let bytes = self.atomic_u64(w).load(Relaxed).to_ne_bytes();
+                let (from, to) = (i - w, (end - w).min(8));
+                for (d, s) in dst[i - off..w + to - off].iter_mut().zip(&bytes[from..to]) {
+                    d.write(*s);
+                }
+                i = w + to;
+            } else {
+                dst[i - off].write(self.atomic_u8(i).load(Relaxed));
+                i += 1;
+            }
         }
     }
 
-    /// Copies bytes at `off` out of the mapping into `dst`.
-    pub(crate) fn read(&self, off: usize, dst: &mut [u8]) {
-        self.check(off, dst.len(), 1);
-        // SAFETY: source in bounds (checked); `dst` is exclusive Rust memory.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
+    /// Copies `src` into the mapping at `off` (atomic accesses; see the module docs).
+    /// Panics if out of bounds.
+    fn copy_in(&self, off: usize, src: &[u8]) {
+        self.check(off, src.len(), 1);
+        let end = off + src.len();
+        let words_end = self.words_end();
+        let mut i = off;
+        while i < end {
+            if i < words_end {
+                let w = i & !7;
+                let (from, to) = (i - w, (end - w).min(8));
+                let part = &src[i - off..w + to - off];
+                let word = self.atomic_u64(w);
+                if from == 0 && to == 8 {
+                    word.store(u64::from_ne_bytes(part.try_into().expect("8")), Relaxed);
+                } else {
+                    // Only part of the word is ours: merge, keeping the other bytes as
+                    // they are at the instant of the swap.
+                    let _ = word.fetch_update(Relaxed, Relaxed, |v| {
+                        let mut b = v.to_ne_bytes();
+                        b[from..to].copy_from_slice(part);
+                        Some(u64::from_ne_bytes(b))
+                    });
+                }
+                i = w + to;
+            } else {
+                self.atomic_u8(i).store(src[i - off], Relaxed);
+                i += 1;
+            }
         }
+    }
+
+    /// Copies `src` into the memory at byte `off`. Other handles and processes may write
+    /// the same bytes at the same time: each byte then holds one of the values written.
+    /// [`Error::InvalidArgument`] if the range is outside the memory.
+    pub fn write_at(&self, off: usize, src: &[u8]) -> Result<()> {
+        self.check_range(off, src.len())?;
+        self.copy_in(off, src);
+        Ok(())
+    }
+
+    /// Copies the bytes at `off` into `dst`. A concurrent writer's bytes may be seen in
+    /// part. [`Error::InvalidArgument`] if the range is outside the memory.
+    pub fn read_at(&self, off: usize, dst: &mut [u8]) -> Result<()> {
+        self.check_range(off, dst.len())?;
+        self.read(off, dst);
+        Ok(())
+    }
+
+    /// A copy of the whole memory.
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(3).unwrap();
+    /// shm.write_at(1, &[7]).unwrap();
+    /// assert_eq!(shm.to_vec(), [0, 7, 0]);
+    /// ```
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.read_into_vec(0, self.len, &mut v);
+        v
+    }
+
+    /// Copies `src` into the mapping at `off` (panics if out of bounds: for the crate's own
+    /// layouts, where that is a bug).
+    pub(crate) fn write(&self, off: usize, src: &[u8]) {
+        self.copy_in(off, src);
+    }
+
+    /// Copies bytes at `off` out of the mapping into `dst` (panics if out of bounds).
+    pub(crate) fn read(&self, off: usize, dst: &mut [u8]) {
+        // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and `copy_out` only writes
+        // initialised bytes, so `dst` stays initialised.
+        let dst = unsafe { &mut *(dst as *mut [u8] as *mut [MaybeUninit<u8>]) };
+        self.copy_out(off, dst);
     }
 
     /// Appends `len` bytes at `off` to `dst` without zero-filling first.
     pub(crate) fn read_into_vec(&self, off: usize, len: usize, dst: &mut Vec<u8>) {
-        self.check(off, len, 1);
         dst.reserve(len);
         let old = dst.len();
-        // SAFETY: `reserve` made room for `len` more bytes; we initialise exactly those bytes
-        // by the copy before publishing them with `set_len`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.ptr.as_ptr().add(off),
-                dst.as_mut_ptr().add(old),
-                len,
-            );
-            dst.set_len(old + len);
-        }
+        self.copy_out(off, &mut dst.spare_capacity_mut()[..len]);
+        // SAFETY: `copy_out` initialised exactly these `len` bytes (it panics, leaving the
+        // length alone, if the range is out of bounds).
+        unsafe { dst.set_len(old + len) };
+    }
+
+    /// Reads the `T` at `off` (atomic copy: may be torn by a concurrent writer; every
+    /// bit pattern is a valid `T`).
+    pub(crate) fn read_pod<T: Pod>(&self, off: usize) -> T {
+        let mut v = T::zeroed();
+        self.read(off, bytemuck::bytes_of_mut(&mut v));
+        v
+    }
+
+    /// Writes `v` at `off` (atomic copy).
+    pub(crate) fn write_pod<T: Pod>(&self, off: usize, v: T) {
+        self.write(off, bytemuck::bytes_of(&v));
+    }
+
+    /// The whole memory as a byte slice.
+    ///
+    /// # Safety
+    ///
+    /// While the slice lives, nobody may write these bytes: not through this or any other
+    /// handle, thread or process (a writer in another process is as bad as one here). A
+    /// [`Lock`](crate::Lock) held by every writer, or a hand-over such as "the writer has
+    /// exited", makes that true. Take the slice again after each acquisition rather than
+    /// holding one across releases.
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(4).unwrap();
+    /// shm.write_at(0, b"abcd").unwrap();
+    /// // SAFETY: no other handle to this segment exists, and nothing writes meanwhile.
+    /// assert_eq!(unsafe { shm.as_slice() }, b"abcd");
+    /// ```
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes that live as long as `self`; u8 has no
+        // invalid bit patterns; the caller excludes writers (see above).
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
+    }
+
+    /// The whole memory as a mutable byte slice.
+    ///
+    /// # Safety
+    ///
+    /// While the slice lives, nobody else may read or write these bytes: not through this
+    /// or any other handle (a [`clone_handle`](crate::SharedMemory::clone_handle) maps the
+    /// same memory), thread or process.
+    ///
+    /// ```compile_fail,E0133
+    /// // Safe code cannot get two `&mut` views of one segment:
+    /// let mut a = multiproc::SharedMemory::create(8).unwrap();
+    /// let mut b = a.clone_handle().unwrap();
+    /// let (x, y) = (a.as_mut_slice(), b.as_mut_slice()); // error: call to unsafe function
+    /// x[0] = y[0];
+    /// ```
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(4).unwrap();
+    /// // SAFETY: no other handle to this segment exists.
+    /// unsafe { shm.as_mut_slice() }.copy_from_slice(b"wxyz");
+    /// assert_eq!(shm.to_vec(), b"wxyz");
+    /// ```
+    #[allow(clippy::mut_from_ref)] // exclusivity is the caller's promise (see Safety)
+    pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
+        // SAFETY: as for `as_slice`; the caller makes the view exclusive (see above).
+        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len) }
+    }
+
+    /// The memory as plain-old-data values (as many whole `T` as fit).
+    ///
+    /// # Safety
+    ///
+    /// As for [`as_slice`](SharedMapping::as_slice).
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(64).unwrap();
+    /// shm.write_at(56, &42u64.to_ne_bytes()).unwrap();
+    /// // SAFETY: nothing writes the segment while the view lives.
+    /// let words = unsafe { shm.as_pod_slice::<u64>() };
+    /// assert_eq!((words.len(), words[7]), (8, 42));
+    /// ```
+    pub unsafe fn as_pod_slice<T: Pod>(&self) -> &[T] {
+        // SAFETY: forwarded to the caller (see above).
+        let bytes = unsafe { self.as_slice() };
+        let whole = bytes.len() - bytes.len() % size_of::<T>().max(1);
+        bytemuck::cast_slice(&bytes[..whole])
+    }
+
+    /// The memory as mutable plain-old-data values (as many whole `T` as fit).
+    ///
+    /// # Safety
+    ///
+    /// As for [`as_mut_slice`](SharedMapping::as_mut_slice).
+    ///
+    /// ```
+    /// let shm = multiproc::SharedMemory::create(64).unwrap();
+    /// // SAFETY: no other handle to this segment exists.
+    /// let words = unsafe { shm.as_pod_slice_mut::<u64>() };
+    /// words[7] = 42;
+    /// assert_eq!(shm.atomic_u64s()[7].load(std::sync::atomic::Ordering::Relaxed), 42);
+    /// ```
+    #[allow(clippy::mut_from_ref)] // exclusivity is the caller's promise (see Safety)
+    pub unsafe fn as_pod_slice_mut<T: Pod>(&self) -> &mut [T] {
+        // SAFETY: forwarded to the caller (see above).
+        let bytes = unsafe { self.as_mut_slice() };
+        let whole = bytes.len() - bytes.len() % size_of::<T>().max(1);
+        bytemuck::cast_slice_mut(&mut bytes[..whole])
     }
 }
 

@@ -1,12 +1,15 @@
 //! The only place with `unsafe` and raw system calls. Every block carries a `SAFETY:` note.
 //!
 //! Everything above this module is safe Rust built on the small, bounds-checked interfaces
-//! here: futex waits, shared mappings, fork, signals, fd passing and function shipping.
+//! here: futex waits, the robust lock word, shared mappings, fork, signals, fd passing and
+//! function shipping. `README.md` beside this file explains the lock word and the rules for
+//! shared mappings.
 
 pub(crate) mod abort;
 pub(crate) mod code;
 pub(crate) mod fdpass;
 pub(crate) mod futex;
+pub(crate) mod lock;
 pub(crate) mod mem;
 pub(crate) mod process;
 pub(crate) mod shm;
@@ -14,6 +17,6 @@ mod startup;
 
 pub(crate) use abort::AbortIfPanic;
 pub(crate) use futex::{futex_wait, futex_wake, timespec};
-pub(crate) use mem::SharedMapping;
+pub use mem::SharedMapping;
 pub(crate) mod atexit;
 pub(crate) mod ring;

@@ -1,4 +1,4 @@
-//! POSIX shared memory objects, typed views of shared mappings, thread ids and process
+//! POSIX shared memory objects, thread ids and process
 //! liveness: the system side of `shm/` and `sync/`.
 
 use std::cell::Cell;
@@ -7,11 +7,8 @@ use std::os::fd::OwnedFd;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use bytemuck::Pod;
 use rustix::fs::Mode;
 use rustix::shm::OFlags;
-
-use super::mem::SharedMapping;
 
 /// Where Linux (glibc, musl, CPython) keeps POSIX shared memory objects.
 pub(crate) const SHM_DIR: &str = "/dev/shm";
@@ -71,7 +68,12 @@ pub(crate) fn task_stat(id: u32) -> Option<(u8, u64)> {
 /// entry for it *and* `kill(id, 0)` says there is no such task (Linux accepts any thread id
 /// there).
 pub(crate) fn task_alive(id: u32) -> bool {
-    match task_stat(id) {
+    alive_from(id, task_stat(id))
+}
+
+/// [`task_alive`] given what `/proc` said (`None`: nothing, as with `/proc` hidden).
+pub(crate) fn alive_from(id: u32, stat: Option<(u8, u64)>) -> bool {
+    match stat {
         Some((state, _)) => !matches!(state, b'Z' | b'X' | b'x'),
         None => match rustix::process::Pid::from_raw(id as i32) {
             Some(pid) => rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH),
@@ -152,76 +154,4 @@ pub(crate) fn current_pid() -> u32 {
     let pid = std::process::id();
     PID.store(generation << 32 | u64::from(pid), Ordering::Relaxed);
     pid
-}
-
-/// Views of a shared mapping as Rust slices.
-///
-/// The mapping is shared with other processes, which may write it at any time. These
-/// views are sound only under a protocol that excludes concurrent writers for as long as a
-/// view lives (a lock, or a hand-over such as "the producer finished"). The public types
-/// built on them (`SharedMemory`, `Value`, `Array`) say so in their documentation.
-impl SharedMapping {
-    /// The whole mapping as bytes.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: the mapping is `len` readable bytes that live as long as `self`; u8 has no
-        // invalid bit patterns. Concurrent writers are excluded by the caller's protocol.
-        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len()) }
-    }
-
-    /// The whole mapping as mutable bytes.
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as for `bytes`; `&mut self` makes this the only view from this handle.
-        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len()) }
-    }
-
-    fn check_pod<T: Pod>(&self, off: usize, n: usize) {
-        let bytes = n.checked_mul(size_of::<T>()).expect("size overflow");
-        assert!(
-            off.checked_add(bytes).is_some_and(|end| end <= self.len()),
-            "shared memory access out of bounds"
-        );
-        assert!(
-            (self.as_ptr() as usize + off).is_multiple_of(align_of::<T>()),
-            "misaligned shared memory access"
-        );
-    }
-
-    /// `n` values of `T` at byte offset `off`, mutable, through a shared handle.
-    ///
-    /// Only for callers that hold the lock guarding these bytes (a `Value`/`Array` guard):
-    /// the lock makes the view exclusive among every process and thread that follows the
-    /// protocol, which is why a shared `&self` may hand out `&mut`.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) fn pod_slice_mut<T: Pod>(&self, off: usize, n: usize) -> &mut [T] {
-        self.check_pod::<T>(off, n);
-        // SAFETY: in bounds and aligned (checked); any bit pattern is a valid `T` (Pod);
-        // exclusivity comes from the caller's lock (see above).
-        unsafe { std::slice::from_raw_parts_mut(self.as_ptr().add(off).cast::<T>(), n) }
-    }
-
-    /// Reads the `T` at `off` with a volatile load (no lock: may observe a torn value
-    /// while another process writes, never undefined values since `T` is Pod).
-    pub(crate) fn read_pod<T: Pod>(&self, off: usize) -> T {
-        self.check_pod::<T>(off, 1);
-        // SAFETY: in bounds and aligned (checked); every bit pattern is a valid `T`.
-        unsafe { std::ptr::read_volatile(self.as_ptr().add(off).cast::<T>()) }
-    }
-
-    /// Writes `v` at `off` with a volatile store (no lock).
-    pub(crate) fn write_pod<T: Pod>(&self, off: usize, v: T) {
-        self.check_pod::<T>(off, 1);
-        // SAFETY: in bounds and aligned (checked); the memory is shared plain bytes.
-        unsafe { std::ptr::write_volatile(self.as_ptr().add(off).cast::<T>(), v) }
-    }
-}
-
-impl SharedMapping {
-    /// `n` values of `T` at byte offset `off`, shared, through a shared handle (for a guard's
-    /// `Deref`; same protocol as [`pod_slice_mut`](SharedMapping::pod_slice_mut)).
-    pub(crate) fn pod_slice<T: Pod>(&self, off: usize, n: usize) -> &[T] {
-        self.check_pod::<T>(off, n);
-        // SAFETY: in bounds and aligned (checked); any bit pattern is a valid `T`; writers
-        // are excluded by the caller's lock.
-        unsafe { std::slice::from_raw_parts(self.as_ptr().add(off).cast::<T>(), n) }
-    }
 }

@@ -1,0 +1,375 @@
+//! The robust lock word: one `AtomicU32` in (possibly shared) memory that names the thread
+//! holding it, so that a waiter can tell a dead holder from a slow one. `sync::Lock`,
+//! `sync::RLock`, the barrier's internal lock and the queue ring's producer and consumer
+//! locks are all this word. The protocol is in `README.md` beside this file.
+//!
+//! The word needs no `unsafe` (it is an atomic; only the tests' fork helper has some); the
+//! owner's identity and liveness come from `sys::shm` (a fork-aware thread id cache;
+//! `/proc` with a `kill(tid, 0)` fallback).
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::futex::{futex_wait, futex_wake};
+use super::shm::{current_tid, task_alive};
+
+/// How long a blocked waiter sleeps at most before it re-checks that the holder it waits
+/// for is alive. Bounds how late a death is noticed.
+pub(crate) const LIVENESS_CHECK: Duration = Duration::from_millis(10);
+
+/// Spin iterations before sleeping in the kernel (each a `spin_loop` hint and a load).
+const SPIN: u32 = 64;
+
+/// Set while some thread may be sleeping on the word (it must be woken on release).
+pub(crate) const WAITERS: u32 = 1 << 31;
+/// The holder's thread id (Linux tids are below 2^22).
+pub(crate) const TID_MASK: u32 = 0x3fff_ffff;
+/// A holder died and the next one released the lock without repairing: unusable.
+pub(crate) const NOT_RECOVERABLE: u32 = TID_MASK;
+/// The holder panicked while holding the lock (its guard was dropped while unwinding): the
+/// next acquirer takes it over as from a dead owner. Rust's `Mutex` poisoning, made robust.
+pub(crate) const ABANDONED: u32 = TID_MASK - 1;
+
+/// Why a raw acquisition failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawError {
+    NotRecoverable,
+    Timeout,
+}
+
+/// Acquires the lock word. `Ok(false)`: acquired; `Ok(true)`: acquired from a holder that
+/// died (the data it guarded may be inconsistent).
+#[inline]
+pub(crate) fn raw_lock(
+    word: &AtomicU32,
+    timeout: Option<Duration>,
+) -> std::result::Result<bool, RawError> {
+    let me = current_tid();
+    if word
+        .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
+        return Ok(false);
+    }
+    raw_lock_slow(word, me, timeout)
+}
+
+/// What a waiter does about a word that is neither free nor held by a live owner:
+/// `Some(outcome)` to stop waiting, `None` to go on (including after a lost race).
+fn settle(word: &AtomicU32, v: u32, me: u32) -> Option<std::result::Result<bool, RawError>> {
+    match v & TID_MASK {
+        NOT_RECOVERABLE => Some(Err(RawError::NotRecoverable)),
+        // The holder panicked: take over at once, as from a dead owner.
+        ABANDONED => word
+            .compare_exchange(v, me | (v & WAITERS), Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Ok(true)),
+        _ => None,
+    }
+}
+
+#[cold]
+fn raw_lock_slow(
+    word: &AtomicU32,
+    me: u32,
+    timeout: Option<Duration>,
+) -> std::result::Result<bool, RawError> {
+    if timeout == Some(Duration::ZERO) {
+        let v = word.load(Ordering::Relaxed);
+        return settle(word, v, me).unwrap_or(Err(RawError::Timeout));
+    }
+    let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
+    // A short spin: the holder of a short critical section on another core is usually
+    // about to release.
+    for _ in 0..SPIN {
+        let v = word.load(Ordering::Relaxed);
+        if v == 0 {
+            if word
+                .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(false);
+            }
+        } else if let Some(outcome) = settle(word, v, me) {
+            return outcome;
+        }
+        std::hint::spin_loop();
+    }
+    let mut watched = 0;
+    let mut since = Instant::now();
+    loop {
+        let v = word.load(Ordering::Relaxed);
+        if v == 0 {
+            // We may not be the only sleeper: keep WAITERS so our release wakes the next.
+            if word
+                .compare_exchange(0, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(false);
+            }
+            continue;
+        }
+        if let Some(outcome) = settle(word, v, me) {
+            return outcome;
+        }
+        let owner = v & TID_MASK;
+        if owner == ABANDONED {
+            continue; // lost the takeover race; look again
+        }
+        let now = Instant::now();
+        if owner != watched {
+            watched = owner;
+            since = now;
+        } else if now.duration_since(since) >= LIVENESS_CHECK {
+            since = now;
+            if owner != me && !task_alive(owner) {
+                // Take the lock over from the dead holder.
+                if word
+                    .compare_exchange(v, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Ok(true);
+                }
+                continue;
+            }
+        }
+        let sleep = match deadline {
+            None => LIVENESS_CHECK,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left.min(LIVENESS_CHECK),
+                _ => return Err(RawError::Timeout),
+            },
+        };
+        if v & WAITERS == 0
+            && word
+                .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            continue;
+        }
+        futex_wait(word, v | WAITERS, Some(sleep));
+    }
+}
+
+/// Releases the lock word, which the calling thread holds.
+///
+/// Only a word that still names this thread is released: if a waiter wrongly judged us dead
+/// and took the lock over (a reused thread id, see `README.md` beside this file), it stays theirs.
+#[inline]
+pub(crate) fn raw_unlock(word: &AtomicU32) {
+    let me = current_tid();
+    if word
+        .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
+        .is_err()
+    {
+        raw_unlock_slow(word, me);
+    }
+}
+
+#[cold]
+fn raw_unlock_slow(word: &AtomicU32, me: u32) {
+    let mut v = word.load(Ordering::Relaxed);
+    while v & TID_MASK == me {
+        match word.compare_exchange_weak(v, 0, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => {
+                if v & WAITERS != 0 {
+                    futex_wake(word, 1);
+                }
+                return;
+            }
+            Err(now) => v = now,
+        }
+    }
+}
+
+/// Releases the lock word for good: a holder died and nobody repaired the data.
+pub(crate) fn raw_make_unrecoverable(word: &AtomicU32) {
+    word.store(NOT_RECOVERABLE, Ordering::Release);
+    futex_wake(word, i32::MAX as u32);
+}
+
+/// Releases the lock word held by this thread as abandoned (the holder is panicking): the
+/// next acquirer gets the owner-died outcome at once.
+pub(crate) fn raw_abandon(word: &AtomicU32) {
+    let me = current_tid();
+    let mut v = word.load(Ordering::Relaxed);
+    while v & TID_MASK == me {
+        match word.compare_exchange_weak(
+            v,
+            ABANDONED | (v & WAITERS),
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                if v & WAITERS != 0 {
+                    futex_wake(word, 1);
+                }
+                return;
+            }
+            Err(now) => v = now,
+        }
+    }
+}
+
+/// Whether the calling thread holds the word (for re-entrant acquisition).
+#[inline]
+pub(crate) fn raw_owned_by_me(word: &AtomicU32) -> bool {
+    word.load(Ordering::Relaxed) & TID_MASK == current_tid()
+}
+
+/// Whether the word is held (by anyone).
+pub(crate) fn raw_locked(word: &AtomicU32) -> bool {
+    word.load(Ordering::Relaxed) != 0
+}
+
+/// A held lock word that is released (only if it still names this thread) when dropped,
+/// also while unwinding. For users whose protected data is consistent at every instant (the
+/// queue ring commits with one atomic store), so a panic needs no "abandoned" mark.
+///
+/// `!Send`: the word names the acquiring thread; releasing it from another would be refused.
+#[must_use = "the lock is released as soon as this is dropped"]
+pub(crate) struct Held<'a> {
+    word: &'a AtomicU32,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for Held<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        raw_unlock(self.word);
+    }
+}
+
+/// Acquires `word` like [`raw_lock`], giving up at `deadline`; the result also says whether
+/// it was taken over from a holder that died. The clock is read only if the word is busy.
+#[inline]
+pub(crate) fn lock_until(
+    word: &AtomicU32,
+    deadline: Option<Instant>,
+) -> std::result::Result<(Held<'_>, bool), RawError> {
+    let me = current_tid();
+    let died = if word
+        .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
+        false
+    } else {
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        raw_lock_slow(word, me, timeout)?
+    };
+    Ok((
+        Held {
+            word,
+            _not_send: PhantomData,
+        },
+        died,
+    ))
+}
+
+/// Runs `f` in a forked child of this (multi-threaded) test process and returns its exit
+/// code. `f` must only touch atomics and make system calls: another thread may have held
+/// the allocator's lock at the fork.
+#[cfg(test)]
+pub(crate) fn in_forked_child(f: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child runs only `f` (atomics and system calls, see above) and `_exit`s,
+    // so it never needs a lock another thread held at the fork.
+    match unsafe { libc::fork() } {
+        -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+        0 => {
+            let code = f();
+            // SAFETY: ends the child at once, running nothing of the parent's.
+            unsafe { libc::_exit(code) }
+        }
+        pid => {
+            let status = super::process::wait(pid as u32).expect("waitpid");
+            status
+                .code
+                .unwrap_or_else(|| panic!("forked child ended with {status}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::shm::alive_from;
+
+    #[test]
+    fn a_word_is_released_only_if_it_still_names_us() {
+        let word = AtomicU32::new(0);
+        let (held, died) = lock_until(&word, None).unwrap();
+        assert!(!died);
+        assert!(raw_owned_by_me(&word));
+        // A waiter that misjudged us dead took it over: neither releasing nor abandoning
+        // may undo its hold.
+        let other = WAITERS | ((1 << 22) + 3);
+        word.store(other, Ordering::Relaxed);
+        raw_unlock(&word);
+        raw_abandon(&word);
+        drop(held);
+        assert_eq!(word.load(Ordering::Relaxed), other);
+        assert_eq!(
+            raw_lock(&word, Some(Duration::ZERO)),
+            Err(RawError::Timeout)
+        );
+    }
+
+    #[test]
+    fn a_forked_child_has_its_own_thread_id() {
+        let parent = current_tid();
+        let word = AtomicU32::new(0);
+        let code = in_forked_child(|| {
+            let me = current_tid();
+            let real = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+            // The child's copy of `word` is its own; what matters is whom it names.
+            let _ = raw_lock(&word, None);
+            let named = word.load(Ordering::Relaxed) & TID_MASK;
+            i32::from(me != real) | i32::from(me == parent) << 1 | i32::from(named != real) << 2
+        });
+        assert_eq!(
+            code, 0,
+            "bits: 1 stale tid, 2 parent's tid, 4 word names another"
+        );
+    }
+
+    #[test]
+    fn a_dead_owner_is_recognised_even_without_proc() {
+        // What `kill(tid, 0)` says when `/proc` shows nothing (hidden, or not mounted).
+        assert!(
+            alive_from(current_tid(), None),
+            "a living thread judged dead"
+        );
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        let code = in_forked_child(|| {
+            let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+            i32::from(rustix::io::write(&w, &pid.to_ne_bytes()) != Ok(4))
+        });
+        assert_eq!(code, 0);
+        let mut b = [0u8; 4];
+        assert_eq!(rustix::io::read(&r, &mut b), Ok(4));
+        let dead = u32::from_ne_bytes(b); // exited and reaped
+        assert!(
+            !alive_from(dead, None),
+            "a reaped child {dead} judged alive"
+        );
+        assert!(!task_alive(dead));
+    }
+
+    #[test]
+    fn a_child_that_dies_holding_the_word_is_taken_over() {
+        let fd = crate::sys::mem::memfd("lock-test", 4096).unwrap();
+        let map = crate::sys::SharedMapping::map(&fd, 4096).unwrap();
+        let word = map.atomic_u32(0);
+        let code = in_forked_child(|| {
+            std::mem::forget(lock_until(word, None).map_err(|_| ()));
+            i32::from(word.load(Ordering::Relaxed) == 0)
+        });
+        assert_eq!(code, 0);
+        assert_ne!(word.load(Ordering::Relaxed), 0, "the child left it held");
+        assert_eq!(raw_lock(word, Some(Duration::from_secs(3))), Ok(true));
+        assert!(raw_owned_by_me(word));
+        raw_unlock(word);
+        assert!(!raw_locked(word));
+    }
+}
