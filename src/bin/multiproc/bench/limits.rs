@@ -294,7 +294,7 @@ pub fn pthread_2proc(n: u64) -> multiproc::Result<f64> {
         p.join();
     }
     let secs = t.elapsed().as_secs_f64();
-    let total = u64::from_le_bytes(shm.as_slice()[..8].try_into().unwrap());
+    let total = shm.atomic_u64s()[0].load(Ordering::Acquire);
     assert_eq!(total, 2 * n, "the pthread counter lost increments");
     Ok(2.0 * n as f64 / secs)
 }

@@ -209,14 +209,26 @@ pub fn run(opts: Opts) -> Result<()> {
     if b.wants(&["manager."]) {
         // The manager bench runs its Python side (SyncManager) itself, pinned the same way.
         for m in manager::measure(b.opts.quick, !b.opts.no_python)? {
-            b.push(Row::measured(m.name, m.unit, m.multiproc, m.python, m.limit));
+            b.push(Row::measured(
+                m.name,
+                m.unit,
+                m.multiproc,
+                m.python,
+                m.limit,
+            ));
         }
     }
     #[cfg(feature = "mpi")]
     if b.wants(&["mpi."]) {
         // `mpirun -n 4` jobs of this program; mpi4py runs inside them on its side.
         for m in mpi::rows(b.opts.quick, !b.opts.no_python)? {
-            b.push(Row::measured(m.name, m.unit, m.multiproc, m.python, m.limit));
+            b.push(Row::measured(
+                m.name,
+                m.unit,
+                m.multiproc,
+                m.python,
+                m.limit,
+            ));
         }
     }
     if !b.opts.no_python {

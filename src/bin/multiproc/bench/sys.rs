@@ -9,18 +9,13 @@ use multiproc::SharedMemory;
 
 /// The first `n` words of a segment as atomics.
 pub fn atomics(shm: &SharedMemory, n: usize) -> &[AtomicU64] {
-    assert!(shm.len() >= n * 8);
-    let p = shm.as_slice().as_ptr().cast::<AtomicU64>();
-    assert!(p.is_aligned());
-    // SAFETY: the segment is mapped (read-write) for as long as `shm` lives, holds at least
-    // `n` aligned words, and every access to those words, in any process, is atomic.
-    unsafe { std::slice::from_raw_parts(p, n) }
+    &shm.atomic_u64s()[..n]
 }
 
 /// Copies `src` into the segment at `off` (the producer's side of the bare ring).
 pub fn write_at(shm: &SharedMemory, off: usize, src: &[u8]) {
     assert!(off + src.len() <= shm.len());
-    let p = shm.as_slice().as_ptr().cast_mut();
+    let p = shm.as_ptr();
     // SAFETY: in bounds (checked); the ring protocol gives this range to the producer alone
     // until it publishes it, so no other process reads or writes it meanwhile.
     unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), p.add(off), src.len()) }
@@ -29,7 +24,7 @@ pub fn write_at(shm: &SharedMemory, off: usize, src: &[u8]) {
 /// Copies from the segment at `off` into `dst` (the consumer's side).
 pub fn read_at(shm: &SharedMemory, off: usize, dst: &mut [u8]) {
     assert!(off + dst.len() <= shm.len());
-    let p = shm.as_slice().as_ptr();
+    let p = shm.as_ptr();
     // SAFETY: in bounds (checked); a published frame is not written until the consumer
     // releases it.
     unsafe { std::ptr::copy_nonoverlapping(p.add(off), dst.as_mut_ptr(), dst.len()) }
@@ -78,10 +73,7 @@ impl<'a> PthreadMutex<'a> {
 
     /// Adds one to the counter at offset 0 under the mutex, `n` times.
     pub fn count(&self, n: u64) {
-        let (m, c) = (
-            self.ptr(),
-            self.shm.as_slice().as_ptr().cast_mut().cast::<u64>(),
-        );
+        let (m, c) = (self.ptr(), self.shm.as_ptr().cast::<u64>());
         for _ in 0..n {
             // SAFETY: `m` is an initialized process-shared mutex; the counter word is only
             // accessed under it.

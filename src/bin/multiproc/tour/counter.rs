@@ -97,12 +97,16 @@ fn processes_queue(n: u64) -> Result<Value> {
 
 /// Adds 1 to the shared `u64`, `n` times, each under the semaphore.
 fn add_shared((n, shm, sem, gate): (u64, SharedMemory, Semaphore, Barrier)) {
-    let mut shm = shm;
     let _ = gate.wait_timeout(GATE);
+    // A plain load then store (not an atomic add): only the semaphore keeps the two
+    // processes from losing each other's updates, as in the Python original.
+    let cell = &shm.atomic_u64s()[0];
     for _ in 0..black_box(n) {
         let _permit = sem.acquire();
-        let cell = &mut shm.as_pod_slice_mut::<u64>()[0];
-        *cell = black_box(*cell) + 1;
+        cell.store(
+            black_box(cell.load(Ordering::Relaxed)) + 1,
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -124,7 +128,7 @@ fn processes_shared_memory(n: u64) -> Result<Value> {
     }
     let wall = t.elapsed().as_secs_f64();
     let exit_ok = ps.iter().all(|p| p.exitcode() == Some(0));
-    let total = shm.as_pod_slice::<u64>()[0];
+    let total = shm.atomic_u64s()[0].load(Ordering::Relaxed);
     Ok(json!({ "count_per_worker": n, "total": total, "wall_s": wall, "workers_ok": exit_ok }))
 }
 
