@@ -201,6 +201,10 @@ pub(crate) fn worker_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
     let _ = RESULT_RING.set(Ring::new(w.map.clone(), result_ring(cfg.slot), RING_CAP));
     set_quiet(true);
     if let Some(limit) = cfg.memory_limit {
+        // Tasks run on this thread. The flag lives in the mapping, kept for good here.
+        let map: &'static SharedMapping = Box::leak(Box::new(w.map.clone()));
+        let flag = map.atomic_u32(base + ALLOC_FAILED);
+        let _ = crate::sys::signal::flag_allocation_failures(&cfg.alloc_error_code, flag);
         let _ = crate::sys::process::set_memory_limit(limit);
     }
     let state = w.map.atomic_u32(base + STATE);

@@ -10,6 +10,7 @@ pub(crate) mod futex;
 pub(crate) mod mem;
 pub(crate) mod process;
 pub(crate) mod shm;
+pub(crate) mod signal;
 mod startup;
 
 pub(crate) use abort::AbortIfPanic;
