@@ -296,7 +296,8 @@ impl ProcessPool {
 
     fn start(cfg: Config) -> Result<ProcessPool> {
         let n = cfg.workers;
-        let memfd = crate::sys::mem::memfd("multiproc-pool", total_size(n) as u64)?;
+        // Sealed: a worker must not be able to resize what the parent maps.
+        let memfd = crate::sys::mem::sealed_memfd("multiproc-pool", total_size(n) as u64)?;
         let map = Arc::new(SharedMapping::map(&memfd, total_size(n))?);
         let (tx, rx) = crossbeam_channel::unbounded();
         let inner = Arc::new(Inner {
