@@ -87,9 +87,32 @@ fn a_worker_that_breaks_the_frame_protocol_fails_its_task_and_is_replaced() {
     });
 }
 
+fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Checks the outcome of every future: one whose `cancel` succeeded says `Cancelled`, every
+/// other one has exactly `want(x)`. Returns how many were cancelled.
+fn check_outcomes(futs: Vec<(u64, TaskFuture<u64>, bool)>, want: impl Fn(u64) -> u64) -> usize {
+    let mut n_cancelled = 0;
+    for (x, f, c) in futs {
+        match f.result() {
+            Err(TaskError::Cancelled { .. }) if c => n_cancelled += 1,
+            Ok(v) if !c => assert_eq!(v, want(x), "item {x}"),
+            other => panic!("item {x} (cancel said {c}): {other:?}"),
+        }
+    }
+    n_cancelled
+}
+
 /// Many short items, some cancelled while they run (their worker is killed under them).
 /// A future whose `cancel` succeeded says `Cancelled`; every other item has its exact
 /// result, whether it ran on a worker that was killed for a neighbour or not.
+///
+/// In the second part each victim sleeps until a known instant and is cancelled around it
+/// (a little before or after), so many kills land just as it finishes and its worker moves
+/// on to the next item: that innocent item must run again, not be blamed.
 #[test]
 fn cancelling_running_futures_fails_exactly_the_cancelled_ones() {
     deadline(120, || {
@@ -101,34 +124,85 @@ fn cancelling_running_futures_fails_exactly_the_cancelled_ones() {
         }
         let pool = ProcessPool::builder().workers(2).build().unwrap();
         let n = 600u64;
-        let futs: Vec<TaskFuture<u64>> = (0..n).map(|x| pool.submit(work, x).unwrap()).collect();
-        let mut cancelled = vec![false; n as usize];
+        let mut futs: Vec<(u64, TaskFuture<u64>, bool)> = (0..n)
+            .map(|x| (x, pool.submit(work, x).unwrap(), false))
+            .collect();
         let mut hit_running = 0;
-        for (x, f) in (0..n).zip(&futs) {
+        for (x, f, c) in futs.iter_mut() {
             if !x.is_multiple_of(5) {
                 continue;
             }
-            // Wait (briefly) until it runs, so most cancels kill a worker under it.
+            // Wait (briefly) until it is sent to a worker, so most cancels kill under it.
             let end = std::time::Instant::now() + Duration::from_millis(50);
             while !f.running() && !f.done() && std::time::Instant::now() < end {
                 std::thread::yield_now();
             }
             hit_running += f.running() as u32;
-            cancelled[x as usize] = f.cancel();
+            *c = f.cancel();
         }
         assert!(
             hit_running > 10,
             "only {hit_running} cancels hit a running task"
         );
-        let mut n_cancelled = 0;
-        for ((x, f), c) in (0..n).zip(futs).zip(cancelled) {
-            match f.result() {
-                Err(TaskError::Cancelled { .. }) if c => n_cancelled += 1,
-                Ok(v) if !c => assert_eq!(v, x * 7 + 1, "item {x}"),
-                other => panic!("item {x} (cancel said {c}): {other:?}"),
-            }
-        }
+        let n_cancelled = check_outcomes(futs, |x| x * 7 + 1);
         assert!(n_cancelled > 10, "only {n_cancelled} cancels succeeded");
+
+        // Victims (x ≥ 1000) announce when they will end (in a file named by the round)
+        // and run until then; the rest are quick.
+        fn victim((round, path): (u64, String)) -> u64 {
+            let t = now_ns() + 2_000_000;
+            std::fs::write(&path, format!("{round} {t}")).unwrap();
+            // Sleep most of the way, then spin, so it ends within a microsecond of t.
+            std::thread::sleep(Duration::from_micros(1500));
+            while now_ns() < t {
+                std::hint::spin_loop();
+            }
+            round * 1000
+        }
+        fn quick(x: u64) -> u64 {
+            x.wrapping_mul(31) ^ 5
+        }
+        let path = std::env::temp_dir().join(format!("mp-cancel-{}", std::process::id()));
+        let path_s = path.display().to_string();
+        let pool = ProcessPool::builder().workers(1).build().unwrap();
+        let (mut all, mut victims) = (Vec::new(), Vec::new());
+        for round in 0..300u64 {
+            let f = pool.submit(victim, (round, path_s.clone())).unwrap();
+            let q: Vec<_> = (0..4)
+                .map(|k| {
+                    let x = round * 4 + k;
+                    (x, pool.submit(quick, x).unwrap(), false)
+                })
+                .collect();
+            let t = loop {
+                let s = std::fs::read_to_string(&path).unwrap_or_default();
+                let mut w = s.split(' ').map(|v| v.parse::<u64>().ok());
+                if let (Some(Some(r)), Some(Some(t))) = (w.next(), w.next())
+                    && r == round
+                {
+                    break t;
+                }
+                std::thread::yield_now();
+            };
+            // From 30 µs before the victim's end to 10 µs after it.
+            let at = t - 30_000 + (round * 7919 % 40_000);
+            while now_ns() < at {
+                std::hint::spin_loop();
+            }
+            let c = f.cancel();
+            // Waiting on a future runs a dispatcher round on this thread: the cancel is
+            // acted on now, not after the dispatcher thread wakes up.
+            q[0].1.wait_timeout(Duration::from_millis(1));
+            victims.push((round, f, c));
+            all.extend(q);
+        }
+        let _ = std::fs::remove_file(&path);
+        let n_cancelled = check_outcomes(victims, |r| r * 1000);
+        assert!(
+            n_cancelled > 10,
+            "only {n_cancelled} victims were cancelled"
+        );
+        assert_eq!(check_outcomes(all, quick), 0);
         // The pool goes on with fresh workers.
         assert_eq!(pool.map(work, 0..50u64).unwrap()[49], 49 * 7 + 1);
     });
