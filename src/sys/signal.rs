@@ -22,7 +22,7 @@
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 /// A window of code where a return address means "inside std's allocation-failure path":
 /// `(lo, hi]` in bytes, relative to `handle_alloc_error`'s address. (A return address points
@@ -160,6 +160,9 @@ static N_WINDOWS: AtomicUsize = AtomicUsize::new(0);
 static STACK_LO: AtomicUsize = AtomicUsize::new(0);
 static STACK_HI: AtomicUsize = AtomicUsize::new(0);
 static FLAG: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
+/// The process that installed the handler: a child it forks inherits the handler and the
+/// mapping, but its aborts are not this process's.
+static PID: AtomicI32 = AtomicI32::new(0);
 
 /// From now on, a SIGABRT whose stack shows std's allocation-failure path (the windows
 /// from [`alloc_error_code`], possibly computed in another process running the same
@@ -183,6 +186,10 @@ pub(crate) fn flag_allocation_failures(
     STACK_LO.store(lo, Ordering::Relaxed);
     STACK_HI.store(hi, Ordering::Relaxed);
     FLAG.store(flag as *const AtomicU32 as *mut AtomicU32, Ordering::SeqCst);
+    PID.store(
+        rustix::process::getpid().as_raw_nonzero().get(),
+        Ordering::SeqCst,
+    );
     // SAFETY: a zeroed sigaction is a valid starting point; we set a handler of the
     // SA_SIGINFO signature, an empty mask, and flags. SA_RESETHAND restores the default
     // action on entry, so the handler's re-raise kills the process.
@@ -306,18 +313,10 @@ fn scan_other_stack(sp: usize, len: usize) -> bool {
 /// The SIGABRT handler. Async-signal-safe: atomics, reads of memory and system calls only;
 /// no allocation, no lock.
 extern "C" fn on_abort(sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let sp = interrupted_sp(ctx);
-    let (lo, hi) = (
-        STACK_LO.load(Ordering::Relaxed),
-        STACK_HI.load(Ordering::Relaxed),
-    );
-    let found = if sp >= lo && sp < hi {
-        scan_own_stack(sp, hi.min(sp.saturating_add(SCAN_BYTES)))
-    } else {
-        scan_other_stack(sp, SCAN_BYTES)
-    };
     let flag = FLAG.load(Ordering::SeqCst);
-    if found && !flag.is_null() {
+    // SAFETY: getpid is async-signal-safe and has no preconditions.
+    let me = unsafe { libc::getpid() };
+    if !flag.is_null() && me == PID.load(Ordering::SeqCst) && failure_path_on_stack(ctx) {
         // SAFETY: FLAG was set from a `&'static AtomicU32`.
         unsafe { (*flag).store(1, Ordering::SeqCst) };
     }
@@ -325,6 +324,20 @@ extern "C" fn on_abort(sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut 
     // this re-raise kills the process then, whoever sent the first one.
     // SAFETY: raise is async-signal-safe and has no preconditions.
     unsafe { libc::raise(sig) };
+}
+
+/// Whether the interrupted stack holds a return address into the failure path.
+fn failure_path_on_stack(ctx: *mut libc::c_void) -> bool {
+    let sp = interrupted_sp(ctx);
+    let (lo, hi) = (
+        STACK_LO.load(Ordering::Relaxed),
+        STACK_HI.load(Ordering::Relaxed),
+    );
+    if sp >= lo && sp < hi {
+        scan_own_stack(sp, hi.min(sp.saturating_add(SCAN_BYTES)))
+    } else {
+        scan_other_stack(sp, SCAN_BYTES)
+    }
 }
 
 #[cfg(test)]
