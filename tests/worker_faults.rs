@@ -4,7 +4,7 @@
 
 mod common;
 use common::deadline;
-use multiproc::{Chunksize, Executor, ProcessPool, TaskError, TaskFuture};
+use multiproc::{Chunksize, Executor, ProcessPool, StartMethod, TaskError, TaskFuture};
 use std::time::Duration;
 
 multiproc::test_support!();
@@ -236,32 +236,40 @@ fn triple(x: u32) -> u32 {
     x * 3
 }
 
-/// Only a failed allocation is `MemoryLimit`, however it is made and on whichever thread;
-/// the worker is replaced and other tasks complete.
+/// Only a failed allocation is `MemoryLimit`, however it is made, on whichever thread, under
+/// both start methods (a forked or an exec'd main thread runs the tasks); the worker is
+/// replaced and other tasks complete.
 #[test]
 fn an_allocation_past_the_memory_limit_is_memory_limit() {
     deadline(120, || {
-        let pool = ProcessPool::builder()
-            .workers(2)
-            .memory_limit(512 << 20)
-            .build()
-            .unwrap();
-        for how in 0..4 {
-            let bad = pool.submit(hog, (how, 1024)).unwrap();
-            let good: Vec<_> = (0..10).map(|x| pool.submit(triple, x).unwrap()).collect();
-            match bad.result() {
-                Err(TaskError::MemoryLimit { limit, pid, .. }) => {
-                    assert_eq!(limit, 512 << 20);
-                    assert!(pid > 0);
-                }
-                other => panic!("allocation {how}: {other:?}"),
-            }
-            for (x, f) in (0..10).zip(good) {
-                assert_eq!(f.result().unwrap(), x * 3);
-            }
-            assert_eq!(pool.submit(hog, (how, 16)).unwrap().result().unwrap(), 16);
+        for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+            allocations_past_the_limit(method);
         }
     });
+}
+
+fn allocations_past_the_limit(method: StartMethod) {
+    let pool = ProcessPool::builder()
+        .workers(2)
+        .start_method(method)
+        .memory_limit(512 << 20)
+        .build()
+        .unwrap();
+    for how in 0..4 {
+        let bad = pool.submit(hog, (how, 1024)).unwrap();
+        let good: Vec<_> = (0..10).map(|x| pool.submit(triple, x).unwrap()).collect();
+        match bad.result() {
+            Err(TaskError::MemoryLimit { limit, pid, .. }) => {
+                assert_eq!(limit, 512 << 20);
+                assert!(pid > 0);
+            }
+            other => panic!("allocation {how} ({method:?}): {other:?}"),
+        }
+        for (x, f) in (0..10).zip(good) {
+            assert_eq!(f.result().unwrap(), x * 3);
+        }
+        assert_eq!(pool.submit(hog, (how, 16)).unwrap().result().unwrap(), 16);
+    }
 }
 
 /// A task's own abort, Rust's or C's, on the task's thread or another, is a worker death by

@@ -398,6 +398,27 @@ mod tests {
     }
 
     #[test]
+    fn both_scans_find_a_planted_return_address_and_never_fault() {
+        let (lo, hi) = current_stack().unwrap();
+        let here = std::hint::black_box(0u8);
+        let here = &here as *const u8 as usize;
+        assert!(lo <= here && here < hi, "{lo:#x} {here:#x} {hi:#x}");
+        // The only test that sets windows; the others only read them.
+        WINDOWS[0].store(anchor(), Ordering::Relaxed);
+        WINDOWS[1].store(anchor() + 10, Ordering::Relaxed);
+        N_WINDOWS.store(1, Ordering::Relaxed);
+        let planted = std::hint::black_box([0, anchor() + 10, 0, 0]);
+        let at = planted.as_ptr() as usize;
+        assert!(scan_own_stack(at, at + 32));
+        assert!(!scan_own_stack(at + 16, at + 32));
+        assert!(scan_other_stack(at, 32));
+        assert!(!scan_other_stack(at + 16, 16));
+        // An unmapped page is an error for process_vm_readv, not a fault.
+        assert!(!scan_other_stack(4096, 4096));
+        N_WINDOWS.store(0, Ordering::Relaxed);
+    }
+
+    #[test]
     fn names_on_the_path_are_recognised() {
         assert!(is_anchor(
             b"_RNvNtCslNYArtu3iFV_5alloc5alloc18handle_alloc_error"
