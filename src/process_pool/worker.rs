@@ -109,12 +109,20 @@ impl Worker {
             let mut first = 0usize;
             let mut t0 = now_ns();
             out.clear();
+            // The start time is stored before the item (and the task) it belongs to. The
+            // dispatcher reads task and item, then the start time, then task and item again;
+            // seeing item i it must see i's start, not the previous item's, or a fast item
+            // right after a slow one would be killed (and blamed) for the slow one's time.
+            if cfg.timed {
+                started.store(now_ns(), Ordering::Release);
+            }
+            item.store(0, Ordering::Release);
             current.store(id, Ordering::SeqCst);
             for i in 0..count {
-                item.store(i as u64, Ordering::Release);
                 if cfg.timed {
                     started.store(now_ns(), Ordering::Release);
                 }
+                item.store(i as u64, Ordering::Release);
                 let tag_at = out.len();
                 out.push(0);
                 let ok = thunk(&mut input, &mut out, &self.ctx);
