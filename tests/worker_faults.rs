@@ -9,12 +9,18 @@ use std::time::Duration;
 
 multiproc::test_support!();
 
+/// Held by the tests whose races are timed to the microsecond, so they do not steal each
+/// other's CPU on a small machine (a fast item stalled for the whole timeout would be
+/// indistinguishable from a blame bug).
+static TIMED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Slow items take about the timeout, so many kills land just as the item finishes and
 /// the worker moves on to a fast one. A fast item never runs near the timeout, so it must
 /// never be blamed; one in forty runs far past it and must always be. Every item's outcome
 /// is checked.
 #[test]
 fn a_timeout_kill_blames_exactly_the_item_it_aimed_at() {
+    let _timed = TIMED.lock().unwrap_or_else(|e| e.into_inner());
     deadline(120, || {
         fn work(x: u64) -> u64 {
             if x.is_multiple_of(40) {
@@ -115,6 +121,7 @@ fn check_outcomes(futs: Vec<(u64, TaskFuture<u64>, bool)>, want: impl Fn(u64) ->
 /// on to the next item: that innocent item must run again, not be blamed.
 #[test]
 fn cancelling_running_futures_fails_exactly_the_cancelled_ones() {
+    let _timed = TIMED.lock().unwrap_or_else(|e| e.into_inner());
     deadline(120, || {
         fn work(x: u64) -> u64 {
             if x.is_multiple_of(3) {
