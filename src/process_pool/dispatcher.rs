@@ -148,7 +148,7 @@ pub(crate) fn start_worker(
     generation: u64,
 ) -> Result<(Child, OwnedFd)> {
     let b = base(slot);
-    for off in [STATE, CURRENT_TASK, CURRENT_ITEM, STARTED_NS] {
+    for off in [STATE, CURRENT_TASK, CURRENT_ITEM, STARTED_NS, ALLOC_FAILED] {
         map.atomic_u64(b + off).store(0, Ordering::SeqCst);
     }
     Ring::new(map.clone(), task_ring(slot), RING_CAP).reset();
@@ -164,6 +164,10 @@ pub(crate) fn start_worker(
         slot,
         workers: cfg.workers,
         memory_limit: cfg.memory_limit,
+        alloc_error_code: match cfg.memory_limit {
+            Some(_) => crate::sys::signal::alloc_error_code().to_vec(),
+            None => Vec::new(),
+        },
         max_tasks: cfg.max_tasks_per_child,
         timed: cfg.task_timeout.is_some(),
         initializer: cfg.initializer.clone(),
@@ -645,6 +649,9 @@ impl Dispatcher {
         let map = self.inner.map.clone();
         let b = base(i);
         let kill = self.slots[i].kill.take();
+        // Only an abort the worker's handler saw come from std's allocation-failure path is
+        // a memory-limit death; a task's own abort() or a C assert is not.
+        let alloc_failed = map.atomic_u32(b + ALLOC_FAILED).load(Ordering::Acquire) != 0;
         let corrupt = self.slots[i].corrupt.take();
         // Which item to blame. A kill blames exactly the item it was aimed at: the worker
         // may have moved on before the signal landed, and the item it runs now is innocent.
@@ -706,7 +713,9 @@ impl Dispatcher {
                 }),
                 (None, None) if job.attempts < cfg.retries => None,
                 (None, None)
-                    if cfg.memory_limit.is_some() && status.signal == Some(libc::SIGABRT) =>
+                    if cfg.memory_limit.is_some()
+                        && alloc_failed
+                        && status.signal == Some(libc::SIGABRT) =>
                 {
                     Some(TaskError::MemoryLimit {
                         index: None,

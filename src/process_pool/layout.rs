@@ -23,6 +23,9 @@ pub(crate) const CURRENT_ITEM: usize = 16;
 pub(crate) const STARTED_NS: usize = 24;
 /// The worker sleeps on this bell waiting for tasks.
 pub(crate) const TASK_BELL: usize = 32;
+/// Set to 1 by the worker's SIGABRT handler when the abort is a failed allocation (see
+/// `sys::signal`). Apart from the bell, which may grow.
+pub(crate) const ALLOC_FAILED: usize = 64;
 
 pub(crate) const STATE_STARTING: u32 = 0;
 pub(crate) const STATE_READY: u32 = 1;
@@ -77,6 +80,9 @@ pub(crate) struct WorkerConfig {
     pub slot: usize,
     pub workers: usize,
     pub memory_limit: Option<u64>,
+    /// Where std's allocation-failure code is, relative to `handle_alloc_error` (see
+    /// `sys::signal::alloc_error_code`); read by the parent, used with a memory limit.
+    pub alloc_error_code: Vec<(i64, i64)>,
     pub max_tasks: Option<u64>,
     pub timed: bool,
     /// Initializer thunk and its encoded argument.

@@ -231,9 +231,10 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// Caps each worker's address space (`RLIMIT_AS`). A task that allocates past it fails
-    /// with [`TaskError::MemoryLimit`]. (Rust aborts when an allocation fails, so in a pool
-    /// with a memory limit any abort is reported this way.)
+    /// Caps each worker's address space (`RLIMIT_AS`). A task whose allocation fails past
+    /// it fails with [`TaskError::MemoryLimit`]; any other abort (the task's own `abort()`,
+    /// a C `assert`) is [`TaskError::WorkerDied`]. An allocation failure in C code that
+    /// then aborts is also `WorkerDied`: only Rust's allocation-failure path is recognised.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.cfg.memory_limit = Some(bytes);
         self
@@ -296,7 +297,8 @@ impl ProcessPool {
 
     fn start(cfg: Config) -> Result<ProcessPool> {
         let n = cfg.workers;
-        let memfd = crate::sys::mem::memfd("multiproc-pool", total_size(n) as u64)?;
+        // Sealed: a worker must not be able to resize what the parent maps.
+        let memfd = crate::sys::mem::sealed_memfd("multiproc-pool", total_size(n) as u64)?;
         let map = Arc::new(SharedMapping::map(&memfd, total_size(n))?);
         let (tx, rx) = crossbeam_channel::unbounded();
         let inner = Arc::new(Inner {

@@ -109,12 +109,20 @@ impl Worker {
             let mut first = 0usize;
             let mut t0 = now_ns();
             out.clear();
+            // The start time is stored before the item (and the task) it belongs to. The
+            // dispatcher reads task and item, then the start time, then task and item again;
+            // seeing item i it must see i's start, not the previous item's, or a fast item
+            // right after a slow one would be killed (and blamed) for the slow one's time.
+            if cfg.timed {
+                started.store(now_ns(), Ordering::Release);
+            }
+            item.store(0, Ordering::Release);
             current.store(id, Ordering::SeqCst);
             for i in 0..count {
-                item.store(i as u64, Ordering::Release);
                 if cfg.timed {
                     started.store(now_ns(), Ordering::Release);
                 }
+                item.store(i as u64, Ordering::Release);
                 let tag_at = out.len();
                 out.push(0);
                 let ok = thunk(&mut input, &mut out, &self.ctx);
@@ -201,6 +209,10 @@ pub(crate) fn worker_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
     let _ = RESULT_RING.set(Ring::new(w.map.clone(), result_ring(cfg.slot), RING_CAP));
     set_quiet(true);
     if let Some(limit) = cfg.memory_limit {
+        // Tasks run on this thread. The flag lives in the mapping, kept for good here.
+        let map: &'static SharedMapping = Box::leak(Box::new(w.map.clone()));
+        let flag = map.atomic_u32(base + ALLOC_FAILED);
+        let _ = crate::sys::signal::flag_allocation_failures(&cfg.alloc_error_code, flag);
         let _ = crate::sys::process::set_memory_limit(limit);
     }
     let state = w.map.atomic_u32(base + STATE);

@@ -406,3 +406,17 @@ pub(crate) fn memfd(name: &str, size: u64) -> Result<OwnedFd> {
     rustix::fs::ftruncate(&fd, size).map_err(|e| Error::io("ftruncate memfd", e))?;
     Ok(fd)
 }
+
+/// Like [`memfd`], but its size is sealed (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`).
+/// For memory the parent maps and children can reach: a process that reopens the file
+/// (through `/proc/<pid>/fd`) cannot shrink it, which would make the parent's next access
+/// to the lost pages a SIGBUS. Its contents stay writable.
+pub(crate) fn sealed_memfd(name: &str, size: u64) -> Result<OwnedFd> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .map_err(|e| Error::io("memfd_create", e))?;
+    rustix::fs::ftruncate(&fd, size).map_err(|e| Error::io("ftruncate memfd", e))?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+        .map_err(|e| Error::io("seal memfd", e))?;
+    Ok(fd)
+}

@@ -13,6 +13,7 @@ pub(crate) mod lock;
 pub(crate) mod mem;
 pub(crate) mod process;
 pub(crate) mod shm;
+pub(crate) mod signal;
 mod startup;
 
 pub(crate) use abort::AbortIfPanic;
