@@ -4,10 +4,10 @@
 //! See `README.md` beside this file for the layout and the wake-up protocol.
 
 use std::sync::Arc;
-use std::sync::atomic::{Ordering, fence};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use crate::sys::{SharedMapping, futex_wait, futex_wake};
+use crate::sys::{EventCount, SharedMapping, Spin};
 
 /// Bytes of ring header before the data (head and tail on separate cache lines).
 pub(crate) const RING_HEADER: usize = 256;
@@ -197,10 +197,8 @@ pub(crate) fn has_data_at(map: &SharedMapping, base: usize) -> bool {
 
 /// A doorbell: producers `ring` it after publishing; one consumer `wait`s on it.
 ///
-/// Event-count protocol: the sleeper announces itself in `sleeping`, re-checks for work,
-/// then sleeps on `seq` only if nothing changed; producers bump `seq` and wake only when
-/// someone announced sleep. Both sides put a SeqCst fence between their publish and their
-/// check, so either the sleeper sees the work or the producer sees the sleeper.
+/// The crate's event count ([`EventCount`], see `sys/wait.rs`) over two words of the
+/// pool's mapping: a ring with nobody asleep is one fence and one load.
 pub(crate) struct Bell {
     map: Arc<SharedMapping>,
     off: usize,
@@ -212,48 +210,30 @@ impl Bell {
         Bell { map, off }
     }
 
-    /// Tells the consumer something was published (call after publishing).
-    pub(crate) fn ring(&self) {
-        fence(Ordering::SeqCst);
-        if self.map.atomic_u32(self.off + 4).load(Ordering::SeqCst) != 0 {
-            self.map.atomic_u32(self.off).fetch_add(1, Ordering::SeqCst);
-            futex_wake(self.map.atomic_u32(self.off), u32::MAX);
-        }
+    fn event(&self) -> EventCount<'_> {
+        EventCount::new(
+            self.map.atomic_u32(self.off),
+            self.map.atomic_u32(self.off + 4),
+        )
     }
 
-    /// Waits until `ready()` is true or `timeout` passes: a bounded spin (yielding the CPU
-    /// after a while, for machines with few cores), then a futex sleep. Returns `ready()`.
+    /// Tells the consumer something was published (call after publishing).
+    pub(crate) fn ring(&self) {
+        self.event().notify_all();
+    }
+
+    /// Waits until `ready()` is true or `timeout` passes: a bounded spin of `spin` rounds
+    /// (the crate's one policy: hints, then yields, at most 2 ms), then futex sleeps.
+    /// Returns `ready()`.
     pub(crate) fn wait(
         &self,
         spin: u32,
         timeout: Option<Duration>,
         ready: impl Fn() -> bool,
     ) -> bool {
-        let end = std::time::Instant::now() + Duration::from_millis(2);
-        for i in 0..spin {
-            if ready() {
-                return true;
-            }
-            // Bounded in time as well: on a loaded machine each yield can take long.
-            if i % 64 == 63 && std::time::Instant::now() >= end {
-                break;
-            }
-            if i < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-        let seq = self.map.atomic_u32(self.off);
-        let sleeping = self.map.atomic_u32(self.off + 4);
-        let seen = seq.load(Ordering::SeqCst);
-        sleeping.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if !ready() {
-            futex_wait(seq, seen, timeout);
-        }
-        sleeping.fetch_sub(1, Ordering::SeqCst);
-        ready()
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        self.event()
+            .wait_until(Spin::rounds(spin), deadline, None, ready)
     }
 }
 
