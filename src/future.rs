@@ -217,7 +217,7 @@ impl<R> FutureState<R> {
             if self.is_done() {
                 return true;
             }
-            if backoff.round() % 16 == 0 {
+            if backoff.round().is_multiple_of(16) {
                 self.help();
             }
             if !backoff.snooze() {
