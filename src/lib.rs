@@ -153,12 +153,6 @@ pub type ProcessPoolExecutor = ProcessPool;
 /// Python's `concurrent.futures.ThreadPoolExecutor`: a [`ThreadPool`].
 pub type ThreadPoolExecutor = ThreadPool;
 
-/// Crashes the calling process with a segfault (a null write). For fault-injection tests.
-#[doc(hidden)]
-pub fn __test_segfault() -> ! {
-    sys::process::segfault()
-}
-
 pub mod manager;
 pub use manager::{Manager, ManagerBuilder};
 
