@@ -569,6 +569,14 @@ pub struct AsCompleted<R> {
     rx: crossbeam_channel::Receiver<usize>,
 }
 
+impl<R> fmt::Debug for AsCompleted<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("pending", &self.futs.iter().filter(|f| f.is_some()).count())
+            .finish()
+    }
+}
+
 impl<R> Iterator for AsCompleted<R> {
     type Item = TaskFuture<R>;
 

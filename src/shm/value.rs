@@ -287,6 +287,12 @@ pub struct ValueGuard<'a, T> {
     guard: LockGuard<'a>,
 }
 
+impl<T: std::fmt::Debug> std::fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ValueGuard").field(&self.value).finish()
+    }
+}
+
 impl<T> ValueGuard<'_, T> {
     /// After an owner died: declares the value repaired.
     pub fn mark_consistent(&mut self) {
@@ -452,6 +458,12 @@ impl<'de, T: Pod> Deserialize<'de> for Array<T> {
 pub struct ArrayGuard<'a, T> {
     values: &'a mut [T],
     guard: LockGuard<'a>,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ArrayGuard").field(&self.values).finish()
+    }
 }
 
 impl<T> ArrayGuard<'_, T> {

@@ -129,7 +129,7 @@ struct Row {
     target: &'static str,
 }
 
-pub fn run(quick: bool, with_python: bool) -> Result<()> {
+pub(crate) fn run(quick: bool, with_python: bool) -> Result<()> {
     let (n, r) = if quick {
         (20_000u64, 3)
     } else {

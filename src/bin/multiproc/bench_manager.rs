@@ -10,7 +10,7 @@ use multiproc::manager::List;
 use multiproc::{Connection, Manager, Pipe, Process, Result};
 
 /// One measurement, in the shape of `bench --json`: one line per measurement.
-pub struct Measurement {
+pub(crate) struct Measurement {
     pub name: &'static str,
     pub unit: &'static str,
     pub multiproc: f64,
@@ -21,7 +21,7 @@ pub struct Measurement {
 }
 
 impl Measurement {
-    pub fn json(&self) -> String {
+    pub(crate) fn json(&self) -> String {
         let opt = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.4}"));
         format!(
             "{{\"name\":\"{}\",\"unit\":\"{}\",\"multiproc\":{:.4},\"python\":{},\"limit\":{}}}",
@@ -170,7 +170,7 @@ fn python(pin: bool, quick: bool) -> Option<(f64, f64)> {
 }
 
 /// Runs every manager measurement and returns them (medians).
-pub fn measure(quick: bool, with_python: bool) -> Result<Vec<Measurement>> {
+pub(crate) fn measure(quick: bool, with_python: bool) -> Result<Vec<Measurement>> {
     let (n, reps) = if quick { (4_000, 3) } else { (40_000, 5) };
     eprintln!("measuring the manager ({reps} repetitions each)...");
     // Unpinned first: the fork server is started now, before this thread is pinned, so
@@ -227,7 +227,7 @@ pub fn measure(quick: bool, with_python: bool) -> Result<Vec<Measurement>> {
 }
 
 /// `bench --only manager`: prints the table, or JSON lines with `json`.
-pub fn run(quick: bool, with_python: bool, json: bool) -> Result<()> {
+pub(crate) fn run(quick: bool, with_python: bool, json: bool) -> Result<()> {
     let rows = measure(quick, with_python)?;
     if json {
         for r in &rows {

@@ -22,7 +22,7 @@ fn time<T>(f: impl FnOnce() -> Result<T>) -> Result<Duration> {
     Ok(t.elapsed())
 }
 
-pub fn run(n: u64, sleep: u64) -> Result<()> {
+pub(crate) fn run(n: u64, sleep: u64) -> Result<()> {
     let cpus = multiproc::cpu_count();
     const TASKS: usize = 5;
     println!("multiproc tour: threads or processes?  ({cpus} CPUs, {TASKS} tasks per row)\n");
