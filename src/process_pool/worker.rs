@@ -11,8 +11,8 @@ use super::layout::*;
 use super::ring::{Bell, Ring};
 use crate::bootstrap::TaskCtx;
 use crate::bootstrap::task::set_quiet;
+use crate::bootstrap::unship_task;
 use crate::sys::SharedMapping;
-use crate::sys::code::unship_task;
 use crate::sys::fdpass::{recv_with_fds, send_with_fds};
 use crate::sys::wait::{Backoff, Spin};
 
