@@ -109,8 +109,16 @@ impl Worker {
             let mut first = 0usize;
             let mut t0 = now_ns();
             out.clear();
+            // STARTED_NS is zero whenever CURRENT_* change: a reader that saw the new item
+            // with the previous item's start time would time out an innocent item.
+            if cfg.timed {
+                started.store(0, Ordering::Release);
+            }
             current.store(id, Ordering::SeqCst);
             for i in 0..count {
+                if cfg.timed {
+                    started.store(0, Ordering::Release);
+                }
                 item.store(i as u64, Ordering::Release);
                 if cfg.timed {
                     started.store(now_ns(), Ordering::Release);
