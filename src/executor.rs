@@ -23,6 +23,16 @@ pub struct MapState<R> {
     delivered: AtomicUsize,
 }
 
+impl<R> std::fmt::Debug for MapState<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapState")
+            .field("ordered", &self.ordered)
+            .field("delivered", &self.delivered)
+            .field("cancelled", &self.cancelled)
+            .finish_non_exhaustive()
+    }
+}
+
 struct MapInner<R> {
     /// Ordered mode: batches by first index.
     by_index: BTreeMap<usize, Vec<Result<R, TaskError>>>,
@@ -139,6 +149,18 @@ pub struct Imap<'a, R> {
     exhausted: bool,
     local: VecDeque<Result<R, TaskError>>,
     bar: Option<indicatif::ProgressBar>,
+}
+
+impl<R> std::fmt::Debug for Imap<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imap")
+            .field("chunksize", &self.chunksize)
+            .field("window", &self.window)
+            .field("submitted", &self.submitted)
+            .field("yielded", &self.yielded)
+            .field("exhausted", &self.exhausted)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a, R> Imap<'a, R> {

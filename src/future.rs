@@ -12,10 +12,14 @@ use std::time::{Duration, Instant};
 
 use crate::bootstrap::task::catch_loud;
 use crate::error::{Error, TaskError};
-use crate::sys::{futex_wait, futex_wake};
+use crate::sys::wait::Backoff;
+use crate::sys::{EventCount, Spin};
 
-/// The longest a waiter spins before it sleeps.
-const SPIN_LIMIT: Duration = Duration::from_millis(2);
+/// A waiter's spin before it sleeps (bounded in time too: `sys::wait`).
+const SPIN: Spin = Spin {
+    spins: 200,
+    rounds: 2000,
+};
 
 const PENDING: u32 = 0;
 const DONE: u32 = 1;
@@ -48,6 +52,8 @@ pub(crate) trait PoolLink: Send + Sync {
 /// may call anything on this future, or on the pool, without deadlocking or poisoning.
 pub(crate) struct FutureState<R> {
     state: AtomicU32,
+    /// The event count waiters sleep on (`seq`, `sleepers`): notified on every state change.
+    seq: AtomicU32,
     sleepers: AtomicU32,
     outcome: AtomicU32,
     result: Mutex<Slot<R>>,
@@ -98,6 +104,7 @@ impl<R> FutureState<R> {
     pub(crate) fn new(index: Option<usize>) -> Arc<FutureState<R>> {
         Arc::new(FutureState {
             state: AtomicU32::new(PENDING),
+            seq: AtomicU32::new(0),
             sleepers: AtomicU32::new(0),
             outcome: AtomicU32::new(OUT_NONE),
             result: Mutex::new(Slot::Empty),
@@ -116,10 +123,12 @@ impl<R> FutureState<R> {
         self.state.load(Ordering::Acquire) != PENDING
     }
 
+    fn event(&self) -> EventCount<'_> {
+        EventCount::new(&self.seq, &self.sleepers)
+    }
+
     fn wake_sleepers(&self) {
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            futex_wake(&self.state, u32::MAX);
-        }
+        self.event().notify_all();
     }
 
     /// Sets the outcome. Returns false (and drops `r`) if it was already set (cancelled).
@@ -138,8 +147,8 @@ impl<R> FutureState<R> {
         let mut ex = self.extras.lock().unwrap();
         if ex.callbacks.is_empty() {
             *slot = Slot::Ready(r);
-            // SeqCst (a locked swap): the load of `sleepers` below must not move before
-            // this store, or a waiter that just announced itself would sleep forever.
+            // Published before the event count's notify (whose fence orders it before the
+            // look for sleepers), so a waiter that just announced itself sees it.
             self.state.swap(DONE, Ordering::SeqCst);
             let waker = ex.waker.take();
             drop(ex);
@@ -202,23 +211,17 @@ impl<R> FutureState<R> {
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
         // Spin briefly: a cross-CPU wake-up costs far more than a short task here.
         // While spinning, help the pool collect results: then no other thread has to wake.
-        // The spin is bounded in time too (on a loaded machine each yield can take long), and
-        // never outlasts the caller's deadline.
-        let spin_end = Instant::now() + SPIN_LIMIT;
-        let spin_end = deadline.map_or(spin_end, |d| d.min(spin_end));
-        for i in 0..2000u32 {
+        // The spin is bounded in time too, and never outlasts the caller's deadline.
+        let mut backoff = Backoff::new(SPIN, deadline);
+        loop {
             if self.is_done() {
                 return true;
             }
-            if i % 16 == 0 {
-                if Instant::now() >= spin_end {
-                    break;
-                }
+            if backoff.round().is_multiple_of(16) {
                 self.help();
-            } else if i < 200 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
+            }
+            if !backoff.snooze() {
+                break;
             }
         }
         self.sleep_while(PENDING, deadline)
@@ -226,26 +229,9 @@ impl<R> FutureState<R> {
 
     /// Sleeps while the state is `value`; returns false if the deadline passed first.
     fn sleep_while(&self, value: u32, deadline: Option<Instant>) -> bool {
-        loop {
-            if self.state.load(Ordering::Acquire) != value {
-                return true;
-            }
-            let timeout = match deadline {
-                None => None,
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return false;
-                    }
-                    Some(d - now)
-                }
-            };
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
-            if self.state.load(Ordering::SeqCst) == value {
-                futex_wait(&self.state, value, timeout);
-            }
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
-        }
+        self.event().sleep_until(deadline, None, || {
+            self.state.load(Ordering::Acquire) != value
+        })
     }
 
     /// Takes the outcome of a done future; while callbacks run on another thread, waits
@@ -581,6 +567,14 @@ pub fn as_completed<R: Send + 'static>(futs: Vec<TaskFuture<R>>) -> AsCompleted<
 pub struct AsCompleted<R> {
     futs: Vec<Option<TaskFuture<R>>>,
     rx: crossbeam_channel::Receiver<usize>,
+}
+
+impl<R> fmt::Debug for AsCompleted<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("pending", &self.futs.iter().filter(|f| f.is_some()).count())
+            .finish()
+    }
 }
 
 impl<R> Iterator for AsCompleted<R> {

@@ -87,10 +87,13 @@
 //! pool.map(add_one, vec![counter.clone(); 10]).unwrap();
 //! assert_eq!(counter.get().unwrap(), 10);
 //! ```
-#![warn(missing_docs)]
+// The other lints are in Cargo.toml's `[lints]`; this one is the library's alone (tests may
+// fault on purpose), and `sys` is the one module that may use `unsafe`.
+#![deny(unsafe_code)]
 
 mod bootstrap;
 mod error;
+#[allow(unsafe_code)]
 mod sys;
 
 pub use bootstrap::{StartMethod, freeze_support, get_start_method, init, set_start_method};
@@ -156,12 +159,6 @@ pub type Pool = ProcessPool;
 pub type ProcessPoolExecutor = ProcessPool;
 /// Python's `concurrent.futures.ThreadPoolExecutor`: a [`ThreadPool`].
 pub type ThreadPoolExecutor = ThreadPool;
-
-/// Crashes the calling process with a segfault (a null write). For fault-injection tests.
-#[doc(hidden)]
-pub fn __test_segfault() -> ! {
-    sys::process::segfault()
-}
 
 pub mod manager;
 pub use manager::{Manager, ManagerBuilder};

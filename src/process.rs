@@ -241,7 +241,7 @@ impl ProcessBuilder {
             let ids: Vec<String> = identity.iter().map(u32::to_string).collect();
             format!("Process-{}", ids.join(":"))
         });
-        let thunk = crate::sys::code::ship_task(target);
+        let thunk = crate::bootstrap::ship_task(target);
         let payload = Payload {
             thunk,
             arg,
@@ -406,7 +406,7 @@ fn process_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
             pid: p.parent_pid,
         },
     });
-    let f = crate::sys::code::unship_task(p.thunk);
+    let f = crate::bootstrap::unship_task(p.thunk);
     let mut out = Vec::new();
     let ctx = TaskCtx {
         pid: std::process::id(),

@@ -61,6 +61,17 @@ pub struct ThreadPoolBuilder {
     progress: bool,
 }
 
+impl std::fmt::Debug for ThreadPoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadPoolBuilder")
+            .field("workers", &self.workers)
+            .field("name", &self.name)
+            .field("initializer", &self.initializer.is_some())
+            .field("progress", &self.progress)
+            .finish()
+    }
+}
+
 impl ThreadPoolBuilder {
     /// Number of threads (default: [`cpu_count`](crate::cpu_count)).
     pub fn workers(mut self, n: usize) -> Self {

@@ -10,7 +10,7 @@ pub(crate) mod task;
 
 pub(crate) use children::{Child, ChildSpec, start_child};
 pub use children::{StartMethod, get_start_method, set_start_method};
-pub(crate) use task::{TaskCtx, run_task};
+pub(crate) use task::{TaskCtx, ship_task, unship_task};
 
 use std::os::fd::OwnedFd;
 

@@ -154,6 +154,39 @@ fn encode_err(e: &TaskError, out: &mut Vec<u8>) -> bool {
     false
 }
 
+/// The crate's one [`Runner`](crate::sys::code::Runner): shipped task thunks call
+/// [`run_task`].
+#[derive(Debug)]
+pub(crate) struct Tasks;
+
+impl crate::sys::code::Runner for Tasks {
+    type Ctx = TaskCtx;
+    fn run<F, A, R>(f: F, input: &mut &[u8], out: &mut Vec<u8>, ctx: &TaskCtx) -> bool
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+    {
+        run_task(f, input, out, ctx)
+    }
+}
+
+/// The code offset of the task thunk for `F` (see `sys/code.rs`). Fails to compile if `F`
+/// captures anything.
+pub(crate) fn ship_task<F, A, R>(f: F) -> i64
+where
+    F: Fn(A) -> R + Copy + Send + Sync + 'static,
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    crate::sys::code::ship_task::<Tasks, F, A, R>(f)
+}
+
+/// Rebuilds a task thunk from an offset received from the parent.
+pub(crate) fn unship_task(offset: i64) -> crate::sys::code::TaskFn<TaskCtx> {
+    crate::sys::code::unship_task::<Tasks>(offset)
+}
+
 /// Runs `f` on the next argument in `input`; see [`TaskFn`](crate::sys::code::TaskFn).
 ///
 /// The argument comes framed by [`encode_framed`]; a success is appended framed the same

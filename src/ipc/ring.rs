@@ -12,9 +12,9 @@
 //!   producer-lock holder) and `C = gets << 32 | head` (consumer-lock holder); each is
 //!   changed by one atomic store *after* the bytes it covers are complete, so a process
 //!   killed at any point leaves either the old or the new state, never half of one;
-//! * a waiter sleeps on a futex word after setting its low bit; whoever changes `P` or `C`
-//!   clears the bit, bumps the word and wakes everyone (a dead sleeper only costs one
-//!   spurious wake-up). Waits are time-sliced, so nothing depends on a wake-up arriving.
+//! * a waiter sleeps on an event count (`sys/wait.rs`: `not_empty`, `not_full`, `joined`);
+//!   whoever changes `P` or `C` notifies it, which costs no system call when nobody
+//!   sleeps. Waits are time-sliced, so nothing depends on a wake-up arriving.
 
 use std::cell::Cell;
 use std::os::fd::{AsFd, OwnedFd};
@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::sys::lock::{Held, RawError};
 use crate::sys::ring::{RingMemory, Side};
-use crate::sys::{SharedMapping, futex_wait, futex_wake};
+use crate::sys::{EventCount, SharedMapping, Spin};
 
 const MAGIC: u64 = 0x6d70_7175_6575_6531; // "mpqueue1"
 const HEADER: usize = 4096;
@@ -44,9 +44,12 @@ const OFF_P: usize = 256;
 const OFF_CONS_LOCK: usize = 384;
 const OFF_CONS_CACHED_P: usize = 392;
 const OFF_C: usize = 512;
+/// Event counts (seq, sleepers): items arrived; room freed.
 const OFF_NOT_EMPTY: usize = 640;
 const OFF_NOT_FULL: usize = 768;
+/// Items marked done (`JoinableQueue`), then the event count `join` sleeps on.
 const OFF_DONE: usize = 896;
+const OFF_JOINED: usize = 900;
 
 const KIND_DATA: u32 = 0x4441_5441;
 const KIND_WRAP: u32 = 0x5752_4150;
@@ -61,9 +64,12 @@ const MAX_CAPACITY: u64 = 1 << 31;
 /// `HOT` bytes (cache-friendly, and the rest of the memfd is never allocated).
 const HOT: u64 = 512 << 10;
 
-/// Spins before yielding, yields before sleeping (the machine may have 2 cores).
-const SPINS: u32 = 256;
-const YIELDS: u32 = 16;
+/// Spins before yielding, yields before sleeping (the machine may have 2 cores); the spin
+/// is bounded in time too (`sys::wait`).
+const SPIN: Spin = Spin {
+    spins: 256,
+    rounds: 256 + 16,
+};
 /// Longest single futex sleep: waits re-check their condition (and closed) at least this
 /// often, so no wake-up is ever needed for progress.
 const SLICE: Duration = Duration::from_millis(50);
@@ -101,45 +107,22 @@ fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Result<Held<'_>> {
     }
 }
 
-/// Sets the sleeper bit of `word`, re-checks `ready`, and sleeps one slice.
-/// Returns `Err(Timeout)` once `deadline` has passed.
-fn wait_on(word: &AtomicU32, deadline: Option<Instant>, ready: impl Fn() -> bool) -> Result<()> {
-    for i in 0..SPINS + YIELDS {
-        if ready() {
-            return Ok(());
-        }
-        if i < SPINS {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
-    }
-    loop {
-        let v = word.fetch_or(1, SeqCst) | 1;
-        if ready() {
-            return Ok(());
-        }
-        let mut slice = SLICE;
-        if let Some(d) = deadline {
-            let now = Instant::now();
-            if now >= d {
-                return Err(Error::Timeout(Duration::ZERO));
-            }
-            slice = slice.min(d - now);
-        }
-        futex_wait(word, v, Some(slice));
-    }
-}
-
-/// Wakes everyone sleeping on `word` if its sleeper bit is set.
-fn wake(word: &AtomicU32) {
-    let v = word.load(SeqCst);
-    if v & 1 != 0
-        && word
-            .compare_exchange(v, v.wrapping_add(1), SeqCst, Relaxed)
-            .is_ok()
+/// Waits on the event count at header offset `off` until `ready()`: a spin by `spin`, then
+/// sleeps of at most [`SLICE`]. Returns `Err(Timeout)` once `deadline` has passed.
+fn wait_on(
+    ring: &Ring,
+    off: usize,
+    spin: Spin,
+    deadline: Option<Instant>,
+    ready: impl Fn() -> bool,
+) -> Result<()> {
+    if ring
+        .event(off)
+        .wait_until(spin, deadline, Some(SLICE), ready)
     {
-        futex_wake(word, i32::MAX as u32);
+        Ok(())
+    } else {
+        Err(Error::Timeout(Duration::ZERO))
     }
 }
 
@@ -240,6 +223,11 @@ impl Ring {
         self.mem.header_u32(off)
     }
 
+    /// The event count at header offset `off` (`seq`, then `sleepers`).
+    fn event(&self, off: usize) -> EventCount<'_> {
+        EventCount::new(self.word(off), self.word(off + 4))
+    }
+
     fn word64(&self, off: usize) -> &AtomicU64 {
         self.mem.header_u64(off)
     }
@@ -276,8 +264,7 @@ impl Ring {
     pub(crate) fn close(&self) {
         self.word(OFF_CLOSED).store(1, SeqCst);
         for off in [OFF_NOT_EMPTY, OFF_NOT_FULL] {
-            self.word(off).fetch_add(2, SeqCst);
-            futex_wake(self.word(off), i32::MAX as u32);
+            self.event(off).notify_all();
         }
     }
 
@@ -419,11 +406,11 @@ impl Ring {
                     new_t = 0;
                 }
                 // The commit point: one store makes the whole frame (and any wrap marker)
-                // visible. SeqCst pairs with the sleeper bit in `wait_on`.
+                // visible (and, through the event count's fences, to a sleeper's re-check).
                 self.word64(OFF_P)
                     .store(pack(puts.wrapping_add(1), new_t), SeqCst);
                 drop(guard);
-                wake(self.word(OFF_NOT_EMPTY));
+                self.event(OFF_NOT_EMPTY).notify_all();
                 return Ok(());
             }
             drop(guard);
@@ -432,7 +419,7 @@ impl Ring {
     }
 
     fn wait_space(&self, s: u64, deadline: Option<Instant>) -> Result<()> {
-        wait_on(self.word(OFF_NOT_FULL), deadline, || {
+        wait_on(self, OFF_NOT_FULL, SPIN, deadline, || {
             self.is_closed() || self.has_space(s)
         })?;
         if self.is_closed() {
@@ -492,7 +479,7 @@ impl Ring {
                 self.word64(OFF_C)
                     .store(pack(gets.wrapping_add(1), new_h), SeqCst);
                 drop(guard);
-                wake(self.word(OFF_NOT_FULL));
+                self.event(OFF_NOT_FULL).notify_all();
                 let r = r.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 return r.map_err(Error::from);
             }
@@ -504,7 +491,7 @@ impl Ring {
                 }
                 continue;
             }
-            wait_on(self.word(OFF_NOT_EMPTY), deadline, || {
+            wait_on(self, OFF_NOT_EMPTY, SPIN, deadline, || {
                 self.is_closed() || self.has_items()
             })?;
         }
@@ -526,7 +513,7 @@ impl Ring {
                 .is_ok()
             {
                 if d.wrapping_add(1) == puts {
-                    futex_wake(done, i32::MAX as u32);
+                    self.event(OFF_JOINED).notify_all();
                 }
                 return Ok(());
             }
@@ -535,23 +522,13 @@ impl Ring {
 
     /// Waits until every item put has been marked done (`JoinableQueue::join`).
     pub(crate) fn join(&self, deadline: Option<Instant>) -> Result<()> {
-        let done = self.word(OFF_DONE);
-        loop {
-            let d = done.load(SeqCst);
+        let all_done = || {
+            let d = self.word(OFF_DONE).load(SeqCst);
             let (puts, _) = unpack(self.word64(OFF_P).load(SeqCst));
-            if d == puts {
-                return Ok(());
-            }
-            let mut slice = SLICE;
-            if let Some(dl) = deadline {
-                let now = Instant::now();
-                if now >= dl {
-                    return Err(Error::Timeout(Duration::ZERO));
-                }
-                slice = slice.min(dl - now);
-            }
-            futex_wait(done, d, Some(slice));
-        }
+            d == puts
+        };
+        // No spin: the items are being worked on, which takes longer than a spin.
+        wait_on(self, OFF_JOINED, Spin::NONE, deadline, all_done)
     }
 
     /// Test hook: the two lock words, to simulate a holder that died.

@@ -162,7 +162,7 @@ where
         V: 'static,
     {
         let k = encode(key)?;
-        let code = crate::sys::code::ship_task::<F, Option<V>, V>(f);
+        let code = crate::bootstrap::ship_task::<F, Option<V>, V>(f);
         self.obj.call_shipping(
             Op::DictUpdate(Blob::borrowed(&k), code, self.obj.tag.as_str().into()),
             decode_one,

@@ -773,7 +773,7 @@ fn run_shipped(f: i64, current: Option<&[u8]>, cx: &Cx<'_>) -> Result<Vec<u8>, W
         }
         None => input.push(0),
     }
-    let thunk = crate::sys::code::unship_task(f);
+    let thunk = crate::bootstrap::unship_task(f);
     let mut out = Vec::new();
     let ctx = crate::bootstrap::TaskCtx {
         pid: std::process::id(),

@@ -63,7 +63,7 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
         T: 'static,
     {
         // The server hands the function an `Option<T>` (always `Some` for a value).
-        let code = crate::sys::code::ship_task::<_, Option<T>, T>(move |v: Option<T>| match v {
+        let code = crate::bootstrap::ship_task::<_, Option<T>, T>(move |v: Option<T>| match v {
             Some(v) => f(v),
             None => unreachable!("a manager value always has a value"),
         });

@@ -163,7 +163,7 @@ fn run_on_threads(
             crate::bootstrap::task::set_quiet(true);
             // The offset came from rank 0 after the start-up check that every rank runs
             // this very build (see `mpi::MpiPool::world`).
-            let f = crate::sys::code::unship_task(thunk);
+            let f = crate::bootstrap::unship_task(thunk);
             let ctx = crate::bootstrap::TaskCtx {
                 pid: std::process::id(),
             };

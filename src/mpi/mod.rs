@@ -376,7 +376,7 @@ impl Executor for MpiPool {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let state = FutureState::<R>::new(None);
         state.set_link(self.weak_link.clone(), id);
-        let thunk = crate::sys::code::ship_task(f);
+        let thunk = crate::bootstrap::ship_task(f);
         self.shared
             .send_job(id, thunk, data, vec![0], Arc::new(ToFuture(state.clone())));
         Ok(TaskFuture::from_state(state))
@@ -388,7 +388,7 @@ impl Executor for MpiPool {
         A: Payload,
         R: Payload,
     {
-        let thunk = crate::sys::code::ship_task(f);
+        let thunk = crate::bootstrap::ship_task(f);
         let (mut data, mut offsets, mut run) = (Vec::new(), Vec::new(), start);
         let flush = |data: &mut Vec<u8>, offsets: &mut Vec<u32>, run: usize| {
             if offsets.is_empty() {

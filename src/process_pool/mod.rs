@@ -205,7 +205,7 @@ impl ProcessPoolBuilder {
                 )))
             }
             Ok(bytes) => {
-                self.cfg.initializer = Some((crate::sys::code::ship_task(f), bytes));
+                self.cfg.initializer = Some((crate::bootstrap::ship_task(f), bytes));
                 self.cfg.initializer_fds = fds.into_iter().map(std::sync::Arc::new).collect();
             }
             Err(message) => {
@@ -458,7 +458,7 @@ impl ProcessPool {
         state.set_link(self.weak_link.clone(), id);
         let job = Job {
             id,
-            thunk: crate::sys::code::ship_task(f),
+            thunk: crate::bootstrap::ship_task(f),
             data,
             offsets: vec![0],
             start: 0,
@@ -475,7 +475,7 @@ impl ProcessPool {
         A: Payload,
         R: Payload,
     {
-        let thunk = crate::sys::code::ship_task(f);
+        let thunk = crate::bootstrap::ship_task(f);
         let mut data = Vec::new();
         let mut offsets = Vec::with_capacity(items.len());
         let mut run_start = start;

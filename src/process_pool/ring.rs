@@ -4,10 +4,10 @@
 //! See `README.md` beside this file for the layout and the wake-up protocol.
 
 use std::sync::Arc;
-use std::sync::atomic::{Ordering, fence};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use crate::sys::{SharedMapping, futex_wait, futex_wake};
+use crate::sys::{EventCount, SharedMapping, Spin};
 
 /// Bytes of ring header before the data (head and tail on separate cache lines).
 pub(crate) const RING_HEADER: usize = 256;
@@ -22,17 +22,53 @@ fn pad8(n: usize) -> usize {
     (n + 7) & !7
 }
 
+/// The memory a ring lives in: the pool's shared mapping, or (in the loom models) loom's
+/// atomics and cells, so the protocol below is model-checked as it is.
+pub(crate) trait FrameMemory {
+    /// Loads the 64-bit counter at `off`.
+    fn load(&self, off: usize, order: Ordering) -> u64;
+    /// Stores the 64-bit counter at `off`.
+    fn store(&self, off: usize, v: u64, order: Ordering);
+    /// Copies `src` to `off`.
+    fn write(&self, off: usize, src: &[u8]);
+    /// Copies `dst.len()` bytes at `off` into `dst`.
+    fn read(&self, off: usize, dst: &mut [u8]);
+    /// Appends `len` bytes at `off` to `dst`.
+    fn read_into_vec(&self, off: usize, len: usize, dst: &mut Vec<u8>);
+}
+
+impl FrameMemory for SharedMapping {
+    fn load(&self, off: usize, order: Ordering) -> u64 {
+        self.atomic_u64(off).load(order)
+    }
+    fn store(&self, off: usize, v: u64, order: Ordering) {
+        self.atomic_u64(off).store(v, order)
+    }
+    fn write(&self, off: usize, src: &[u8]) {
+        SharedMapping::write(self, off, src)
+    }
+    fn read(&self, off: usize, dst: &mut [u8]) {
+        SharedMapping::read(self, off, dst)
+    }
+    fn read_into_vec(&self, off: usize, len: usize, dst: &mut Vec<u8>) {
+        SharedMapping::read_into_vec(self, off, len, dst)
+    }
+}
+
+/// The smallest ring (the pool's are 4 KiB and up; the loom models use this).
+const MIN_CAP: usize = 64;
+
 /// One direction of a worker's channel.
-pub(crate) struct Ring {
-    map: Arc<SharedMapping>,
+pub(crate) struct Ring<M: FrameMemory = SharedMapping> {
+    map: Arc<M>,
     base: usize,
     cap: usize,
 }
 
-impl Ring {
+impl<M: FrameMemory> Ring<M> {
     /// A ring whose header is at `base` and whose data (`cap` bytes, a power of two) follows.
-    pub(crate) fn new(map: Arc<SharedMapping>, base: usize, cap: usize) -> Ring {
-        assert!(cap.is_power_of_two() && cap >= 4096);
+    pub(crate) fn new(map: Arc<M>, base: usize, cap: usize) -> Ring<M> {
+        assert!(cap.is_power_of_two() && cap >= MIN_CAP);
         Ring { map, base, cap }
     }
 
@@ -43,12 +79,8 @@ impl Ring {
 
     /// Empties the ring. Only while no other process uses it.
     pub(crate) fn reset(&self) {
-        self.map
-            .atomic_u64(self.base + HEAD)
-            .store(0, Ordering::SeqCst);
-        self.map
-            .atomic_u64(self.base + TAIL)
-            .store(0, Ordering::SeqCst);
+        self.map.store(self.base + HEAD, 0, Ordering::SeqCst);
+        self.map.store(self.base + TAIL, 0, Ordering::SeqCst);
     }
 
     fn data(&self, pos: u64) -> usize {
@@ -60,12 +92,8 @@ impl Ring {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         assert!(len <= self.max_payload(), "frame too large for the ring");
         let total = FRAME_HEADER + pad8(len);
-        let tail_a = self.map.atomic_u64(self.base + TAIL);
-        let head = self
-            .map
-            .atomic_u64(self.base + HEAD)
-            .load(Ordering::Acquire);
-        let mut tail = tail_a.load(Ordering::Relaxed);
+        let head = self.map.load(self.base + HEAD, Ordering::Acquire);
+        let mut tail = self.map.load(self.base + TAIL, Ordering::Relaxed);
         let to_end = self.cap - (tail as usize & (self.cap - 1));
         let need = if total > to_end {
             to_end + total
@@ -88,31 +116,25 @@ impl Ring {
             self.map.write(off, p);
             off += p.len();
         }
-        tail_a.store(tail + total as u64, Ordering::Release);
+        self.map
+            .store(self.base + TAIL, tail + total as u64, Ordering::Release);
         true
     }
 
     /// Sets the tail far past the head, as a corrupted producer might (fault injection).
     pub(crate) fn scribble_tail(&self) {
-        let head = self
-            .map
-            .atomic_u64(self.base + HEAD)
-            .load(Ordering::Relaxed);
-        self.map
-            .atomic_u64(self.base + TAIL)
-            .store(head + 3 * self.cap as u64, Ordering::Release);
+        let head = self.map.load(self.base + HEAD, Ordering::Relaxed);
+        self.map.store(
+            self.base + TAIL,
+            head + 3 * self.cap as u64,
+            Ordering::Release,
+        );
     }
 
     /// Whether a frame is waiting.
     pub(crate) fn has_data(&self) -> bool {
-        let head = self
-            .map
-            .atomic_u64(self.base + HEAD)
-            .load(Ordering::Relaxed);
-        self.map
-            .atomic_u64(self.base + TAIL)
-            .load(Ordering::Acquire)
-            != head
+        let head = self.map.load(self.base + HEAD, Ordering::Relaxed);
+        self.map.load(self.base + TAIL, Ordering::Acquire) != head
     }
 
     /// Takes the next frame: its kind, with its payload appended to `out` (cleared first).
@@ -127,12 +149,8 @@ impl Ring {
     /// data and nothing larger than [`Ring::max_payload`] is allocated. On a violation the
     /// ring is left as it is (the caller kills the producer and resets the ring).
     pub(crate) fn try_pop(&self, out: &mut Vec<u8>) -> Result<Option<u32>, Corrupt> {
-        let head_a = self.map.atomic_u64(self.base + HEAD);
-        let mut head = head_a.load(Ordering::Relaxed);
-        let tail = self
-            .map
-            .atomic_u64(self.base + TAIL)
-            .load(Ordering::Acquire);
+        let mut head = self.map.load(self.base + HEAD, Ordering::Relaxed);
+        let tail = self.map.load(self.base + TAIL, Ordering::Acquire);
         // Frames and wrap markers are 8-aligned, so both counters always are.
         if !head.is_multiple_of(8) || !tail.is_multiple_of(8) {
             return Err(Corrupt(format!("misaligned ring counters {head}/{tail}")));
@@ -179,7 +197,8 @@ impl Ring {
             }
             out.clear();
             self.map.read_into_vec(at + FRAME_HEADER, len, out);
-            head_a.store(head + total as u64, Ordering::Release);
+            self.map
+                .store(self.base + HEAD, head + total as u64, Ordering::Release);
             return Ok(Some(kind));
         }
     }
@@ -197,10 +216,8 @@ pub(crate) fn has_data_at(map: &SharedMapping, base: usize) -> bool {
 
 /// A doorbell: producers `ring` it after publishing; one consumer `wait`s on it.
 ///
-/// Event-count protocol: the sleeper announces itself in `sleeping`, re-checks for work,
-/// then sleeps on `seq` only if nothing changed; producers bump `seq` and wake only when
-/// someone announced sleep. Both sides put a SeqCst fence between their publish and their
-/// check, so either the sleeper sees the work or the producer sees the sleeper.
+/// The crate's event count ([`EventCount`], see `sys/wait.rs`) over two words of the
+/// pool's mapping: a ring with nobody asleep is one fence and one load.
 pub(crate) struct Bell {
     map: Arc<SharedMapping>,
     off: usize,
@@ -212,48 +229,30 @@ impl Bell {
         Bell { map, off }
     }
 
-    /// Tells the consumer something was published (call after publishing).
-    pub(crate) fn ring(&self) {
-        fence(Ordering::SeqCst);
-        if self.map.atomic_u32(self.off + 4).load(Ordering::SeqCst) != 0 {
-            self.map.atomic_u32(self.off).fetch_add(1, Ordering::SeqCst);
-            futex_wake(self.map.atomic_u32(self.off), u32::MAX);
-        }
+    fn event(&self) -> EventCount<'_> {
+        EventCount::new(
+            self.map.atomic_u32(self.off),
+            self.map.atomic_u32(self.off + 4),
+        )
     }
 
-    /// Waits until `ready()` is true or `timeout` passes: a bounded spin (yielding the CPU
-    /// after a while, for machines with few cores), then a futex sleep. Returns `ready()`.
+    /// Tells the consumer something was published (call after publishing).
+    pub(crate) fn ring(&self) {
+        self.event().notify_all();
+    }
+
+    /// Waits until `ready()` is true or `timeout` passes: a bounded spin of `spin` rounds
+    /// (the crate's one policy: hints, then yields, at most 2 ms), then futex sleeps.
+    /// Returns `ready()`.
     pub(crate) fn wait(
         &self,
         spin: u32,
         timeout: Option<Duration>,
         ready: impl Fn() -> bool,
     ) -> bool {
-        let end = std::time::Instant::now() + Duration::from_millis(2);
-        for i in 0..spin {
-            if ready() {
-                return true;
-            }
-            // Bounded in time as well: on a loaded machine each yield can take long.
-            if i % 64 == 63 && std::time::Instant::now() >= end {
-                break;
-            }
-            if i < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-        let seq = self.map.atomic_u32(self.off);
-        let sleeping = self.map.atomic_u32(self.off + 4);
-        let seen = seq.load(Ordering::SeqCst);
-        sleeping.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if !ready() {
-            futex_wait(seq, seen, timeout);
-        }
-        sleeping.fetch_sub(1, Ordering::SeqCst);
-        ready()
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        self.event()
+            .wait_until(Spin::rounds(spin), deadline, None, ready)
     }
 }
 
@@ -333,5 +332,118 @@ mod tests {
             }
         }
         assert!(frames > 500 && corrupt > 1000, "{frames} {corrupt}");
+    }
+}
+
+/// A loom model of the ring: one producer pushing frames (one wraps, with a marker) while
+/// one consumer pops them, every interleaving and every value the memory model allows.
+/// The data area is loom atomics accessed `Relaxed`, so only the ring's own `Release` of
+/// `tail` and `Acquire` of it make a frame's bytes visible: with a `Relaxed` tail the model
+/// reads stale bytes and fails. (The other direction, a producer overwriting bytes the
+/// consumer is still reading after a `Relaxed` head, is load buffering, which loom does not
+/// model.)
+#[cfg(test)]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::AtomicU64;
+
+    const CAP: usize = MIN_CAP;
+
+    /// A ring's memory under loom: head, tail, and the data as 8-byte words.
+    struct ModelMemory {
+        head: AtomicU64,
+        tail: AtomicU64,
+        words: Vec<AtomicU64>,
+    }
+
+    impl ModelMemory {
+        fn new() -> ModelMemory {
+            ModelMemory {
+                head: AtomicU64::new(0),
+                tail: AtomicU64::new(0),
+                words: (0..CAP / 8).map(|_| AtomicU64::new(0)).collect(),
+            }
+        }
+
+        fn counter(&self, off: usize) -> &AtomicU64 {
+            match off {
+                HEAD => &self.head,
+                TAIL => &self.tail,
+                _ => panic!("no counter at {off}"),
+            }
+        }
+
+        fn byte(&self, off: usize) -> (&AtomicU64, usize) {
+            let d = off - RING_HEADER;
+            (&self.words[d / 8], (d % 8) * 8)
+        }
+    }
+
+    impl FrameMemory for ModelMemory {
+        fn load(&self, off: usize, order: Ordering) -> u64 {
+            self.counter(off).load(order)
+        }
+        fn store(&self, off: usize, v: u64, order: Ordering) {
+            self.counter(off).store(v, order)
+        }
+        fn write(&self, off: usize, src: &[u8]) {
+            // Only the producer writes data, so a load-modify-store per word is its own.
+            for (i, &b) in src.iter().enumerate() {
+                let (w, shift) = self.byte(off + i);
+                let v = w.load(Ordering::Relaxed);
+                w.store(
+                    (v & !(0xff << shift)) | (b as u64) << shift,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        fn read(&self, off: usize, dst: &mut [u8]) {
+            for (i, b) in dst.iter_mut().enumerate() {
+                let (w, shift) = self.byte(off + i);
+                *b = (w.load(Ordering::Relaxed) >> shift) as u8;
+            }
+        }
+        fn read_into_vec(&self, off: usize, len: usize, dst: &mut Vec<u8>) {
+            let start = dst.len();
+            dst.resize(start + len, 0);
+            self.read(off, &mut dst[start..]);
+        }
+    }
+
+    #[test]
+    fn loom_frames_cross_the_ring_whole_and_in_order() {
+        // Three 24-byte frames through 64 bytes: the third wraps behind a marker, into the
+        // bytes of the first, which the consumer must have finished reading.
+        const FRAMES: u32 = 3;
+        let payload = |k: u32| vec![k as u8 + 1; 12];
+        crate::sys::wait::loom_tests::model(move || {
+            let ring = Arc::new(Ring::new(Arc::new(ModelMemory::new()), 0, CAP));
+            let producer = {
+                let ring = ring.clone();
+                loom::thread::spawn(move || {
+                    for k in 0..FRAMES {
+                        while !ring.try_push(k, &[&payload(k)]) {
+                            loom::thread::yield_now();
+                        }
+                    }
+                })
+            };
+            let mut out = Vec::new();
+            for k in 0..FRAMES {
+                loop {
+                    match ring.try_pop(&mut out) {
+                        Ok(Some(kind)) => {
+                            assert_eq!(kind, k);
+                            assert_eq!(out, payload(k));
+                            break;
+                        }
+                        Ok(None) => loom::thread::yield_now(),
+                        Err(Corrupt(why)) => panic!("frame {k}: {why}"),
+                    }
+                }
+            }
+            assert_eq!(ring.try_pop(&mut out), Ok(None));
+            producer.join().unwrap();
+        });
     }
 }

@@ -11,9 +11,10 @@ use super::layout::*;
 use super::ring::{Bell, Ring};
 use crate::bootstrap::TaskCtx;
 use crate::bootstrap::task::set_quiet;
+use crate::bootstrap::unship_task;
 use crate::sys::SharedMapping;
-use crate::sys::code::unship_task;
 use crate::sys::fdpass::{recv_with_fds, send_with_fds};
+use crate::sys::wait::{Backoff, Spin};
 
 /// Results are flushed to the parent when this many bytes gather (and at chunk end).
 const FLUSH_BYTES: usize = 64 * 1024;
@@ -52,13 +53,12 @@ impl Worker {
     }
 
     fn push(&self, kind: u32, parts: &[&[u8]]) {
-        let mut spins = 0u32;
+        // The parent frees room without ringing anything: poll, after the crate's one
+        // bounded spin (`sys::wait`), every 200 µs.
+        let mut backoff = Backoff::new(Spin::rounds(100), None);
         while !self.results.try_push(kind, parts) {
-            spins += 1;
             self.pool_bell.ring();
-            if spins < 100 {
-                std::thread::yield_now();
-            } else {
+            if !backoff.snooze() {
                 std::thread::sleep(Duration::from_micros(200));
             }
         }

@@ -243,7 +243,7 @@ fn owner_of(name: &str) -> Option<(u32, u64)> {
 
 /// Unlinks every segment whose creating process is dead, and that process's registry.
 /// Returns how many segments it unlinked.
-pub fn sweep_dead_owners() -> usize {
+pub(crate) fn sweep_dead_owners() -> usize {
     let Ok(dir) = std::fs::read_dir(SHM_DIR) else {
         return 0;
     };

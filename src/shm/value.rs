@@ -318,6 +318,12 @@ pub struct ValueGuard<'a, T: Pod> {
     guard: LockGuard<'a>,
 }
 
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ValueGuard").field(&self.value).finish()
+    }
+}
+
 impl<T: Pod> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
         self.block.write(0, self.value);
@@ -498,6 +504,12 @@ pub struct ArrayGuard<'a, T: Pod> {
     block: &'a Block<T>,
     // Dropped after `Drop::drop` has written the values back.
     guard: LockGuard<'a>,
+}
+
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ArrayGuard").field(&self.values).finish()
+    }
 }
 
 impl<T: Pod> Drop for ArrayGuard<'_, T> {

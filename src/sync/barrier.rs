@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use super::lock::{RawError, raw_lock, raw_unlock};
 use super::{CELL, Cell, Kind, LIVENESS_CHECK, cell_serde, deadline, sleep_for};
 use crate::error::{Error, Result};
+use crate::sys::EventCount;
 use crate::sys::shm::{current_tid, task_alive};
-use crate::sys::{futex_wait, futex_wake};
 
 // Words: 0 = generation (the futex word; bumped when a round ends, released or broken),
 // 1 = arrived this round, 2 = broken flag, 3 = parties, byte 16 = a 64-bit history
-// (bit g % 64 set if round g ended broken), word 6 = an internal lock word.
+// (bit g % 64 set if round g ended broken), word 6 = an internal lock word, words 7 and 8 =
+// the event count waiters sleep on (seq, sleepers), notified when the generation moves.
 // After the cell: one 32-bit slot per arrival index, the thread id of the party that
 // arrived with that index in the current round (written under the internal lock).
 
@@ -83,7 +84,7 @@ impl State<'_> {
         }
         self.count().store(0, Ordering::Relaxed);
         self.gen_word().store(g.wrapping_add(1), Ordering::Release);
-        futex_wake(self.gen_word(), i32::MAX as u32);
+        EventCount::new(self.cell.word(7), self.cell.word(8)).notify_all();
     }
 
     /// Breaks the barrier: the current round's waiters and later callers fail.
@@ -201,7 +202,14 @@ impl Barrier {
                 }
             }
             match sleep_for(deadline, Some(LIVENESS_CHECK)) {
-                Some(sleep) => futex_wait(gen_word, g, sleep),
+                Some(sleep) => {
+                    let until = sleep.and_then(|s| Instant::now().checked_add(s));
+                    EventCount::new(self.cell.word(7), self.cell.word(8)).sleep_until(
+                        until,
+                        None,
+                        || gen_word.load(Ordering::Acquire) != g,
+                    );
+                }
                 None => {
                     let st = self.state();
                     if st.gen_word().load(Ordering::Relaxed) == g {

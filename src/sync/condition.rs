@@ -1,18 +1,18 @@
 //! `Condition`: a condition variable for threads and processes alike (Python's
 //! `multiprocessing.Condition`).
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::lock::{AcquireError, LockGuard};
-use super::{Cell, CellRef, Kind, deadline, sleep_for};
+use super::{Cell, CellRef, Kind, deadline};
 use crate::error::Result;
 use crate::sync::Lock;
-use crate::sys::{futex_wait, futex_wake};
+use crate::sys::EventCount;
 
-// Words: 0 = sequence number (the futex word, bumped by every notify), 1 = waiters.
+// Words: the event count: 0 = sequence number (the futex word, bumped by a notify that
+// finds waiters), 1 = waiters.
 
 /// Waits for a condition on data protected by a [`Lock`], and wakes waiters when it may
 /// have changed.
@@ -135,21 +135,12 @@ impl Condition {
             guard.lock().same(&self.lock),
             "Condition::wait called with a guard of another lock"
         );
-        let seq = self.cell.word(0);
-        let waiters = self.cell.word(1);
-        // Registered and sequence read while holding the lock: a notifier (who bumps the
-        // sequence before looking for waiters) either sees us or changes what we wait on.
-        waiters.fetch_add(1, Ordering::SeqCst);
-        let s = seq.load(Ordering::SeqCst);
+        let event = self.event();
+        // Announced while holding the lock: a notifier (who holds it to change the state
+        // we wait for) either sees us, or notified before we looked at that state.
+        let token = event.prepare_wait();
         let (lock, consistent) = guard.release_for_wait();
-        let notified = match sleep_for(deadline, None) {
-            Some(sleep) => {
-                futex_wait(seq, s, sleep);
-                deadline.is_none_or(|d| Instant::now() < d) || seq.load(Ordering::SeqCst) != s
-            }
-            None => false,
-        };
-        waiters.fetch_sub(1, Ordering::SeqCst);
+        let notified = event.wait(token, deadline) || deadline.is_none_or(|d| Instant::now() < d);
         LockGuard::reacquire(lock, consistent).map(|g| (g, notified))
     }
 
@@ -160,10 +151,11 @@ impl Condition {
 
     /// Wakes up to `n` waiters.
     pub fn notify_n(&self, n: u32) {
-        self.cell.word(0).fetch_add(1, Ordering::SeqCst);
-        if self.cell.word(1).load(Ordering::SeqCst) > 0 {
-            futex_wake(self.cell.word(0), n);
-        }
+        self.event().notify(n);
+    }
+
+    fn event(&self) -> EventCount<'_> {
+        EventCount::new(self.cell.word(0), self.cell.word(1))
     }
 
     /// Wakes every waiter.

@@ -3,14 +3,13 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::{Cell, Kind, cell_serde, deadline, sleep_for};
+use super::{Cell, Kind, cell_serde, deadline};
 use crate::error::Result;
-use crate::sys::{futex_wait, futex_wake};
+use crate::sys::{EventCount, Spin};
 
+// Words: 0 = the flag, 1 and 2 = the event count waiters sleep on (seq, sleepers).
 const CLEAR: u32 = 0;
 const SET: u32 = 1;
-/// Clear, and someone may be sleeping (so `set` must wake).
-const CLEAR_WAITED: u32 = 2;
 
 /// A flag, initially clear: [`wait`](Event::wait) blocks until someone [`set`](Event::set)s it.
 ///
@@ -46,6 +45,10 @@ impl Event {
         self.cell.word(0)
     }
 
+    fn event(&self) -> EventCount<'_> {
+        EventCount::new(self.cell.word(1), self.cell.word(2))
+    }
+
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
         self.word().load(Ordering::Acquire) == SET
@@ -53,8 +56,8 @@ impl Event {
 
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
-        if self.word().swap(SET, Ordering::Release) == CLEAR_WAITED {
-            futex_wake(self.word(), i32::MAX as u32);
+        if self.word().swap(SET, Ordering::Release) != SET {
+            self.event().notify_all();
         }
     }
 
@@ -76,24 +79,7 @@ impl Event {
     }
 
     fn wait_inner(&self, timeout: Option<Duration>) -> bool {
-        let deadline = deadline(timeout);
-        loop {
-            let v = self.word().load(Ordering::Acquire);
-            if v == SET {
-                return true;
-            }
-            if v == CLEAR
-                && self
-                    .word()
-                    .compare_exchange(CLEAR, CLEAR_WAITED, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            let Some(sleep) = sleep_for(deadline, None) else {
-                return false;
-            };
-            futex_wait(self.word(), CLEAR_WAITED, sleep);
-        }
+        self.event()
+            .wait_until(Spin::NONE, deadline(timeout), None, || self.is_set())
     }
 }

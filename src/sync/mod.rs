@@ -182,9 +182,6 @@ pub(crate) use cell_serde;
 /// for is alive. Bounds how late a death is noticed.
 pub(crate) const LIVENESS_CHECK: std::time::Duration = crate::sys::lock::LIVENESS_CHECK;
 
-/// Spin iterations before sleeping in the kernel (each a `spin_loop` hint and a load).
-pub(crate) const SPIN: u32 = 64;
-
 /// A deadline from an optional timeout (`None`: wait forever).
 pub(crate) fn deadline(timeout: Option<std::time::Duration>) -> Option<std::time::Instant> {
     timeout.and_then(|d| std::time::Instant::now().checked_add(d))

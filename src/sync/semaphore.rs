@@ -4,11 +4,16 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::{Cell, Kind, SPIN, cell_serde, deadline, sleep_for};
+use super::{Cell, Kind, cell_serde, deadline};
 use crate::error::{Error, Result};
-use crate::sys::{futex_wait, futex_wake};
+use crate::sys::{EventCount, Spin};
 
-// Words: 0 = count (the futex word), 1 = sleepers, 2 = bound (BoundedSemaphore only).
+// Words: 0 = count, 1 = sleepers, 2 = bound (BoundedSemaphore only), 3 = the event count's
+// sequence (the futex word).
+
+fn event(cell: &Cell) -> EventCount<'_> {
+    EventCount::new(cell.word(3), cell.word(1))
+}
 
 fn try_take(count: &AtomicU32) -> bool {
     let mut c = count.load(Ordering::Relaxed);
@@ -29,27 +34,7 @@ fn take(cell: &Cell, timeout: Option<Duration>) -> bool {
     if timeout == Some(Duration::ZERO) {
         return false;
     }
-    for _ in 0..SPIN {
-        std::hint::spin_loop();
-        if try_take(count) {
-            return true;
-        }
-    }
-    let deadline = deadline(timeout);
-    let sleepers = cell.word(1);
-    loop {
-        if try_take(count) {
-            return true;
-        }
-        let Some(sleep) = sleep_for(deadline, None) else {
-            return false;
-        };
-        // Announce ourselves before the kernel re-checks the count; `give` adds to the
-        // count before it looks for sleepers (both SeqCst), so one of us sees the other.
-        sleepers.fetch_add(1, Ordering::SeqCst);
-        futex_wait(count, 0, sleep);
-        sleepers.fetch_sub(1, Ordering::SeqCst);
-    }
+    event(cell).wait_until(Spin::SHORT, deadline(timeout), None, || try_take(count))
 }
 
 fn give(cell: &Cell, n: u32, bound: Option<u32>) -> Result<()> {
@@ -73,9 +58,7 @@ fn give(cell: &Cell, n: u32, bound: Option<u32>) -> Result<()> {
             }
         }
     }
-    if cell.word(1).load(Ordering::SeqCst) > 0 {
-        futex_wake(count, n);
-    }
+    event(cell).notify(n);
     Ok(())
 }
 

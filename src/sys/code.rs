@@ -7,6 +7,10 @@
 //! What is shipped is never the user's function itself but a monomorphized *thunk* for its
 //! type `F`. `F` must be zero-sized (a `fn` item or a non-capturing closure), so the thunk can
 //! recreate the value out of nothing, in the worker, without any data crossing over.
+//!
+//! What a task *is* (its framing, its errors, its context) is `bootstrap`'s business: the
+//! thunk hands the recreated function to a [`Runner`] that `bootstrap` implements, so this
+//! module uses nothing above `sys`.
 
 use std::os::fd::OwnedFd;
 
@@ -14,8 +18,21 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Runs one shipped task: reads one argument from the front of `input` (advancing it),
-/// appends the encoded outcome to `out`, and returns whether it succeeded.
-pub(crate) type TaskFn = fn(&mut &[u8], &mut Vec<u8>, &crate::bootstrap::TaskCtx) -> bool;
+/// appends the encoded outcome to `out`, and returns whether it succeeded. `C` is what the
+/// worker passes to every task.
+pub(crate) type TaskFn<C> = fn(&mut &[u8], &mut Vec<u8>, &C) -> bool;
+
+/// What a task thunk calls with the function it recreated (implemented above `sys`).
+pub(crate) trait Runner: 'static {
+    /// What the worker passes to every task.
+    type Ctx: 'static;
+    /// Runs `f` on the next argument in `input`, appending its outcome to `out`.
+    fn run<F, A, R>(f: F, input: &mut &[u8], out: &mut Vec<u8>, ctx: &Self::Ctx) -> bool
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static;
+}
 
 /// The entry point of a child process: its payload and the fds passed to it; returns the
 /// process exit code.
@@ -50,19 +67,22 @@ macro_rules! assert_shippable {
 }
 pub(crate) use assert_shippable;
 
-/// The code offset of the task thunk for `F`. Fails to compile if `F` captures anything.
-pub(crate) fn ship_task<F, A, R>(_f: F) -> i64
+/// The code offset of the task thunk for `F`, run by `Run`. Fails to compile if `F`
+/// captures anything.
+pub(crate) fn ship_task<Run, F, A, R>(_f: F) -> i64
 where
+    Run: Runner,
     F: Fn(A) -> R + Copy + Send + Sync + 'static,
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
     assert_shippable!(F);
-    offset_of(thunk::<F, A, R> as TaskFn as usize)
+    offset_of(thunk::<Run, F, A, R> as TaskFn<Run::Ctx> as usize)
 }
 
-fn thunk<F, A, R>(input: &mut &[u8], out: &mut Vec<u8>, ctx: &crate::bootstrap::TaskCtx) -> bool
+fn thunk<Run, F, A, R>(input: &mut &[u8], out: &mut Vec<u8>, ctx: &Run::Ctx) -> bool
 where
+    Run: Runner,
     F: Fn(A) -> R + Copy + Send + Sync + 'static,
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
@@ -72,7 +92,7 @@ where
     // inhabited. Reading a zero-sized value touches no memory, so a dangling but aligned
     // pointer is a valid source.
     let f: F = unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() };
-    crate::bootstrap::run_task(f, input, out, ctx)
+    Run::run(f, input, out, ctx)
 }
 
 /// The code offset of a child entry point.
@@ -85,12 +105,13 @@ fn at_offset(offset: i64) -> usize {
 }
 
 /// Rebuilds a task thunk from an offset received from the parent.
-pub(crate) fn unship_task(offset: i64) -> TaskFn {
+pub(crate) fn unship_task<Run: Runner>(offset: i64) -> TaskFn<Run::Ctx> {
     let addr = at_offset(offset);
-    // SAFETY: the offset came from `ship_task` in a parent running the same build (checked
-    // by the build-id handshake before any task is accepted), so `addr` is the address of a
-    // function with exactly the `TaskFn` signature in this process too.
-    unsafe { std::mem::transmute::<usize, TaskFn>(addr) }
+    // SAFETY: the offset came from `ship_task::<Run, ..>` in a parent running the same build
+    // (checked by the build-id handshake before any task is accepted), so `addr` is the
+    // address of a function with exactly the `TaskFn<Run::Ctx>` signature in this process
+    // too. (`bootstrap` is the crate's one `Runner`, so the parent shipped with it as well.)
+    unsafe { std::mem::transmute::<usize, TaskFn<Run::Ctx>>(addr) }
 }
 
 /// Rebuilds a child entry point from an offset received from the parent.

@@ -17,7 +17,9 @@ pub(crate) mod signal;
 mod startup;
 
 pub(crate) use abort::AbortIfPanic;
-pub(crate) use futex::{futex_wait, futex_wake, timespec};
+pub(crate) use futex::timespec;
 pub use mem::SharedMapping;
+pub(crate) use wait::{EventCount, Spin};
 pub(crate) mod atexit;
 pub(crate) mod ring;
+pub(crate) mod wait;

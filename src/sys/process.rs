@@ -269,13 +269,3 @@ pub(crate) fn pidfd_kill(pidfd: &impl AsRawFd, sig: i32) -> io::Result<()> {
     }
     Ok(())
 }
-
-/// Crashes this process with SIGSEGV (for fault-injection tests).
-pub(crate) fn segfault() -> ! {
-    // SAFETY: not safe at all, on purpose: a write through a null pointer. The kernel
-    // delivers SIGSEGV, which kills the process before anything else happens.
-    unsafe {
-        std::ptr::write_volatile(std::ptr::null_mut::<u64>(), 1);
-    }
-    unreachable!("the null write did not fault")
-}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// Runs `f` on a thread and fails the test if it does not finish within `secs` seconds.
 /// Every "must not hang" test goes through this.
-pub fn deadline<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) fn deadline<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     let h = std::thread::spawn(move || {
         let _ = tx.send(f());
@@ -27,12 +27,12 @@ pub fn deadline<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'st
 }
 
 /// Whether a process exists (a zombie counts as existing).
-pub fn exists(pid: u32) -> bool {
+pub(crate) fn exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Waits up to 5 s for every pid to be gone (exited and reaped).
-pub fn assert_gone(pids: &[u32]) {
+pub(crate) fn assert_gone(pids: &[u32]) {
     let end = std::time::Instant::now() + Duration::from_secs(5);
     while pids.iter().any(|&p| exists(p)) {
         assert!(
@@ -45,7 +45,7 @@ pub fn assert_gone(pids: &[u32]) {
 }
 
 /// Number of open fds of this process.
-pub fn fd_count() -> usize {
+pub(crate) fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
@@ -73,7 +73,7 @@ static NO_SEGMENT_LEFT: extern "C" fn() = {
 };
 
 /// Whether `pid` is dead: gone, or a zombie (an orphan waits for init to reap it).
-pub fn dead(pid: u32) -> bool {
+pub(crate) fn dead(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(s) => s
@@ -83,7 +83,7 @@ pub fn dead(pid: u32) -> bool {
 }
 
 /// Live (non-zombie) processes in process group `pgid`.
-pub fn live_in_group(pgid: u32) -> Vec<u32> {
+pub(crate) fn live_in_group(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -109,7 +109,7 @@ pub fn live_in_group(pgid: u32) -> Vec<u32> {
 // Never waited for on purpose: the task never returns, and the kill of its group must
 // end these children.
 #[allow(clippy::zombie_processes)]
-pub fn start_children_then_hang(path: String) -> u32 {
+pub(crate) fn start_children_then_hang(path: String) -> u32 {
     let sleep = std::process::Command::new("sleep")
         .arg("1000")
         .spawn()
@@ -130,7 +130,7 @@ pub fn start_children_then_hang(path: String) -> u32 {
     }
 }
 
-pub fn wait_for_pids(path: &std::path::Path) -> Vec<u32> {
+pub(crate) fn wait_for_pids(path: &std::path::Path) -> Vec<u32> {
     let end = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(s) = std::fs::read_to_string(path) {
@@ -144,7 +144,7 @@ pub fn wait_for_pids(path: &std::path::Path) -> Vec<u32> {
 
 /// Kills what a failed assertion left (so no test leaves a process behind), then asserts
 /// that the worker's whole group died by itself within 5 s.
-pub fn assert_group_died(pids: &[u32]) {
+pub(crate) fn assert_group_died(pids: &[u32]) {
     let end = std::time::Instant::now() + Duration::from_secs(5);
     let worker = pids[0];
     let mut left;

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use multiproc::{Error, Manager, Result};
 
 #[derive(Subcommand)]
-pub enum ManagerCmd {
+pub(crate) enum ManagerCmd {
     /// Serves shared objects until a client shuts the server down (or it is killed).
     Serve {
         /// `host:port` for TCP (loopback by default), or a Unix socket path.
@@ -19,7 +19,7 @@ pub enum ManagerCmd {
     },
 }
 
-pub fn run(cmd: ManagerCmd) -> Result<()> {
+pub(crate) fn run(cmd: ManagerCmd) -> Result<()> {
     match cmd {
         ManagerCmd::Serve {
             listen,

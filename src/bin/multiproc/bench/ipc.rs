@@ -90,7 +90,7 @@ fn pipe_run(n: u64, cpu: Option<usize>) -> Result<f64> {
     Ok(us)
 }
 
-pub fn run(b: &mut Bench) -> Result<()> {
+pub(super) fn run(b: &mut Bench) -> Result<()> {
     if b.wants(&["queue.msgs_64B"]) {
         let n = b.size(20_000, 200_000);
         let v = b.median(|| n as f64 / queue_run(64, n).unwrap());

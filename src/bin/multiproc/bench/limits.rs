@@ -43,13 +43,13 @@ fn pipe_worker(c: Connection) {
 
 /// The minimal process pool: two worker processes, one pipe write per task and one per
 /// result, tasks streamed by one thread while another collects.
-pub struct PipePool {
+pub(super) struct PipePool {
     conns: Vec<Arc<Connection>>,
     procs: Vec<Process>,
 }
 
 impl PipePool {
-    pub fn new(workers: usize) -> multiproc::Result<PipePool> {
+    pub(super) fn new(workers: usize) -> multiproc::Result<PipePool> {
         let mut conns = Vec::new();
         let mut procs = Vec::new();
         for _ in 0..workers {
@@ -61,7 +61,7 @@ impl PipePool {
     }
 
     /// µs per task for `n` tasks.
-    pub fn per_task(&self, n: u64) -> f64 {
+    pub(super) fn per_task(&self, n: u64) -> f64 {
         let t = Instant::now();
         let conns = self.conns.clone();
         let feeder = std::thread::spawn(move || {
@@ -111,7 +111,7 @@ impl Drop for PipePool {
 
 /// The bare thread pool: two threads, one channel of boxed jobs in, one channel of
 /// results out; no per-task future or channel. µs per task.
-pub fn bare_thread_pool(n: u64) -> f64 {
+pub(super) fn bare_thread_pool(n: u64) -> f64 {
     type Job = Box<dyn FnOnce() -> u64 + Send>;
     let (tx, rx) = crossbeam_channel::unbounded::<Job>();
     let (rtx, rrx) = crossbeam_channel::unbounded::<u64>();
@@ -143,7 +143,7 @@ pub fn bare_thread_pool(n: u64) -> f64 {
 /// Round trip between two threads passing a counter through one atomic (µs). With `cpu`,
 /// both run on that one CPU and yield instead of spinning (spinning there would only burn
 /// the other's time slice).
-pub fn atomic_pingpong(n: u64, cpu: Option<usize>) -> f64 {
+pub(super) fn atomic_pingpong(n: u64, cpu: Option<usize>) -> f64 {
     let a = Arc::new(AtomicU64::new(0));
     let b = a.clone();
     let wait = move || {
@@ -187,7 +187,7 @@ fn bare_echo((c, cpu): (Connection, Option<usize>)) {
 }
 
 /// socketpair ping-pong of 16 bytes between two processes (µs per round trip).
-pub fn socketpair_pingpong(n: u64, cpu: Option<usize>) -> multiproc::Result<f64> {
+pub(super) fn socketpair_pingpong(n: u64, cpu: Option<usize>) -> multiproc::Result<f64> {
     super::pin(cpu);
     let (mine, theirs) = Pipe::duplex()?;
     let p = Process::start(bare_echo, (theirs, cpu))?;
@@ -240,7 +240,7 @@ fn ring_producer((shm, size, n, go): (SharedMemory, usize, u64, Connection)) {
 
 /// One producer process, one consumer (this one), `n` frames of `size` bytes, spinning.
 /// Returns seconds.
-pub fn shm_ring(size: usize, n: u64) -> multiproc::Result<f64> {
+pub(super) fn shm_ring(size: usize, n: u64) -> multiproc::Result<f64> {
     let stride = size.next_multiple_of(64);
     let shm = SharedMemory::create(RING_HDR + slots(size) * stride)?;
     let (go, theirs) = Pipe::duplex()?;
@@ -272,7 +272,7 @@ fn pthread_counter((shm, n, go): (SharedMemory, u64, Connection)) {
 
 /// Two processes each adding 1 `n` times under a process-shared pthread mutex: increments
 /// per second.
-pub fn pthread_2proc(n: u64) -> multiproc::Result<f64> {
+pub(super) fn pthread_2proc(n: u64) -> multiproc::Result<f64> {
     let shm = SharedMemory::create(4096)?;
     sys::PthreadMutex::init(&shm);
     let mut gos = Vec::new();
@@ -300,7 +300,7 @@ pub fn pthread_2proc(n: u64) -> multiproc::Result<f64> {
 }
 
 /// ns per uncontended lock + unlock of a process-shared pthread mutex.
-pub fn pthread_uncontended(n: u64) -> multiproc::Result<f64> {
+pub(super) fn pthread_uncontended(n: u64) -> multiproc::Result<f64> {
     let shm = SharedMemory::create(4096)?;
     let m = sys::PthreadMutex::init(&shm);
     let t = Instant::now();
@@ -311,7 +311,7 @@ pub fn pthread_uncontended(n: u64) -> multiproc::Result<f64> {
 }
 
 /// µs per create + open + unlink of a 4 KiB segment with the bare system calls.
-pub fn shm_syscalls(n: u64) -> f64 {
+pub(super) fn shm_syscalls(n: u64) -> f64 {
     let t = Instant::now();
     for i in 0..n {
         sys::shm_syscalls(&format!("mp-bench-floor-{}-{i}", std::process::id()), 4096);
@@ -320,7 +320,7 @@ pub fn shm_syscalls(n: u64) -> f64 {
 }
 
 /// GB/s of one memcpy of `bytes` (buffers faulted in first).
-pub fn memcpy(bytes: usize) -> f64 {
+pub(super) fn memcpy(bytes: usize) -> f64 {
     let src = vec![1u8; bytes];
     let mut dst = vec![2u8; bytes]; // written, so faulted in
     let t = Instant::now();

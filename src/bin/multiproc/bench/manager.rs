@@ -10,7 +10,7 @@ use multiproc::manager::List;
 use multiproc::{Connection, Manager, Pipe, Process, Result};
 
 /// One measurement, in the shape of `bench --json`: one line per measurement.
-pub struct Measurement {
+pub(crate) struct Measurement {
     pub name: &'static str,
     pub unit: &'static str,
     pub multiproc: f64,
@@ -155,7 +155,7 @@ fn python(pin: bool, quick: bool) -> Option<(f64, f64)> {
 }
 
 /// Runs every manager measurement and returns them (medians).
-pub fn measure(quick: bool, with_python: bool) -> Result<Vec<Measurement>> {
+pub(crate) fn measure(quick: bool, with_python: bool) -> Result<Vec<Measurement>> {
     let (n, reps) = if quick { (4_000, 3) } else { (40_000, 5) };
     eprintln!("measuring the manager ({reps} repetitions each)...");
     // Unpinned first: the fork server is started now, before this thread is pinned, so

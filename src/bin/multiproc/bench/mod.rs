@@ -13,7 +13,7 @@ mod limits;
 mod manager;
 #[cfg(feature = "mpi")]
 mod mpi;
-pub mod pool;
+pub(crate) mod pool;
 mod sync;
 mod sys;
 
@@ -24,7 +24,7 @@ use multiproc::{Process, Result};
 
 /// Options of `multiproc bench`.
 #[derive(Debug, Clone)]
-pub struct Opts {
+pub(crate) struct Opts {
     /// Print one JSON line per measurement instead of the table.
     pub json: bool,
     /// Only the measurements whose name contains one of these.
@@ -45,7 +45,7 @@ pub struct Opts {
 
 /// One measurement: multiproc, Python doing the same work, and the bare limit.
 #[derive(Debug, Clone)]
-pub struct Row {
+pub(crate) struct Row {
     pub name: String,
     pub unit: &'static str,
     /// Throughputs and speed-ups (higher is better), as opposed to times.
@@ -58,7 +58,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn time(name: &str, unit: &'static str, multiproc: f64) -> Row {
+    pub(crate) fn time(name: &str, unit: &'static str, multiproc: f64) -> Row {
         Row {
             name: name.into(),
             unit,
@@ -70,7 +70,7 @@ impl Row {
         }
     }
 
-    pub fn rate(name: &str, unit: &'static str, multiproc: f64) -> Row {
+    pub(crate) fn rate(name: &str, unit: &'static str, multiproc: f64) -> Row {
         Row {
             higher_is_better: true,
             ..Row::time(name, unit, multiproc)
@@ -79,7 +79,7 @@ impl Row {
 
     /// A row whose Python side and limit were measured elsewhere in this run (the manager
     /// and MPI benches run their own Python); rates are the units per second.
-    pub fn measured(
+    pub(crate) fn measured(
         name: &str,
         unit: &'static str,
         multiproc: f64,
@@ -94,13 +94,13 @@ impl Row {
         }
     }
 
-    pub fn limit(mut self, v: f64) -> Row {
+    pub(crate) fn limit(mut self, v: f64) -> Row {
         self.limit = Some(v);
         self
     }
 
     /// Python runs `name` with size `n` (see `bench/python/bench.py`).
-    pub fn py(mut self, n: u64) -> Row {
+    pub(crate) fn py(mut self, n: u64) -> Row {
         self.python_job = Some(format!("{}={n}", self.name));
         self
     }
@@ -132,14 +132,14 @@ impl Row {
 }
 
 /// The running bench: options, and the rows measured so far.
-pub struct Bench {
+pub(crate) struct Bench {
     pub opts: Opts,
     rows: Vec<Row>,
 }
 
 impl Bench {
     /// Whether any of `names` passes the filter.
-    pub fn wants(&self, names: &[&str]) -> bool {
+    pub(crate) fn wants(&self, names: &[&str]) -> bool {
         self.opts.filter.is_empty()
             || names
                 .iter()
@@ -147,16 +147,16 @@ impl Bench {
     }
 
     /// Median of `--repeat` runs of `f`.
-    pub fn median(&self, mut f: impl FnMut() -> f64) -> f64 {
+    pub(crate) fn median(&self, mut f: impl FnMut() -> f64) -> f64 {
         median((0..self.opts.repeat.max(1)).map(|_| f()).collect())
     }
 
     /// Picks the quick or the full size.
-    pub fn size(&self, quick: u64, full: u64) -> u64 {
+    pub(crate) fn size(&self, quick: u64, full: u64) -> u64 {
         if self.opts.quick { quick } else { full }
     }
 
-    pub fn push(&mut self, row: Row) {
+    pub(crate) fn push(&mut self, row: Row) {
         if self.wants(&[&row.name]) {
             eprintln!("  {:<36} {:>12.4} {}", row.name, row.multiproc, row.unit);
             self.rows.push(row);
@@ -164,13 +164,13 @@ impl Bench {
     }
 }
 
-pub fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
 /// Pins the calling thread (and what it starts afterwards) to `cpu`, or unpins it.
-pub fn pin(cpu: Option<usize>) {
+pub(crate) fn pin(cpu: Option<usize>) {
     let mut set = rustix::thread::CpuSet::new();
     match cpu {
         Some(c) => set.set(c),
@@ -186,7 +186,7 @@ fn hog(_: ()) {
     }
 }
 
-pub fn run(opts: Opts) -> Result<()> {
+pub(crate) fn run(opts: Opts) -> Result<()> {
     let hogs: Vec<Process> = (0..opts.hogs)
         .map(|_| Process::builder().daemon(true).start(hog, ()))
         .collect::<Result<_>>()?;

@@ -7,7 +7,7 @@ use std::process::Command;
 use multiproc::{Error, Result};
 
 /// One benchmark row, as `multiproc bench --json` prints them.
-pub struct Row {
+pub(super) struct Row {
     pub name: &'static str,
     pub unit: &'static str,
     pub multiproc: f64,
@@ -47,7 +47,7 @@ fn result_line(out: &std::process::Output) -> Option<String> {
 }
 
 /// Runs the measurement and returns its rows.
-pub fn rows(quick: bool, with_python: bool) -> Result<Vec<Row>> {
+pub(super) fn rows(quick: bool, with_python: bool) -> Result<Vec<Row>> {
     let reps = if quick { "3" } else { "7" };
     let exe = std::env::current_exe().map_err(|e| Error::io("find this program", e))?;
     let out = mpirun(4)

@@ -38,7 +38,7 @@ fn roundtrip(pool: &ProcessPool, n: u64) -> f64 {
 
 /// `multiproc bench-cold-start`: in a fresh process (no fork server yet), the time from
 /// building a 2-worker pool to its first result, fork server start included. Prints ms.
-pub fn cold_start() -> Result<()> {
+pub(crate) fn cold_start() -> Result<()> {
     let t = Instant::now();
     let p = ProcessPool::new(2)?;
     p.submit(ident, 1)?.result()?;
@@ -50,7 +50,7 @@ fn first_line(c: multiproc::Connection) {
     let _ = c.send(&1u8);
 }
 
-pub fn run(b: &mut Bench) -> Result<()> {
+pub(crate) fn run(b: &mut Bench) -> Result<()> {
     let n = b.opts.n.unwrap_or_else(|| b.size(10_000, 50_000));
     if b.wants(&["pool.submit", "pool.map", "pool.roundtrip_unpinned"]) {
         let pool = ProcessPool::new(b.opts.workers)?;

@@ -41,7 +41,7 @@ fn lock_2proc(n: u64) -> Result<f64> {
     Ok(2.0 * n as f64 / secs)
 }
 
-pub fn run(b: &mut Bench) -> Result<()> {
+pub(super) fn run(b: &mut Bench) -> Result<()> {
     if b.wants(&["lock.incr_2proc"]) {
         let n = b.size(100_000, 1_000_000);
         let v = b.median(|| lock_2proc(n).unwrap());

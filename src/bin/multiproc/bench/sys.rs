@@ -8,12 +8,12 @@ use std::sync::atomic::AtomicU64;
 use multiproc::SharedMemory;
 
 /// The first `n` words of a segment as atomics.
-pub fn atomics(shm: &SharedMemory, n: usize) -> &[AtomicU64] {
+pub(super) fn atomics(shm: &SharedMemory, n: usize) -> &[AtomicU64] {
     &shm.atomic_u64s()[..n]
 }
 
 /// Copies `src` into the segment at `off` (the producer's side of the bare ring).
-pub fn write_at(shm: &SharedMemory, off: usize, src: &[u8]) {
+pub(super) fn write_at(shm: &SharedMemory, off: usize, src: &[u8]) {
     assert!(off + src.len() <= shm.len());
     let p = shm.as_ptr();
     // SAFETY: in bounds (checked); the ring protocol gives this range to the producer alone
@@ -22,7 +22,7 @@ pub fn write_at(shm: &SharedMemory, off: usize, src: &[u8]) {
 }
 
 /// Copies from the segment at `off` into `dst` (the consumer's side).
-pub fn read_at(shm: &SharedMemory, off: usize, dst: &mut [u8]) {
+pub(super) fn read_at(shm: &SharedMemory, off: usize, dst: &mut [u8]) {
     assert!(off + dst.len() <= shm.len());
     let p = shm.as_ptr();
     // SAFETY: in bounds (checked); a published frame is not written until the consumer
@@ -31,7 +31,7 @@ pub fn read_at(shm: &SharedMemory, off: usize, dst: &mut [u8]) {
 }
 
 /// A process-shared pthread mutex at offset 64 of a segment, guarding the word at 0.
-pub struct PthreadMutex<'a> {
+pub(super) struct PthreadMutex<'a> {
     shm: &'a SharedMemory,
 }
 
@@ -39,7 +39,7 @@ impl<'a> PthreadMutex<'a> {
     const OFF: usize = 64;
 
     /// Initializes the mutex in a fresh segment.
-    pub fn init(shm: &'a SharedMemory) -> PthreadMutex<'a> {
+    pub(super) fn init(shm: &'a SharedMemory) -> PthreadMutex<'a> {
         let m = Self { shm };
         // SAFETY: the segment has room for a mutex at OFF (asserted in `ptr`); attribute
         // and mutex are initialized before use, in this process, before any other sees them.
@@ -54,7 +54,7 @@ impl<'a> PthreadMutex<'a> {
     }
 
     /// A mutex another process initialized.
-    pub fn attach(shm: &'a SharedMemory) -> PthreadMutex<'a> {
+    pub(super) fn attach(shm: &'a SharedMemory) -> PthreadMutex<'a> {
         Self { shm }
     }
 
@@ -72,7 +72,7 @@ impl<'a> PthreadMutex<'a> {
     }
 
     /// Adds one to the counter at offset 0 under the mutex, `n` times.
-    pub fn count(&self, n: u64) {
+    pub(super) fn count(&self, n: u64) {
         let (m, c) = (self.ptr(), self.shm.as_ptr().cast::<u64>());
         for _ in 0..n {
             // SAFETY: `m` is an initialized process-shared mutex; the counter word is only
@@ -86,7 +86,7 @@ impl<'a> PthreadMutex<'a> {
     }
 
     /// One uncontended lock and unlock.
-    pub fn lock_unlock(&self) {
+    pub(super) fn lock_unlock(&self) {
         let m = self.ptr();
         // SAFETY: as in `count`.
         unsafe {
@@ -98,7 +98,7 @@ impl<'a> PthreadMutex<'a> {
 
 /// The bare system calls of a shared-memory segment's life: create (shm_open, ftruncate,
 /// mmap), open (shm_open, fstat, mmap), two munmaps and the unlink.
-pub fn shm_syscalls(name: &str, size: usize) {
+pub(super) fn shm_syscalls(name: &str, size: usize) {
     use rustix::{fs::Mode, shm};
     let fd = shm::open(
         name,

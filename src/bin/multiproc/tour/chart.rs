@@ -12,7 +12,7 @@ const RUST: RGBColor = RGBColor(0xb7, 0x41, 0x0e);
 const PYTHON: RGBColor = RGBColor(0x30, 0x69, 0x98);
 
 /// Fails before the tour runs, rather than after, on a file the chart cannot be.
-pub fn check_path(path: &Path) -> Result<()> {
+pub(super) fn check_path(path: &Path) -> Result<()> {
     match path.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("svg") => Ok(()),
         _ => Err(Error::InvalidArgument(format!(
@@ -26,7 +26,7 @@ fn plot_err(e: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("drawing the chart: {e}"))
 }
 
-pub fn draw(path: &Path, done: &[Experiment]) -> Result<()> {
+pub(super) fn draw(path: &Path, done: &[Experiment]) -> Result<()> {
     let panels: Vec<_> = done.iter().filter_map(|e| e.bars.as_ref()).collect();
     if panels.is_empty() {
         return Err(Error::InvalidArgument(

@@ -154,7 +154,7 @@ fn cell(v: Option<&Value>) -> Option<Cell> {
     Some(Cell::with(v["wall_s"].as_f64()?, note))
 }
 
-pub fn run(ctx: &Ctx) -> Result<Experiment> {
+pub(super) fn run(ctx: &Ctx) -> Result<Experiment> {
     let n: u64 = if ctx.quick { 1_000_000 } else { 50_000_000 };
     // One lock per addition costs Python about 0.2 µs with a threading.Lock and 0.5 µs with
     // a Semaphore over shared memory: at full size that alone would be a minute, so Python's

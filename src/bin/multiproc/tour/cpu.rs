@@ -21,7 +21,7 @@ fn task(n: u64) -> u64 {
     fib(black_box(n))
 }
 
-pub fn run(ctx: &Ctx) -> Result<Experiment> {
+pub(super) fn run(ctx: &Ctx) -> Result<Experiment> {
     // Chosen so one task takes about 0.2 s in each language (0.02 s with --quick).
     let (n, py_n) = if ctx.quick { (36, 27) } else { (40, 32) };
     let tasks = vec![n; TASKS];

@@ -150,7 +150,7 @@ fn crawl(
     ))
 }
 
-pub fn run(ctx: &Ctx) -> Result<Experiment> {
+pub(super) fn run(ctx: &Ctx) -> Result<Experiment> {
     let latency = Duration::from_millis(if ctx.quick { 10 } else { 50 });
     let site = Site::start(latency)?;
     let links: Vec<String> = (0..PAGES)

@@ -17,7 +17,7 @@ fn wait_on_child(seconds: String) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-pub fn run(ctx: &Ctx) -> Result<Experiment> {
+pub(super) fn run(ctx: &Ctx) -> Result<Experiment> {
     let seconds = if ctx.quick { "0.2" } else { "2" };
     let tasks = vec![seconds.to_string(); TASKS];
 

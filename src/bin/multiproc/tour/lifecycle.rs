@@ -91,7 +91,7 @@ fn processes(lines: &mut Vec<String>, seconds: f64) -> Result<Value> {
     Ok(json!({ "wall_s": wall, "processes": rows, "active_children": children }))
 }
 
-pub fn run(ctx: &Ctx) -> Result<Experiment> {
+pub(super) fn run(ctx: &Ctx) -> Result<Experiment> {
     let seconds = if ctx.quick { 0.1 } else { 0.3 };
     let mut lines = Vec::new();
     ctx.step("Rust: three Threads");

@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use multiproc::Result;
 
-pub use report::{Cell, Experiment, Row};
+pub(crate) use report::{Cell, Experiment, Row};
 
 /// What `multiproc tour` was asked for.
-pub struct Options {
+pub(crate) struct Options {
     /// Small sizes (CI): the whole tour in well under 20 s.
     pub quick: bool,
     /// Only this experiment (1 to 8).
@@ -39,7 +39,7 @@ pub struct Options {
 }
 
 /// What every experiment gets: the sizes to use, the Python runner, the progress bar.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub quick: bool,
     pub python: Option<python::Python>,
     bar: ProgressBar,
@@ -47,13 +47,13 @@ pub struct Ctx {
 
 impl Ctx {
     /// Shows what is being measured now (on the progress bar, when stderr is a terminal).
-    pub fn step(&self, what: impl Into<String>) {
+    pub(crate) fn step(&self, what: impl Into<String>) {
         self.bar.set_message(what.into());
     }
 
     /// Runs `bench/python/tour/<script>` with `args`; its last stdout line, parsed as JSON.
     /// `None` (with a note on stderr) when there is no Python side or the script failed.
-    pub fn python(&self, script: &str, args: &[String]) -> Option<serde_json::Value> {
+    pub(crate) fn python(&self, script: &str, args: &[String]) -> Option<serde_json::Value> {
         let py = self.python.as_ref()?;
         self.step(format!("Python: {script}"));
         py.run(script, args, &self.bar)
@@ -61,14 +61,14 @@ impl Ctx {
 }
 
 /// Wall time of `f`, with its result.
-pub fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
+pub(crate) fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
     let t = Instant::now();
     let v = f()?;
     Ok((v, t.elapsed()))
 }
 
 /// Seconds since the Unix epoch: a clock that worker processes and Python share.
-pub fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -88,7 +88,7 @@ const EXPERIMENTS: [(u32, &str, RunFn); 8] = [
     (8, "a small crawl", crawl::run),
 ];
 
-pub fn run(opts: Options) -> Result<()> {
+pub(crate) fn run(opts: Options) -> Result<()> {
     if let Some(n) = opts.only
         && !(1..=8).contains(&n)
     {

@@ -31,7 +31,7 @@ fn summary(results: &[(u64, u64, u32)], wall: f64) -> Value {
     })
 }
 
-pub fn run(ctx: &Ctx) -> Result<Experiment> {
+pub(super) fn run(ctx: &Ctx) -> Result<Experiment> {
     let seconds = if ctx.quick { 0.02 } else { 0.1 };
     let inputs: Vec<(u64, f64)> = (1..=12).map(|x| (x, seconds)).collect();
 

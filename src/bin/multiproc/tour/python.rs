@@ -7,14 +7,14 @@ use std::process::Command;
 use indicatif::ProgressBar;
 use serde_json::Value;
 
-pub struct Python {
+pub(crate) struct Python {
     pub version: String,
     dir: PathBuf,
 }
 
 impl Python {
     /// The `python3` on `PATH` and the scripts' folder, if both are there.
-    pub fn find() -> Option<Python> {
+    pub(crate) fn find() -> Option<Python> {
         let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/python/tour"));
         if !dir.is_dir() {
             eprintln!(
@@ -32,7 +32,7 @@ impl Python {
         Some(Python { version, dir })
     }
 
-    pub fn run(&self, script: &str, args: &[String], bar: &ProgressBar) -> Option<Value> {
+    pub(crate) fn run(&self, script: &str, args: &[String], bar: &ProgressBar) -> Option<Value> {
         let out = Command::new("python3")
             .arg(self.dir.join(script))
             .args(args)

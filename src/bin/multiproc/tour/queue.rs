@@ -25,7 +25,7 @@ fn consumer((queue, results): (Queue<Option<u64>>, Queue<(u64, u64)>)) {
     results.put(&(count, sum)).expect("send the result");
 }
 
-pub fn run(ctx: &Ctx) -> Result<Experiment> {
+pub(super) fn run(ctx: &Ctx) -> Result<Experiment> {
     let n: u64 = if ctx.quick { 10_000 } else { 100_000 };
     ctx.step(format!("Rust: {} items through a Queue", thousands(n)));
     let queue: Queue<Option<u64>> = Queue::new()?;

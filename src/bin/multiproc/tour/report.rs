@@ -6,21 +6,21 @@ use std::fmt::Write;
 use serde_json::{Value, json};
 
 /// One side (Rust or Python) of a table row: a measured wall time and what came out.
-pub struct Cell {
+pub(crate) struct Cell {
     pub secs: f64,
     /// What the run produced beside its time (a total, a count), or empty.
     pub note: String,
 }
 
 impl Cell {
-    pub fn new(secs: f64) -> Cell {
+    pub(crate) fn new(secs: f64) -> Cell {
         Cell {
             secs,
             note: String::new(),
         }
     }
 
-    pub fn with(secs: f64, note: impl Into<String>) -> Cell {
+    pub(crate) fn with(secs: f64, note: impl Into<String>) -> Cell {
         Cell {
             secs,
             note: note.into(),
@@ -29,7 +29,7 @@ impl Cell {
 }
 
 /// A row of the table: one way of running the work, in both languages.
-pub struct Row {
+pub(crate) struct Row {
     pub what: String,
     pub rust: Option<Cell>,
     pub python: Option<Cell>,
@@ -38,7 +38,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(what: impl Into<String>, rust: Option<Cell>, python: Option<Cell>) -> Row {
+    pub(crate) fn new(what: impl Into<String>, rust: Option<Cell>, python: Option<Cell>) -> Row {
         Row {
             what: what.into(),
             rust,
@@ -47,20 +47,20 @@ impl Row {
         }
     }
 
-    pub fn vs(mut self, base: usize) -> Row {
+    pub(crate) fn vs(mut self, base: usize) -> Row {
         self.base = Some(base);
         self
     }
 }
 
 /// Serial / threads / processes wall times, for the chart.
-pub struct Bars {
+pub(crate) struct Bars {
     pub label: String,
     pub rust: [f64; 3],
     pub python: Option<[f64; 3]>,
 }
 
-pub struct Experiment {
+pub(crate) struct Experiment {
     pub id: u32,
     pub title: String,
     /// One sentence: what this experiment shows.
@@ -76,12 +76,12 @@ pub struct Experiment {
 }
 
 /// Seconds, three decimals: "1.234 s".
-pub fn secs(s: f64) -> String {
+pub(super) fn secs(s: f64) -> String {
     format!("{s:.3} s")
 }
 
 /// 100000000 → "100,000,000".
-pub fn thousands(n: u64) -> String {
+pub(super) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -109,7 +109,7 @@ fn cell_text(rows: &[Row], row: &Row, side: impl Fn(&Row) -> Option<&Cell>) -> S
 
 impl Experiment {
     /// The text a reader sees: title, printed lines, table, lesson.
-    pub fn render(&self, python: Option<&str>) -> String {
+    pub(crate) fn render(&self, python: Option<&str>) -> String {
         let mut s = format!("{}. {}\n", self.id, self.title);
         for l in &self.lines {
             let _ = writeln!(s, "   {l}");
@@ -152,7 +152,7 @@ impl Experiment {
     }
 
     /// One JSON object: every figure, both sides.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({
             "id": self.id,
             "title": self.title,
@@ -164,7 +164,7 @@ impl Experiment {
 }
 
 /// `v[key]` as f64, where the Python side printed it.
-pub fn f(v: &Option<Value>, path: &[&str]) -> Option<f64> {
+pub(super) fn f(v: &Option<Value>, path: &[&str]) -> Option<f64> {
     let mut cur = v.as_ref()?;
     for k in path {
         cur = cur.get(k)?;
@@ -174,7 +174,7 @@ pub fn f(v: &Option<Value>, path: &[&str]) -> Option<f64> {
 
 /// The table and chart bars of an experiment measured three ways: `serial_s`, `threads_s`
 /// and `processes_s` in both sides' JSON, speed-ups relative to serial.
-pub fn three_ways(
+pub(super) fn three_ways(
     label: &str,
     workers: &str,
     rust: &Value,

@@ -52,7 +52,7 @@ fn side(
     })
 }
 
-pub fn run(ctx: &Ctx) -> Result<Experiment> {
+pub(super) fn run(ctx: &Ctx) -> Result<Experiment> {
     let seconds = if ctx.quick { 0.2 } else { 1.0 };
     let inputs: Vec<(u64, f64)> = SIZES.iter().map(|&n| (n, seconds)).collect();
     let mut lines = Vec::new();

@@ -1,0 +1,547 @@
+//! The one way this crate waits: a bounded spin, then a sleep on an event count.
+//!
+//! Every blocking wait (queue, process pool, futures, semaphore, condition, event, barrier)
+//! is "until some condition holds", where the condition is published by another thread or
+//! process. [`EventCount`] turns such a condition into a futex sleep without lost
+//! wake-ups, and [`Backoff`] is the single spin policy every waiter runs first.
+//!
+//! # The event count
+//!
+//! Two 32-bit words, anywhere (a struct field, or shared memory between processes): `seq`,
+//! the futex word, and `sleepers`. A waiter
+//!
+//! 1. announces itself: `sleepers += 1`, a `SeqCst` fence, then reads `seq` (the *token*);
+//! 2. re-checks its condition; if it holds, it leaves (`sleepers -= 1`);
+//! 3. otherwise sleeps on `seq` while it still equals the token, then `sleepers -= 1`.
+//!
+//! A notifier publishes (any store), then a `SeqCst` fence, then reads `sleepers`; only if
+//! it is non-zero does it bump `seq` (`SeqCst`) and `FUTEX_WAKE`. By the two fences, either
+//! the waiter's re-check sees the publication, or the notifier sees the waiter and changes
+//! `seq`, so the waiter's sleep returns at once or is woken. The token is read with
+//! `Acquire` after the fence so that a token which already includes a bump also sees
+//! what was published before that bump. Nobody asleep means no system call: a notify is one
+//! fence and one load.
+//!
+//! A waiter that dies (SIGKILL) while announced leaves `sleepers` one too high. That costs
+//! each later notify one `FUTEX_WAKE` that wakes nobody, never a missed wake-up.
+//!
+//! # The spin policy
+//!
+//! A cross-CPU futex wake-up costs 50–80 µs on small VMs, far more than a short task, so a
+//! waiter first spins: `spin_loop` hints (cheap, for a result nanoseconds away), then
+//! `yield_now` (so the thread it waits for can run on a crowded 2-core machine). The spin is
+//! bounded by a round count *and* by wall-clock time ([`SPIN_BUDGET`], and never past the
+//! caller's deadline): under load each yield may take a whole scheduler time slice, and an
+//! unbounded spin there collapses. crossbeam-utils' `Backoff` is the model; it has no time
+//! bound, so this is a few lines of our own.
+//!
+//! # Model checking
+//!
+//! The protocol is written against [`FutexWord`], so the loom models at the end of this file
+//! run it over loom's atomics, with the futex modelled by a mutex and a condition variable
+//! (the kernel's hash-bucket lock). Those models have no timeouts: a lost wake-up is a
+//! deadlock, which loom reports.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::futex::{futex_wait, futex_wake};
+
+/// The longest any waiter spins before it sleeps, whatever its round count.
+pub(crate) const SPIN_BUDGET: Duration = Duration::from_millis(2);
+
+/// How long a waiter stays awake: `spins` rounds of `spin_loop`, then yields up to
+/// `rounds` rounds in all, and never longer than [`SPIN_BUDGET`] (nor past a deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Spin {
+    /// Rounds of `spin_loop` first.
+    pub(crate) spins: u32,
+    /// Rounds in all; those past `spins` each `yield_now`.
+    pub(crate) rounds: u32,
+}
+
+impl Spin {
+    /// Straight to sleep (a wait for something slow, such as a notify from user code).
+    pub(crate) const NONE: Spin = Spin {
+        spins: 0,
+        rounds: 0,
+    };
+    /// A lock or semaphore: a few hints, for a holder on another core about to release.
+    pub(crate) const SHORT: Spin = Spin {
+        spins: 64,
+        rounds: 64,
+    };
+
+    /// `rounds` rounds: the first 64 are `spin_loop` hints, the rest yield.
+    pub(crate) const fn rounds(rounds: u32) -> Spin {
+        Spin {
+            spins: if rounds < 64 { rounds } else { 64 },
+            rounds,
+        }
+    }
+}
+
+/// One waiter's progress through its [`Spin`].
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    spin: Spin,
+    round: u32,
+    deadline: Option<Instant>,
+    /// When the spin must end; set at the first clock check (most waits end before one).
+    end: Option<Instant>,
+}
+
+impl Backoff {
+    /// A fresh spin that never outlasts `deadline`.
+    pub(crate) fn new(spin: Spin, deadline: Option<Instant>) -> Backoff {
+        Backoff {
+            spin,
+            round: 0,
+            deadline,
+            end: None,
+        }
+    }
+
+    /// Rounds done so far.
+    pub(crate) fn round(&self) -> u32 {
+        self.round
+    }
+
+    /// Waits a moment (a hint or a yield). `false` once the spin is spent: time to sleep.
+    pub(crate) fn snooze(&mut self) -> bool {
+        let r = self.round;
+        if r >= self.spin.rounds {
+            return false;
+        }
+        // The clock every 16 hints (a hint is nanoseconds) and at every yield (a yield is a
+        // system call, and on a loaded machine may take a whole time slice).
+        if (r % 16 == 15 || r >= self.spin.spins) && self.out_of_time() {
+            self.round = self.spin.rounds;
+            return false;
+        }
+        if r < self.spin.spins {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+        self.round = r + 1;
+        true
+    }
+
+    fn out_of_time(&mut self) -> bool {
+        let now = Instant::now();
+        let end = *self.end.get_or_insert_with(|| {
+            let end = now + SPIN_BUDGET;
+            self.deadline.map_or(end, |d| d.min(end))
+        });
+        now >= end
+    }
+}
+
+/// A 32-bit word a thread can sleep on: what the event count needs of its memory.
+///
+/// [`AtomicU32`] is the real one (a futex, shared between processes where the word is in
+/// a shared mapping); the loom models implement it over loom's atomics.
+pub(crate) trait FutexWord {
+    /// As `AtomicU32::load`.
+    fn load(&self, order: Ordering) -> u32;
+    /// As `AtomicU32::fetch_add` (wrapping).
+    fn fetch_add(&self, v: u32, order: Ordering) -> u32;
+    /// As `AtomicU32::fetch_sub` (wrapping).
+    fn fetch_sub(&self, v: u32, order: Ordering) -> u32;
+    /// Sleeps while the word equals `expected`, at most `timeout`; may return early.
+    fn wait(&self, expected: u32, timeout: Option<Duration>);
+    /// Wakes up to `n` threads sleeping on the word.
+    fn wake(&self, n: u32);
+    /// A fence in the memory model of these atomics.
+    fn fence(order: Ordering);
+}
+
+impl FutexWord for AtomicU32 {
+    #[inline]
+    fn load(&self, order: Ordering) -> u32 {
+        AtomicU32::load(self, order)
+    }
+    #[inline]
+    fn fetch_add(&self, v: u32, order: Ordering) -> u32 {
+        AtomicU32::fetch_add(self, v, order)
+    }
+    #[inline]
+    fn fetch_sub(&self, v: u32, order: Ordering) -> u32 {
+        AtomicU32::fetch_sub(self, v, order)
+    }
+    fn wait(&self, expected: u32, timeout: Option<Duration>) {
+        futex_wait(self, expected, timeout)
+    }
+    fn wake(&self, n: u32) {
+        futex_wake(self, n);
+    }
+    #[inline]
+    fn fence(order: Ordering) {
+        std::sync::atomic::fence(order)
+    }
+}
+
+/// What a waiter read when it announced itself: it sleeps only while `seq` still says so.
+#[derive(Debug)]
+#[must_use = "a token is given back by `wait` or `cancel_wait`, or the waiter stays counted"]
+pub(crate) struct Token(u32);
+
+/// An event count over two words (see the module docs): `seq` and `sleepers`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventCount<'a, W: FutexWord = AtomicU32> {
+    seq: &'a W,
+    sleepers: &'a W,
+}
+
+impl<'a, W: FutexWord> EventCount<'a, W> {
+    /// The event count made of these two words (zero, or left by earlier users of them).
+    pub(crate) fn new(seq: &'a W, sleepers: &'a W) -> EventCount<'a, W> {
+        EventCount { seq, sleepers }
+    }
+
+    /// Announces a waiter. Check the condition after this, then [`wait`](Self::wait) or
+    /// [`cancel_wait`](Self::cancel_wait).
+    #[inline]
+    pub(crate) fn prepare_wait(&self) -> Token {
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        W::fence(Ordering::SeqCst);
+        Token(self.seq.load(Ordering::Acquire))
+    }
+
+    /// Withdraws a waiter whose condition held after all.
+    #[inline]
+    pub(crate) fn cancel_wait(&self, token: Token) {
+        let _ = token;
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Sleeps until a notify after `token` was taken, `deadline`, or a spurious wake-up
+    /// (callers re-check their condition), then withdraws the waiter. Returns whether
+    /// there was a notify since the token was taken.
+    pub(crate) fn wait(&self, token: Token, deadline: Option<Instant>) -> bool {
+        let expected = token.0;
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if timeout != Some(Duration::ZERO) {
+            self.seq.wait(expected, timeout);
+        }
+        self.cancel_wait(token);
+        self.seq.load(Ordering::Acquire) != expected
+    }
+
+    /// Wakes up to `n` waiters. Call after publishing what they wait for; makes no system
+    /// call when nobody sleeps.
+    #[inline]
+    pub(crate) fn notify(&self, n: u32) {
+        W::fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            self.seq.fetch_add(1, Ordering::SeqCst);
+            self.seq.wake(n);
+        }
+    }
+
+    /// Wakes every waiter (as [`notify`](Self::notify)).
+    #[inline]
+    pub(crate) fn notify_all(&self) {
+        // The kernel reads the count as an int.
+        self.notify(i32::MAX as u32)
+    }
+
+    /// Waits until `ready()` (checked first), spinning by `spin`, then sleeping in slices
+    /// of at most `slice` (so a notifier that died before notifying only delays a waiter).
+    /// Returns `false` if `deadline` passed first (after a last check of `ready()`).
+    pub(crate) fn wait_until(
+        &self,
+        spin: Spin,
+        deadline: Option<Instant>,
+        slice: Option<Duration>,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
+        let mut backoff = Backoff::new(spin, deadline);
+        loop {
+            if ready() {
+                return true;
+            }
+            if !backoff.snooze() {
+                break;
+            }
+        }
+        self.sleep_until(deadline, slice, ready)
+    }
+
+    /// As [`wait_until`](Self::wait_until) with no spin (for callers that spin themselves).
+    pub(crate) fn sleep_until(
+        &self,
+        deadline: Option<Instant>,
+        slice: Option<Duration>,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
+        loop {
+            let token = self.prepare_wait();
+            if ready() {
+                self.cancel_wait(token);
+                return true;
+            }
+            let mut until = deadline;
+            if deadline.is_some() || slice.is_some() {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    self.cancel_wait(token);
+                    return false;
+                }
+                if let Some(end) = slice.and_then(|s| now.checked_add(s)) {
+                    until = Some(until.map_or(end, |d| d.min(end)));
+                }
+            }
+            self.wait(token, until);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn a_spin_ends_by_its_round_count() {
+        let mut b = Backoff::new(Spin::rounds(40), None);
+        let mut n = 0;
+        while b.snooze() {
+            n += 1;
+        }
+        assert_eq!(n, 40);
+        assert!(!b.snooze());
+        let mut none = Backoff::new(Spin::NONE, None);
+        assert!(!none.snooze());
+    }
+
+    #[test]
+    fn a_spin_ends_by_the_clock_even_with_rounds_left() {
+        // A million yields would take far longer than the budget on any machine.
+        let t0 = Instant::now();
+        let mut b = Backoff::new(Spin::rounds(u32::MAX), None);
+        let mut n = 0u64;
+        while b.snooze() {
+            n += 1;
+        }
+        let took = t0.elapsed();
+        assert!(took >= SPIN_BUDGET, "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert!(n < u32::MAX as u64);
+    }
+
+    #[test]
+    fn a_spin_never_outlasts_the_deadline() {
+        let t0 = Instant::now();
+        let mut b = Backoff::new(Spin::rounds(u32::MAX), Some(t0));
+        let mut n = 0;
+        while b.snooze() {
+            n += 1;
+        }
+        // Only the hints before the first clock check.
+        assert!(n <= 64, "{n}");
+    }
+
+    fn words() -> Arc<[AtomicU32; 2]> {
+        Arc::new([AtomicU32::new(0), AtomicU32::new(0)])
+    }
+
+    #[test]
+    fn a_notify_with_nobody_asleep_changes_nothing() {
+        let w = words();
+        let ec = EventCount::new(&w[0], &w[1]);
+        ec.notify_all();
+        assert_eq!(w[0].load(Ordering::SeqCst), 0, "no sleeper: seq untouched");
+        let t = ec.prepare_wait();
+        assert_eq!(w[1].load(Ordering::SeqCst), 1);
+        ec.notify(1);
+        assert_eq!(w[0].load(Ordering::SeqCst), 1, "a sleeper: seq bumped");
+        // The token predates the bump: this wait returns at once.
+        let t0 = Instant::now();
+        assert!(ec.wait(t, Some(Instant::now() + Duration::from_secs(10))));
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert_eq!(w[1].load(Ordering::SeqCst), 0, "the waiter withdrew");
+    }
+
+    #[test]
+    fn a_sleeper_is_woken_by_a_notify_from_another_thread() {
+        let w = words();
+        let flag = Arc::new(AtomicBool::new(false));
+        let (w2, f2) = (w.clone(), flag.clone());
+        let t = std::thread::spawn(move || {
+            let ec = EventCount::new(&w2[0], &w2[1]);
+            // No spin and no slice: only a notify can end this wait in time.
+            ec.wait_until(
+                Spin::NONE,
+                Some(Instant::now() + Duration::from_secs(20)),
+                None,
+                || f2.load(Ordering::Acquire),
+            )
+        });
+        // Let it fall asleep.
+        while w[1].load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let t0 = Instant::now();
+        flag.store(true, Ordering::Release);
+        EventCount::new(&w[0], &w[1]).notify_all();
+        assert!(t.join().unwrap());
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        assert_eq!(w[1].load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_wait_times_out_at_its_deadline() {
+        let w = words();
+        let ec = EventCount::new(&w[0], &w[1]);
+        let t0 = Instant::now();
+        let ok = ec.wait_until(
+            Spin::rounds(2000),
+            Some(t0 + Duration::from_millis(50)),
+            Some(Duration::from_millis(7)),
+            || false,
+        );
+        assert!(!ok);
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        assert_eq!(w[1].load(Ordering::SeqCst), 0);
+    }
+}
+
+/// Loom models of the event count: every interleaving of a waiter and its notifiers, with
+/// the futex modelled as the kernel does it (the value checked and the sleeper queued under
+/// one lock, which the waker takes too). No timeouts: a lost wake-up deadlocks the model.
+#[cfg(test)]
+pub(crate) mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::AtomicU32 as LoomU32;
+    use loom::sync::{Arc, Condvar, Mutex};
+
+    /// A futex word under loom.
+    #[derive(Debug)]
+    pub(crate) struct ModelWord {
+        v: LoomU32,
+        bucket: Mutex<()>,
+        queue: Condvar,
+    }
+
+    impl ModelWord {
+        pub(crate) fn new(v: u32) -> ModelWord {
+            ModelWord {
+                v: LoomU32::new(v),
+                bucket: Mutex::new(()),
+                queue: Condvar::new(),
+            }
+        }
+    }
+
+    impl FutexWord for ModelWord {
+        fn load(&self, order: Ordering) -> u32 {
+            self.v.load(order)
+        }
+        fn fetch_add(&self, v: u32, order: Ordering) -> u32 {
+            self.v.fetch_add(v, order)
+        }
+        fn fetch_sub(&self, v: u32, order: Ordering) -> u32 {
+            self.v.fetch_sub(v, order)
+        }
+        fn wait(&self, expected: u32, _timeout: Option<Duration>) {
+            let g = self.bucket.lock().unwrap();
+            // The kernel's read is a full barrier against the waker's (`smp_mb`).
+            if self.v.load(Ordering::SeqCst) == expected {
+                drop(self.queue.wait(g).unwrap());
+            }
+        }
+        fn wake(&self, n: u32) {
+            let _g = self.bucket.lock().unwrap();
+            if n == 1 {
+                self.queue.notify_one();
+            } else {
+                self.queue.notify_all();
+            }
+        }
+        fn fence(order: Ordering) {
+            loom::sync::atomic::fence(order)
+        }
+    }
+
+    struct Shared {
+        seq: ModelWord,
+        sleepers: ModelWord,
+        data: LoomU32,
+    }
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            seq: ModelWord::new(0),
+            sleepers: ModelWord::new(0),
+            data: LoomU32::new(0),
+        })
+    }
+
+    /// Every model at a size that fits CI: at most this many preemptions per execution
+    /// (tokio's CI uses 2; the bugs loom finds in protocols this small need fewer).
+    pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(f);
+    }
+
+    #[test]
+    fn loom_a_published_item_always_wakes_the_waiter() {
+        model(|| {
+            let s = shared();
+            let s2 = s.clone();
+            let producer = loom::thread::spawn(move || {
+                s2.data.store(1, Ordering::Relaxed);
+                EventCount::new(&s2.seq, &s2.sleepers).notify_all();
+            });
+            let ec = EventCount::new(&s.seq, &s.sleepers);
+            assert!(ec.sleep_until(None, None, || s.data.load(Ordering::Relaxed) == 1));
+            producer.join().unwrap();
+            assert_eq!(s.sleepers.load(Ordering::SeqCst), 0);
+        });
+    }
+
+    #[test]
+    fn loom_notify_one_per_permit_wakes_each_of_two_waiters() {
+        // The semaphore's use: two permits given one at a time with `notify(1)`, two
+        // waiters that each take one.
+        model(|| {
+            let s = shared();
+            let take = |s: &Shared| {
+                let ec = EventCount::new(&s.seq, &s.sleepers);
+                ec.sleep_until(None, None, || {
+                    let mut c = s.data.load(Ordering::Relaxed);
+                    while c > 0 {
+                        match s.data.compare_exchange(
+                            c,
+                            c - 1,
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        ) {
+                            Ok(_) => return true,
+                            Err(now) => c = now,
+                        }
+                    }
+                    false
+                })
+            };
+            let waiters: Vec<_> = (0..2)
+                .map(|_| {
+                    let s = s.clone();
+                    loom::thread::spawn(move || assert!(take(&s)))
+                })
+                .collect();
+            for _ in 0..2 {
+                s.data.fetch_add(1, Ordering::Release);
+                EventCount::new(&s.seq, &s.sleepers).notify(1);
+            }
+            for w in waiters {
+                w.join().unwrap();
+            }
+        });
+    }
+}
