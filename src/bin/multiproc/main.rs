@@ -6,6 +6,7 @@ mod bench;
 mod manager_cmd;
 #[cfg(feature = "mpi")]
 mod mpi_check;
+mod sys;
 mod tour;
 
 use clap::{Parser, Subcommand};

@@ -24,16 +24,10 @@ fn my_rank(_: u64) -> i32 {
         .unwrap_or(-1)
 }
 
-/// Dies of SIGSEGV, as a task that dereferences a bad pointer does.
-fn segfault() -> u64 {
-    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::SEGV);
-    unreachable!("SIGSEGV is fatal")
-}
-
 /// Fault injection: some items crash their worker in each way a task can.
 fn faulty(i: u64) -> u64 {
     match i {
-        3 => segfault(),
+        3 => crate::sys::segfault(),
         7 => std::process::abort(),
         11 => loop {
             std::thread::sleep(Duration::from_secs(1));

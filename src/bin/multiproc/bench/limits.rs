@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use multiproc::{Connection, Pipe, Process, SharedMemory};
 
-use super::sys;
+use crate::sys;
 
 fn ident(x: u64) -> u64 {
     x

@@ -15,7 +15,6 @@ mod manager;
 mod mpi;
 pub(crate) mod pool;
 mod sync;
-mod sys;
 
 use std::fmt::Write as _;
 use std::time::Duration;

@@ -1,7 +1,8 @@
-//! The only `unsafe` of the bench: raw views of shared memory for the bare baselines
-//! (a spinning ring, a process-shared pthread mutex). The library keeps its own `unsafe`
-//! under `src/sys/`; these limits are written the simplest correct way, outside it, so
-//! they measure the OS and the hardware and nothing of multiproc.
+//! The only `unsafe` of the command-line tool: raw views of shared memory for the bench's
+//! bare baselines (a spinning ring, a process-shared pthread mutex), and a real segfault for
+//! fault injection. The library keeps its own `unsafe` under `src/sys/`; the limits are
+//! written the simplest correct way, outside it, so they measure the OS and the hardware
+//! and nothing of multiproc.
 
 use std::sync::atomic::AtomicU64;
 
@@ -121,4 +122,12 @@ pub(super) fn shm_syscalls(name: &str, size: usize) {
     }
     drop((fd, fd2));
     shm::unlink(name).expect("shm_unlink");
+}
+
+/// Crashes this process with a real segfault (a write through a null pointer), as a task
+/// with a memory bug does. For fault injection (`mpi-rank`).
+pub(crate) fn segfault() -> ! {
+    // SAFETY: none: this write is meant to fault and kill the process; nothing after it runs.
+    unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
+    unreachable!("a null write faults")
 }
