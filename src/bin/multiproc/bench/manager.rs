@@ -25,12 +25,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn pin_me(cpu: Option<usize>) {
-    let mut set = rustix::thread::CpuSet::new();
-    match cpu {
-        Some(c) => set.set(c),
-        None => (0..multiproc::cpu_count().max(1)).for_each(|c| set.set(c)),
-    }
-    let _ = rustix::thread::sched_setaffinity(None, &set);
+    super::pin(cpu)
 }
 
 /// The echo side of the bare ping-pong: raw reads and writes of 16 bytes.

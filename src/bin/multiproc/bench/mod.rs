@@ -168,13 +168,26 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Pins the calling thread (and what it starts afterwards) to `cpu`, or unpins it.
+/// Pins the calling thread (and what it starts afterwards) to `cpu`, or unpins it: back to
+/// the CPUs the program started with (read once, before any pinning: a count taken while
+/// pinned would be 1).
 pub(crate) fn pin(cpu: Option<usize>) {
-    let mut set = rustix::thread::CpuSet::new();
-    match cpu {
-        Some(c) => set.set(c),
-        None => (0..multiproc::cpu_count().max(1)).for_each(|c| set.set(c)),
-    }
+    static ALL: std::sync::OnceLock<rustix::thread::CpuSet> = std::sync::OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        rustix::thread::sched_getaffinity(None).unwrap_or_else(|_| {
+            let mut set = rustix::thread::CpuSet::new();
+            (0..multiproc::cpu_count().max(1)).for_each(|c| set.set(c));
+            set
+        })
+    });
+    let set = match cpu {
+        Some(c) => {
+            let mut set = rustix::thread::CpuSet::new();
+            set.set(c);
+            set
+        }
+        None => all.clone(),
+    };
     let _ = rustix::thread::sched_setaffinity(None, &set);
 }
 
@@ -186,6 +199,7 @@ fn hog(_: ()) {
 }
 
 pub(crate) fn run(opts: Opts) -> Result<()> {
+    pin(None); // records the CPUs this program may use, before anything is pinned
     let hogs: Vec<Process> = (0..opts.hogs)
         .map(|_| Process::builder().daemon(true).start(hog, ()))
         .collect::<Result<_>>()?;
