@@ -186,7 +186,7 @@ pub(crate) fn pin(cpu: Option<usize>) {
             set.set(c);
             set
         }
-        None => all.clone(),
+        None => *all,
     };
     let _ = rustix::thread::sched_setaffinity(None, &set);
 }
