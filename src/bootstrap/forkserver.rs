@@ -38,10 +38,25 @@ fn recv_start(sock: &OwnedFd, buf: &mut [u8]) -> std::io::Result<Option<(Start, 
     Ok(Some((start, fds)))
 }
 
+/// Ends the fork server: SIGKILLs each child's process group first, so what a task or a
+/// `Process` started dies with it (a child's own death signal would spare its children).
+fn end(children: &[(u32, OwnedFd)]) -> ! {
+    for (pid, _) in children {
+        // Each child leads its group; while it is our unreaped child its pid, hence the
+        // group id, cannot be reused.
+        let _ = sp::kill_group(*pid, libc::SIGKILL);
+    }
+    sp::exit_now(0)
+}
+
 /// The fork server: a single-threaded process that forks children on request and reports
-/// their exits. Ends when the parent closes the socket (or dies: `PR_SET_PDEATHSIG`).
+/// their exits. Ends when the parent closes the socket or dies (`PR_SET_PDEATHSIG`, turned
+/// into a readable pipe), or on SIGTERM, taking its children's process groups with it.
 pub(super) fn serve(sock: OwnedFd) -> ! {
     sp::ignore_sigpipe();
+    let Ok(death) = sp::parent_death_fd() else {
+        sp::exit_now(1);
+    };
     let me = std::process::id();
     let hello = Reply::Hello {
         build_id: super::build_id::build_id().to_string(),
@@ -53,8 +68,9 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
     let mut buf = vec![0u8; 64 * 1024];
     let mut children: Vec<(u32, OwnedFd)> = Vec::new();
     loop {
-        let mut polls = Vec::with_capacity(children.len() + 1);
+        let mut polls = Vec::with_capacity(children.len() + 2);
         polls.push(PollFd::new(&sock, PollFlags::IN));
+        polls.push(PollFd::new(&death, PollFlags::IN));
         polls.extend(
             children
                 .iter()
@@ -65,11 +81,15 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
             Err(_) => sp::exit_now(1),
         }
         let sock_ready = !polls[0].revents().is_empty();
-        let exited: Vec<usize> = (1..polls.len())
+        let parent_died = !polls[1].revents().is_empty();
+        let exited: Vec<usize> = (2..polls.len())
             .filter(|&i| !polls[i].revents().is_empty())
-            .map(|i| i - 1)
+            .map(|i| i - 2)
             .collect();
         drop(polls);
+        if parent_died {
+            end(&children);
+        }
         for &i in exited.iter().rev() {
             let (pid, _fd) = children.swap_remove(i);
             if let Some((_, status)) = sp::try_wait(pid as i32) {
@@ -90,7 +110,7 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
         }
         let (start, fds) = match recv_start(&sock, &mut buf) {
             Ok(Some(x)) => x,
-            Ok(None) | Err(_) => sp::exit_now(0), // parent gone: our children die with us
+            Ok(None) | Err(_) => end(&children), // parent gone: our children die with us
         };
         let id = start.id;
         let (payload, fds) = match take_payload(&start, fds) {
@@ -115,8 +135,11 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
                 sp::close_fds_except(&keep);
                 std::mem::forget(children);
                 std::mem::forget(sock);
-                sp::die_with_parent(me);
+                std::mem::forget(death);
+                // Default SIGTERM first: the server's handler writes to a pipe this child
+                // just closed.
                 sp::reset_signals();
+                sp::die_with_parent(me);
                 super::run_entry(start.entry, &payload, fds);
             }
             Ok(Forked::Parent(pid)) => {

@@ -337,16 +337,63 @@ fn random_key() -> Result<Vec<u8>> {
     Ok(k)
 }
 
+/// A socket path for a private server: `mp-mgr-<pid>-<start>-<n>-<random>.sock` in the
+/// temp dir, named after this program (`<start>`: its start time, as in shared memory
+/// names), so a later program can tell the socket was left by a dead one. A SIGKILLed
+/// program's server dies with it and cannot unlink its socket; the first private server a
+/// later program starts removes such sockets.
 fn fresh_socket_path() -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(remove_sockets_of_dead_programs);
     let mut r = [0u8; 4];
     let _ = getrandom::fill(&mut r);
+    let pid = std::process::id();
+    let start = crate::sys::shm::task_stat(pid).map_or(0, |(_, s)| s);
     std::env::temp_dir().join(format!(
-        "mp-mgr-{}-{}-{:08x}.sock",
-        std::process::id(),
+        "mp-mgr-{pid}-{start}-{}-{:08x}.sock",
         N.fetch_add(1, Ordering::Relaxed),
         u32::from_ne_bytes(r)
     ))
+}
+
+/// Removes the sockets that [`fresh_socket_path`] named for programs that are dead. Only
+/// sockets with exactly that name shape; a live program's (same pid *and* start time) are
+/// left alone.
+fn remove_sockets_of_dead_programs() {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("mp-mgr-")?.strip_suffix(".sock"))
+            .and_then(socket_owner)
+        else {
+            continue;
+        };
+        if entry.file_type().is_ok_and(|t| t.is_socket())
+            && !crate::sys::shm::process_alive(owner.0, owner.1)
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// `(pid, start)` of a socket named `<pid>-<start>-<n>-<random>` (between `mp-mgr-` and
+/// `.sock`).
+fn socket_owner(middle: &str) -> Option<(u32, u64)> {
+    let parts: Vec<&str> = middle.split('-').collect();
+    match parts[..] {
+        [pid, start, n, random]
+            if n.parse::<u64>().is_ok() && u32::from_str_radix(random, 16).is_ok() =>
+        {
+            Some((pid.parse().ok()?, start.parse().ok()?))
+        }
+        _ => None,
+    }
 }
 
 /// A server this process started, stopped when the last owning handle goes.
@@ -714,5 +761,25 @@ impl Manager {
     pub fn barrier(&self, name: &str, parties: u32) -> Result<Barrier> {
         let obj = self.open(name, Kind::Barrier, "barrier".into(), parties as u64, None)?;
         Ok(Barrier::from_obj(obj))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::socket_owner;
+
+    #[test]
+    fn only_sockets_named_by_fresh_socket_path_have_an_owner() {
+        assert_eq!(socket_owner("12-345-0-00ff00ff"), Some((12, 345)));
+        let fresh = super::fresh_socket_path();
+        let name = fresh.file_name().unwrap().to_str().unwrap();
+        let middle = name.strip_prefix("mp-mgr-").unwrap().strip_suffix(".sock");
+        let (pid, _) = socket_owner(middle.unwrap()).unwrap();
+        assert_eq!(pid, std::process::id());
+        // The older shape (no start time) and anything else: not ours to judge.
+        assert_eq!(socket_owner("12-0-00ff00ff"), None);
+        assert_eq!(socket_owner("12-345-0-zz"), None);
+        assert_eq!(socket_owner("x-345-0-00ff00ff"), None);
+        assert_eq!(socket_owner("12-345-0-00ff00ff-1"), None);
     }
 }

@@ -37,6 +37,51 @@ pub(crate) fn die_with_parent(expected_parent: u32) {
     }
 }
 
+/// Write end of the pipe [`parent_death_fd`] makes readable (-1: none yet).
+static DEATH_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_parent_death(_sig: libc::c_int) {
+    let fd = DEATH_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: write is async-signal-safe; the buffer is a live one-byte static. A full
+        // pipe (EAGAIN, non-blocking) already says the same thing.
+        unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) };
+    }
+}
+
+/// For the fork server: turns "the program that started us died" (and a SIGTERM) from a
+/// SIGKILL into a readable fd, so the server can kill its children's process groups
+/// (whatever their tasks started) before it exits. Call once, single-threaded, in a process
+/// whose death signal is SIGKILL (`spawn_exec`): its parent is the caller's parent now,
+/// since if it had died we would be dead.
+pub(crate) fn parent_death_fd() -> io::Result<OwnedFd> {
+    use rustix::pipe::{PipeFlags, pipe_with};
+    let parent = std::os::unix::process::parent_id();
+    let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+    // The write end lives as long as the process: the handler may run at any time.
+    DEATH_PIPE.store(
+        std::os::fd::IntoRawFd::into_raw_fd(write),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    // SAFETY: a zeroed sigaction with a plain handler, an empty mask and no flags is
+    // valid; the handler only loads an atomic and calls write (async-signal-safe).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_parent_death as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        if libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+    // The parent may have died after we read its pid and before the prctl: then no signal
+    // comes, so say it ourselves.
+    if std::os::unix::process::parent_id() != parent {
+        on_parent_death(libc::SIGTERM);
+    }
+    Ok(read)
+}
+
 /// Sends `sig` to `pid`. `ESRCH` (already gone) is not an error.
 pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
     // SAFETY: kill has no memory effects in this process.
