@@ -77,7 +77,11 @@ impl Soak {
                 .build()?;
             // Warm up: the first results and the first respawns allocate what the pool keeps.
             let warm: Vec<(u64, (u32, u64))> = pool.map(work, (0..1000).map(|i| (i, 0)))?;
-            if warm.iter().enumerate().any(|(i, &(v, _))| v != expected(i as u64)) {
+            if warm
+                .iter()
+                .enumerate()
+                .any(|(i, &(v, _))| v != expected(i as u64))
+            {
                 r.fail(format!("warm-up results wrong: {:?}", &warm[..4]));
             }
             r.rss_kib.0 = rss_kib();
@@ -234,9 +238,13 @@ fn main() {
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args.next().and_then(|v| v.replace('_', "").parse::<u64>().ok());
+        let value = args
+            .next()
+            .and_then(|v| v.replace('_', "").parse::<u64>().ok());
         let Some(v) = value else {
-            eprintln!("usage: soak [--tasks N] [--crash-every N] [--max-tasks-per-child N] [--workers N] [--chunksize N]");
+            eprintln!(
+                "usage: soak [--tasks N] [--crash-every N] [--max-tasks-per-child N] [--workers N] [--chunksize N]"
+            );
             std::process::exit(2);
         };
         match flag.as_str() {

@@ -22,6 +22,7 @@
 //! | `parent_process()` | [`parent_process`](crate::parent_process) |
 //! | `conn.send(obj)` to/from Python | [`Connection::send_pickle`](crate::Connection::send_pickle) / [`recv_pickle`](crate::Connection::recv_pickle) |
 //! | `Manager().list()`, `.dict()` | [`Manager::start`](crate::Manager::start)`()?.list::<T>(name)`, `.dict::<K, V>(name)` |
+//! | `except KeyboardInterrupt: p.terminate()` | nothing: Ctrl-C ends the program and everything it started |
 //!
 //! ## `if __name__ == "__main__":` → `init()`
 //!
@@ -96,6 +97,15 @@
 //! let v: Vec<u32> = results.into_iter().map(|r| r.result().unwrap()).collect();
 //! assert_eq!(v, vec![1, 2, 3, 4]);
 //! ```
+//!
+//! ## `except KeyboardInterrupt: pool.terminate()`
+//!
+//! Python programs catch Ctrl-C around `pool.map` to terminate the pool, and still hang
+//! at times. multiproc installs no SIGINT handler: the program dies of the signal at once
+//! (Rust's default), and its workers die with it (they die with their parent even on
+//! SIGKILL), as does what their tasks started under the default start method; no `Drop`
+//! runs. If you need cleanup on Ctrl-C, install a handler yourself (a signal-handling
+//! thread that calls [`terminate`](crate::ProcessPool::terminate), then exits).
 //!
 //! ## Several arguments: `starmap`, `submit(f, a, b)`
 //!

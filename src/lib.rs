@@ -40,7 +40,16 @@
 //! [`test_support!()`](test_support) remain from earlier versions and are harmless. Each
 //! worker and each [`Process`] leads a process group of its own: killing it (timeout,
 //! cancel, [`Process::kill`]) kills what it started too, and a terminal's Ctrl-C reaches
-//! only your program, which manages its children (they die with it).
+//! only your program, which manages its children.
+//!
+//! When your program dies, so does everything it started, within moments, even on SIGKILL:
+//! workers, processes, the fork server, a [`Manager`]'s server, and (under the default
+//! fork-server start method) what their tasks started. multiproc installs no SIGINT
+//! handler: Ctrl-C inside [`map`](Executor::map) ends the program at once, as Rust's default
+//! does, with no hang (Python's `Pool` can hang there) and no `KeyboardInterrupt` to catch;
+//! run cleanup in `Drop`, or install a handler yourself. Shared memory segments and manager
+//! sockets that a killed program could not remove are removed by the next multiproc program
+//! that creates one.
 //!
 //! Functions sent to a process pool are `fn` items or closures that capture nothing;
 //! arguments and results are serializable (serde). Pass data as the argument.

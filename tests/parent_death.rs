@@ -10,8 +10,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -81,7 +81,10 @@ fn write_report(report: &Path, lines: &[String]) {
 }
 
 fn join_pids(pids: &[u32]) -> String {
-    pids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+    pids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn own_pool(report: &Path, method: StartMethod) {
@@ -133,7 +136,12 @@ fn own_manager(report: &Path) {
         multiproc::connection::Address::Unix(p) => p.display().to_string(),
         other => panic!("a private manager listens on a Unix socket, not {other:?}"),
     };
-    let key: String = m.authkey().unwrap().iter().map(|b| format!("{b:02x}")).collect();
+    let key: String = m
+        .authkey()
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     write_report(
         report,
         &[join_pids(&descendants(std::process::id())), path, key],
@@ -142,11 +150,9 @@ fn own_manager(report: &Path) {
 }
 
 fn own_segments(report: &Path) {
-    let named = SharedMemory::create_named(
-        &format!("multiproc-test-pd-{}", std::process::id()),
-        64,
-    )
-    .unwrap();
+    let named =
+        SharedMemory::create_named(&format!("multiproc-test-pd-{}", std::process::id()), 64)
+            .unwrap();
     let random = SharedMemory::create(64).unwrap();
     let mut kept = SharedMemory::create(64).unwrap();
     kept.persist().unwrap();
@@ -241,7 +247,9 @@ fn comm(pid: u32) -> String {
 /// Makes this process the reaper of orphans among its descendants (once).
 fn become_subreaper() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap());
+    ONCE.call_once(|| {
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap()
+    });
 }
 
 /// Starts this binary as helper `name`, in a process group of its own (as a shell starts
@@ -275,7 +283,9 @@ fn start_program(name: &str) -> (Child, Vec<String>) {
 }
 
 fn parse_pids(line: &str) -> Vec<u32> {
-    line.split_whitespace().map(|p| p.parse().unwrap()).collect()
+    line.split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
 }
 
 /// Asserts that within `within` of `since` every pid is dead (exited: a zombie at most),
@@ -314,7 +324,11 @@ fn reap(pids: &[u32]) {
             let pid = rustix::process::Pid::from_raw(p as i32).unwrap();
             let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
         }
-        let left: Vec<u32> = pids.iter().copied().filter(|&p| common::exists(p)).collect();
+        let left: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|&p| common::exists(p))
+            .collect();
         if left.is_empty() {
             return;
         }
@@ -395,10 +409,7 @@ fn a_killed_manager_owner_leaves_nothing_and_its_clients_get_an_error() {
         // The client learns that the server is gone, promptly, as a typed error.
         let t = Instant::now();
         let r = d.get(&"x".into());
-        assert!(
-            matches!(r, Err(multiproc::Error::Disconnected(_))),
-            "{r:?}"
-        );
+        assert!(matches!(r, Err(multiproc::Error::Disconnected(_))), "{r:?}");
         assert!(t.elapsed() < Duration::from_secs(5));
         drop((d, m));
         // Nobody could unlink the server's socket ...
@@ -410,7 +421,10 @@ fn a_killed_manager_owner_leaves_nothing_and_its_clients_get_an_error() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        assert!(!socket.exists(), "the dead server's socket {socket:?} is left");
+        assert!(
+            !socket.exists(),
+            "the dead server's socket {socket:?} is left"
+        );
     });
 }
 
