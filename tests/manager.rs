@@ -15,12 +15,41 @@ use multiproc::{Error, Executor, Manager, Process, ProcessPool, TaskError};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
+// The update functions the tests' servers allow.
+fn plus_one(v: Option<u64>) -> u64 {
+    v.unwrap_or(0) + 1
+}
+fn times_ten(v: Option<u64>) -> u64 {
+    v.unwrap() * 10
+}
+fn or_seven(v: Option<u64>) -> u64 {
+    v.unwrap_or(7)
+}
+fn minus_ten(x: i64) -> i64 {
+    x - 10
+}
+fn panics_on_five(v: Option<u32>) -> u32 {
+    if v == Some(5) {
+        panic!("boom in update")
+    }
+    0
+}
+fn plus_one_u32(v: Option<u32>) -> u32 {
+    v.unwrap() + 1
+}
+
 /// A thread server with short timeouts whose log lines the test can read.
 fn thread_manager() -> (Manager, Log) {
     let log: Log = Arc::default();
     let l2 = log.clone();
     let m = Manager::builder()
         .thread(true)
+        .update_fn(plus_one)
+        .update_fn(times_ten)
+        .update_fn(or_seven)
+        .update_fn(minus_ten)
+        .update_fn(panics_on_five)
+        .update_fn(plus_one_u32)
         .handshake_timeout(Duration::from_millis(300))
         .idle_timeout(Some(Duration::from_millis(400)))
         .max_message_size(1 << 20)
@@ -74,8 +103,8 @@ fn dict_operations() {
         let mut it = d.items().unwrap();
         it.sort();
         assert_eq!(it, [("a".to_string(), 2), ("b".to_string(), 3)]);
-        assert_eq!(d.update(&"a".into(), |v| v.unwrap() * 10).unwrap(), 20);
-        assert_eq!(d.update(&"new".into(), |v| v.unwrap_or(7)).unwrap(), 7);
+        assert_eq!(d.update(&"a".into(), times_ten).unwrap(), 20);
+        assert_eq!(d.update(&"new".into(), or_seven).unwrap(), 7);
         assert_eq!(d.remove(&"b".into()).unwrap(), Some(3));
         assert_eq!(d.remove(&"b".into()).unwrap(), None);
         // The same name from another handle is the same object.
@@ -141,7 +170,7 @@ fn list_queue_namespace_value() {
         let v = m.value("v", 5i64).unwrap();
         assert_eq!(v.get().unwrap(), 5);
         v.set(&6).unwrap();
-        assert_eq!(v.update(|x| x - 10).unwrap(), -4);
+        assert_eq!(v.update(minus_ten).unwrap(), -4);
         // An existing value keeps its own, whatever the initial value of a later lookup.
         assert_eq!(m.value("v", 100i64).unwrap().get().unwrap(), -4);
     });
@@ -280,7 +309,7 @@ fn starmap_appends_to_a_started_manager_list() {
 
 fn child_uses(args: (Dict<String, u64>, MQueue<u32>, List<u32>)) {
     let (d, q, l) = args;
-    d.update(&"child".into(), |v| v.unwrap_or(0) + 1).unwrap();
+    d.update(&"child".into(), plus_one).unwrap();
     l.push(&7).unwrap();
     q.put(&(l.len().unwrap() as u32)).unwrap();
 }
@@ -288,7 +317,7 @@ fn child_uses(args: (Dict<String, u64>, MQueue<u32>, List<u32>)) {
 #[test]
 fn proxies_travel_through_process_arguments_and_queues() {
     deadline(30, || {
-        let m = Manager::start().unwrap();
+        let m = Manager::builder().update_fn(plus_one).start().unwrap();
         let d = m.dict::<String, u64>("d").unwrap();
         let q = m.queue::<u32>("answers").unwrap();
         let l = m.list::<u32>("from-child").unwrap();
@@ -353,12 +382,7 @@ fn update_panic_fails_that_request_only() {
         let (m, _) = thread_manager();
         let d = m.dict::<u32, u32>("d").unwrap();
         d.insert(&1, &5).unwrap();
-        let r = d.update(&1, |v| {
-            if v == Some(5) {
-                panic!("boom in update")
-            }
-            0
-        });
+        let r = d.update(&1, panics_on_five);
         match r {
             Err(Error::Task(TaskError::Panicked { message, .. })) => {
                 assert!(message.contains("boom in update"))
@@ -366,27 +390,7 @@ fn update_panic_fails_that_request_only() {
             other => panic!("expected a panic error, got {other:?}"),
         }
         assert_eq!(d.get(&1).unwrap(), Some(5));
-        assert_eq!(d.update(&1, |v| v.unwrap() + 1).unwrap(), 6);
-    });
-}
-
-#[test]
-fn update_is_refused_by_a_server_of_another_build() {
-    deadline(20, || {
-        let (m, _) = thread_manager();
-        let addr = m.address().clone();
-        let key = m.authkey().unwrap().to_vec();
-        let h = std::thread::spawn(move || {
-            multiproc::manager::__pretend_build_id(Some("another-build".into()));
-            let c = Manager::connect(addr, &key).unwrap();
-            let d = c.dict::<u32, u32>("d").unwrap();
-            d.insert(&1, &1).unwrap();
-            let r = d.update(&1, |v| v.unwrap_or(0) + 1);
-            (d.get(&1).unwrap(), r)
-        });
-        let (v, r) = h.join().unwrap();
-        assert_eq!(v, Some(1));
-        assert!(matches!(r, Err(Error::BinaryMismatch { .. })), "{r:?}");
+        assert_eq!(d.update(&1, plus_one_u32).unwrap(), 6);
     });
 }
 
@@ -563,7 +567,7 @@ fn hammer((d, l, proc, threads, ops): (Dict<String, u64>, List<u32>, u32, u32, u
             let (d, l) = (d.clone(), l.clone());
             std::thread::spawn(move || {
                 for i in 0..ops {
-                    d.update(&"n".into(), |v| v.unwrap_or(0) + 1).unwrap();
+                    d.update(&"n".into(), plus_one).unwrap();
                     l.push(&((proc * threads + t) * 100_000 + i)).unwrap();
                 }
             })
@@ -577,7 +581,7 @@ fn hammer((d, l, proc, threads, ops): (Dict<String, u64>, List<u32>, u32, u32, u
 #[test]
 fn many_clients_from_several_processes_count_exactly() {
     deadline(60, || {
-        let m = Manager::start().unwrap();
+        let m = Manager::builder().update_fn(plus_one).start().unwrap();
         let d = m.dict::<String, u64>("counter").unwrap();
         let l = m.list::<u32>("appends").unwrap();
         let (procs, threads, ops) = (4u32, 16u32, 150u32);
