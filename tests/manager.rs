@@ -701,3 +701,121 @@ fn idle_connections_are_replaced_and_lock_holders_kept() {
         assert!(!g.owner_died(), "log: {log:?}");
     });
 }
+
+/// A request built by hand: `Request { obj, op: DictUpdate(key, name, tag) }` in postcard
+/// (op 12; a byte string, two strings), as a client holding the key could send anything.
+fn dict_update_frame(obj: u8, key: &[u8], name: &[u8], tag: &str) -> Vec<u8> {
+    let mut f = vec![obj, 12, key.len() as u8];
+    f.extend_from_slice(key);
+    f.push(name.len() as u8);
+    f.extend_from_slice(name);
+    f.push(tag.len() as u8);
+    f.extend_from_slice(tag.as_bytes());
+    f
+}
+
+#[test]
+fn update_runs_only_registered_functions_on_their_own_type() {
+    deadline(20, || {
+        let (m, log) = thread_manager();
+        let d = m.dict::<String, u64>("d").unwrap();
+        d.insert(&"a".into(), &1).unwrap();
+        // A fn the server was not told it may run: refused by name, nothing changes.
+        fn not_registered(v: Option<u64>) -> u64 {
+            v.unwrap_or(0) + 100
+        }
+        match d.update(&"a".into(), not_registered) {
+            Err(Error::NotFound(msg)) => assert!(msg.contains("not_registered"), "{msg}"),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        // A closure has no name: refused before anything is sent.
+        assert!(matches!(
+            d.update(&"a".into(), |v| v.unwrap_or(0)),
+            Err(Error::InvalidArgument(_))
+        ));
+        // A registered function over another value type than the object's.
+        let wrong = m.dict::<String, u32>("d");
+        assert!(matches!(wrong, Err(Error::TypeMismatch { .. })));
+        let v = m.value("v", 3u64).unwrap();
+        assert_eq!(d.get(&"a".into()).unwrap(), Some(1));
+        assert_eq!(d.update(&"a".into(), plus_one).unwrap(), 2);
+        assert_eq!(v.update(plus_one).unwrap(), 4, "a fn(Option<V>) -> V also updates a value");
+
+        // By hand: a request naming a function that is registered but over `u32`, on a
+        // `dict<String, u64>` whose tag it copies; and one naming anything at all.
+        let (c, _s) = raw(&m);
+        let tag = format!("dict<{}, {}>", std::any::type_name::<String>(), "u64");
+        let obj = 1; // The dict is the first object opened on this server.
+        let key = postcard::to_stdvec(&"a".to_string()).unwrap();
+        let name = std::any::type_name_of_val(&plus_one_u32);
+        c.send_bytes(&dict_update_frame(obj, &key, name.as_bytes(), &tag)).unwrap();
+        let r = c.recv_bytes_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(&r[..2], [11, 0], "Err(TypeMismatch): {r:?}");
+        // The bytes a pre-registry server read as a code offset (here 0x3f: a jump 32
+        // bytes before its anchor) followed by the object's own tag: now only a name.
+        // The name's length byte, 0x3f, was the offset -32 (zigzag); its first bytes the
+        // tag the old server checked before jumping.
+        let mut old_style = vec![tag.len() as u8];
+        old_style.extend_from_slice(tag.as_bytes());
+        old_style.resize(0x3f, b' ');
+        let frame63 = dict_update_frame(obj, &key, &old_style, &tag);
+        c.send_bytes(&frame63).unwrap();
+        let r = c.recv_bytes_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(&r[..2], [11, 1], "Err(NotFound): {r:?}");
+        // The connection and every other client go on; nothing changed.
+        c.send_bytes(&[0, 1]).unwrap(); // Ping
+        assert_eq!(c.recv_bytes_timeout(Duration::from_secs(5)).unwrap(), [0]);
+        assert_eq!(d.get(&"a".into()).unwrap(), Some(2));
+        assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+    });
+}
+
+#[test]
+fn registering_a_closure_or_two_fns_of_one_name_is_refused_at_start() {
+    let r = Manager::builder()
+        .thread(true)
+        .update_fn(|v: Option<u8>| v.unwrap_or(0))
+        .start();
+    match r {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("closure"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // The same fn twice is fine.
+    let m = Manager::builder()
+        .thread(true)
+        .update_fn(plus_one)
+        .update_fn(plus_one)
+        .start()
+        .unwrap();
+    m.ping().unwrap();
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn unix_sockets_and_segments_are_created_0600() {
+    deadline(30, || {
+        // A started server's socket (a child process), a thread server's, and one served on
+        // a path of the caller's choosing.
+        let started = Manager::start().unwrap();
+        let thread = Manager::builder().thread(true).start().unwrap();
+        let path = std::env::temp_dir().join(format!("mp-test-0600-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let served = Manager::serve(path.as_path(), b"k").unwrap();
+        for m in [&started, &thread, &served] {
+            let multiproc::connection::Address::Unix(p) = m.address() else {
+                panic!("{:?}", m.address())
+            };
+            assert_eq!(mode(p), 0o600, "{}", p.display());
+        }
+        drop((started, thread, served));
+        assert!(!path.exists(), "the served socket is removed at shutdown");
+        // A shared memory segment.
+        let shm = multiproc::SharedMemory::create(64).unwrap();
+        let seg = std::path::Path::new("/dev/shm").join(shm.name().trim_start_matches('/'));
+        assert_eq!(mode(&seg), 0o600, "{}", seg.display());
+    });
+}

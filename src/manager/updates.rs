@@ -103,9 +103,10 @@ pub(crate) fn name_of<F>() -> &'static str {
 }
 
 /// A closure's type name (`path::{{closure}}`) is shared by every closure of its
-/// function, so it names none of them: only `fn` items can be registered and called.
+/// function, so it names none of them: only `fn` items can be registered and called (a
+/// `fn` declared inside a closure, `path::{{closure}}::f`, has a name).
 pub(crate) fn check_nameable(name: &str) -> Result<()> {
-    if name.contains("{{closure}}") {
+    if name.ends_with("{{closure}}") {
         return Err(Error::InvalidArgument(format!(
             "`{name}` is a closure: a manager runs only update functions registered by name, \
              and a closure has none; write it as a `fn` item and register it with \
