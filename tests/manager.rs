@@ -739,7 +739,11 @@ fn update_runs_only_registered_functions_on_their_own_type() {
         let v = m.value("v", 3u64).unwrap();
         assert_eq!(d.get(&"a".into()).unwrap(), Some(1));
         assert_eq!(d.update(&"a".into(), plus_one).unwrap(), 2);
-        assert_eq!(v.update(plus_one).unwrap(), 4, "a fn(Option<V>) -> V also updates a value");
+        assert_eq!(
+            v.update(plus_one).unwrap(),
+            4,
+            "a fn(Option<V>) -> V also updates a value"
+        );
 
         // By hand: a request naming a function that is registered but over `u32`, on a
         // `dict<String, u64>` whose tag it copies; and one naming anything at all.
@@ -748,7 +752,8 @@ fn update_runs_only_registered_functions_on_their_own_type() {
         let obj = 1; // The dict is the first object opened on this server.
         let key = postcard::to_stdvec(&"a".to_string()).unwrap();
         let name = std::any::type_name_of_val(&plus_one_u32);
-        c.send_bytes(&dict_update_frame(obj, &key, name.as_bytes(), &tag)).unwrap();
+        c.send_bytes(&dict_update_frame(obj, &key, name.as_bytes(), &tag))
+            .unwrap();
         let r = c.recv_bytes_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(&r[..2], [11, 0], "Err(TypeMismatch): {r:?}");
         // The bytes a pre-registry server read as a code offset (here 0x3f: a jump 32

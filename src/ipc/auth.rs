@@ -188,7 +188,10 @@ mod tests {
         for i in [0, want.len() - 1] {
             let mut bad = want.clone();
             bad[i] ^= 1;
-            assert!(!mac_matches("sha256", b"key", b"msg", &bad), "byte {i} flipped");
+            assert!(
+                !mac_matches("sha256", b"key", b"msg", &bad),
+                "byte {i} flipped"
+            );
         }
         // A prefix (a truncated MAC) and an empty one prove nothing.
         assert!(!mac_matches("sha256", b"key", b"msg", &want[..16]));

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::objects::{Cx, Object};
-use super::updates::{Entry, Table};
 use super::protocol::{Hello, MAGIC, Op, Request, Response, VERSION, Welcome, WireError};
+use super::updates::{Entry, Table};
 use crate::connection::{Address, Connection, Listener};
 use crate::error::{Error, Result};
 

@@ -57,8 +57,10 @@ mod sealed {
 /// ```
 pub trait UpdateFn<V, Args>: sealed::Sealed<V, Args> + Copy + Send + Sync + 'static {}
 
-impl<V, Args, F> UpdateFn<V, Args> for F where F: sealed::Sealed<V, Args> + Copy + Send + Sync + 'static
-{}
+impl<V, Args, F> UpdateFn<V, Args> for F where
+    F: sealed::Sealed<V, Args> + Copy + Send + Sync + 'static
+{
+}
 
 impl<V, F> sealed::Sealed<V, TakesOption> for F
 where
@@ -213,8 +215,10 @@ impl Table {
             )));
         };
         let fits = match kind {
-            Kind::Value => tag.strip_prefix("value<").and_then(|t| t.strip_suffix('>'))
-                == Some(f.value_type.as_str()),
+            Kind::Value => {
+                tag.strip_prefix("value<").and_then(|t| t.strip_suffix('>'))
+                    == Some(f.value_type.as_str())
+            }
             // A dict's tag is `dict<K, V>`; a type name has balanced brackets, so `, V>`
             // at its end can only be the value type.
             Kind::Dict => {

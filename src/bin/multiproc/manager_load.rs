@@ -201,7 +201,10 @@ pub(crate) fn run(clients: u32, procs: u32, secs: f64, json: bool) -> Result<()>
     sh.go.set()?;
     let mut reports = Vec::new();
     for _ in 0..procs {
-        reports.push(sh.reports.get_timeout(Duration::from_secs_f64(secs + 60.0))?);
+        reports.push(
+            sh.reports
+                .get_timeout(Duration::from_secs_f64(secs + 60.0))?,
+        );
     }
     let wall = t0.elapsed().as_secs_f64();
     for p in &ps {
@@ -244,7 +247,9 @@ pub(crate) fn run(clients: u32, procs: u32, secs: f64, json: bool) -> Result<()>
         }
     }
     if bad_items > 0 {
-        problems.push(format!("{bad_items} list items out of order, duplicated or foreign"));
+        problems.push(format!(
+            "{bad_items} list items out of order, duplicated or foreign"
+        ));
     }
     for &(c, _, _, apps) in &per_client {
         if next[c as usize] != apps {
