@@ -8,7 +8,9 @@ use multiproc::{Error, Manager, Result};
 
 #[derive(Subcommand)]
 pub(crate) enum ManagerCmd {
-    /// Serves shared objects until a client shuts the server down (or it is killed).
+    /// Serves shared objects until a client shuts the server down (or it is killed). It
+    /// allows no `update` functions: those are code of a program, registered by a server
+    /// that program runs (`ManagerBuilder::update_fn`).
     Serve {
         /// `host:port` for TCP (loopback by default), or a Unix socket path.
         #[arg(long, default_value = multiproc::manager::DEFAULT_TCP_ADDRESS)]
