@@ -168,7 +168,7 @@ fn client(sh: &Shared, c: u32, end: Instant) -> ClientResult {
 
 /// Runs the load and prints the figures (a table, or one JSON object with `json`).
 pub(crate) fn run(clients: u32, procs: u32, secs: f64, json: bool) -> Result<()> {
-    if procs == 0 || clients == 0 || clients % procs != 0 {
+    if procs == 0 || clients == 0 || !clients.is_multiple_of(procs) {
         return Err(Error::InvalidArgument(format!(
             "--clients ({clients}) must be a positive multiple of --procs ({procs})"
         )));
