@@ -256,7 +256,9 @@
 //!
 //! Python's trap, mutating a value fetched from a shared dict (which changes nothing on the
 //! server), is answered by [`Dict::update`](crate::manager::Dict::update): one atomic
-//! read-modify-write on the server.
+//! read-modify-write on the server, by a `fn` the server allows
+//! ([`ManagerBuilder::update_fn`](crate::manager::ManagerBuilder::update_fn), as
+//! `BaseManager.register` allows callables); a client sends its name, never code.
 //!
 //! ## `threading.Thread`, `enumerate()` and daemon threads
 //!

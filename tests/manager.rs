@@ -15,12 +15,41 @@ use multiproc::{Error, Executor, Manager, Process, ProcessPool, TaskError};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
+// The update functions the tests' servers allow.
+fn plus_one(v: Option<u64>) -> u64 {
+    v.unwrap_or(0) + 1
+}
+fn times_ten(v: Option<u64>) -> u64 {
+    v.unwrap() * 10
+}
+fn or_seven(v: Option<u64>) -> u64 {
+    v.unwrap_or(7)
+}
+fn minus_ten(x: i64) -> i64 {
+    x - 10
+}
+fn panics_on_five(v: Option<u32>) -> u32 {
+    if v == Some(5) {
+        panic!("boom in update")
+    }
+    0
+}
+fn plus_one_u32(v: Option<u32>) -> u32 {
+    v.unwrap() + 1
+}
+
 /// A thread server with short timeouts whose log lines the test can read.
 fn thread_manager() -> (Manager, Log) {
     let log: Log = Arc::default();
     let l2 = log.clone();
     let m = Manager::builder()
         .thread(true)
+        .update_fn(plus_one)
+        .update_fn(times_ten)
+        .update_fn(or_seven)
+        .update_fn(minus_ten)
+        .update_fn(panics_on_five)
+        .update_fn(plus_one_u32)
         .handshake_timeout(Duration::from_millis(300))
         .idle_timeout(Some(Duration::from_millis(400)))
         .max_message_size(1 << 20)
@@ -74,8 +103,8 @@ fn dict_operations() {
         let mut it = d.items().unwrap();
         it.sort();
         assert_eq!(it, [("a".to_string(), 2), ("b".to_string(), 3)]);
-        assert_eq!(d.update(&"a".into(), |v| v.unwrap() * 10).unwrap(), 20);
-        assert_eq!(d.update(&"new".into(), |v| v.unwrap_or(7)).unwrap(), 7);
+        assert_eq!(d.update(&"a".into(), times_ten).unwrap(), 20);
+        assert_eq!(d.update(&"new".into(), or_seven).unwrap(), 7);
         assert_eq!(d.remove(&"b".into()).unwrap(), Some(3));
         assert_eq!(d.remove(&"b".into()).unwrap(), None);
         // The same name from another handle is the same object.
@@ -141,7 +170,7 @@ fn list_queue_namespace_value() {
         let v = m.value("v", 5i64).unwrap();
         assert_eq!(v.get().unwrap(), 5);
         v.set(&6).unwrap();
-        assert_eq!(v.update(|x| x - 10).unwrap(), -4);
+        assert_eq!(v.update(minus_ten).unwrap(), -4);
         // An existing value keeps its own, whatever the initial value of a later lookup.
         assert_eq!(m.value("v", 100i64).unwrap().get().unwrap(), -4);
     });
@@ -280,7 +309,7 @@ fn starmap_appends_to_a_started_manager_list() {
 
 fn child_uses(args: (Dict<String, u64>, MQueue<u32>, List<u32>)) {
     let (d, q, l) = args;
-    d.update(&"child".into(), |v| v.unwrap_or(0) + 1).unwrap();
+    d.update(&"child".into(), plus_one).unwrap();
     l.push(&7).unwrap();
     q.put(&(l.len().unwrap() as u32)).unwrap();
 }
@@ -288,7 +317,7 @@ fn child_uses(args: (Dict<String, u64>, MQueue<u32>, List<u32>)) {
 #[test]
 fn proxies_travel_through_process_arguments_and_queues() {
     deadline(30, || {
-        let m = Manager::start().unwrap();
+        let m = Manager::builder().update_fn(plus_one).start().unwrap();
         let d = m.dict::<String, u64>("d").unwrap();
         let q = m.queue::<u32>("answers").unwrap();
         let l = m.list::<u32>("from-child").unwrap();
@@ -353,12 +382,7 @@ fn update_panic_fails_that_request_only() {
         let (m, _) = thread_manager();
         let d = m.dict::<u32, u32>("d").unwrap();
         d.insert(&1, &5).unwrap();
-        let r = d.update(&1, |v| {
-            if v == Some(5) {
-                panic!("boom in update")
-            }
-            0
-        });
+        let r = d.update(&1, panics_on_five);
         match r {
             Err(Error::Task(TaskError::Panicked { message, .. })) => {
                 assert!(message.contains("boom in update"))
@@ -366,27 +390,7 @@ fn update_panic_fails_that_request_only() {
             other => panic!("expected a panic error, got {other:?}"),
         }
         assert_eq!(d.get(&1).unwrap(), Some(5));
-        assert_eq!(d.update(&1, |v| v.unwrap() + 1).unwrap(), 6);
-    });
-}
-
-#[test]
-fn update_is_refused_by_a_server_of_another_build() {
-    deadline(20, || {
-        let (m, _) = thread_manager();
-        let addr = m.address().clone();
-        let key = m.authkey().unwrap().to_vec();
-        let h = std::thread::spawn(move || {
-            multiproc::manager::__pretend_build_id(Some("another-build".into()));
-            let c = Manager::connect(addr, &key).unwrap();
-            let d = c.dict::<u32, u32>("d").unwrap();
-            d.insert(&1, &1).unwrap();
-            let r = d.update(&1, |v| v.unwrap_or(0) + 1);
-            (d.get(&1).unwrap(), r)
-        });
-        let (v, r) = h.join().unwrap();
-        assert_eq!(v, Some(1));
-        assert!(matches!(r, Err(Error::BinaryMismatch { .. })), "{r:?}");
+        assert_eq!(d.update(&1, plus_one_u32).unwrap(), 6);
     });
 }
 
@@ -563,7 +567,7 @@ fn hammer((d, l, proc, threads, ops): (Dict<String, u64>, List<u32>, u32, u32, u
             let (d, l) = (d.clone(), l.clone());
             std::thread::spawn(move || {
                 for i in 0..ops {
-                    d.update(&"n".into(), |v| v.unwrap_or(0) + 1).unwrap();
+                    d.update(&"n".into(), plus_one).unwrap();
                     l.push(&((proc * threads + t) * 100_000 + i)).unwrap();
                 }
             })
@@ -577,7 +581,7 @@ fn hammer((d, l, proc, threads, ops): (Dict<String, u64>, List<u32>, u32, u32, u
 #[test]
 fn many_clients_from_several_processes_count_exactly() {
     deadline(60, || {
-        let m = Manager::start().unwrap();
+        let m = Manager::builder().update_fn(plus_one).start().unwrap();
         let d = m.dict::<String, u64>("counter").unwrap();
         let l = m.list::<u32>("appends").unwrap();
         let (procs, threads, ops) = (4u32, 16u32, 150u32);
@@ -695,5 +699,128 @@ fn idle_connections_are_replaced_and_lock_holders_kept() {
         let log = log.lock().unwrap().clone();
         let g = g.unwrap_or_else(|| panic!("not released by the guard; log: {log:?}"));
         assert!(!g.owner_died(), "log: {log:?}");
+    });
+}
+
+/// A request built by hand: `Request { obj, op: DictUpdate(key, name, tag) }` in postcard
+/// (op 12; a byte string, two strings), as a client holding the key could send anything.
+fn dict_update_frame(obj: u8, key: &[u8], name: &[u8], tag: &str) -> Vec<u8> {
+    let mut f = vec![obj, 12, key.len() as u8];
+    f.extend_from_slice(key);
+    f.push(name.len() as u8);
+    f.extend_from_slice(name);
+    f.push(tag.len() as u8);
+    f.extend_from_slice(tag.as_bytes());
+    f
+}
+
+#[test]
+fn update_runs_only_registered_functions_on_their_own_type() {
+    deadline(20, || {
+        let (m, log) = thread_manager();
+        let d = m.dict::<String, u64>("d").unwrap();
+        d.insert(&"a".into(), &1).unwrap();
+        // A fn the server was not told it may run: refused by name, nothing changes.
+        fn not_registered(v: Option<u64>) -> u64 {
+            v.unwrap_or(0) + 100
+        }
+        match d.update(&"a".into(), not_registered) {
+            Err(Error::NotFound(msg)) => assert!(msg.contains("not_registered"), "{msg}"),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        // A closure has no name: refused before anything is sent.
+        assert!(matches!(
+            d.update(&"a".into(), |v| v.unwrap_or(0)),
+            Err(Error::InvalidArgument(_))
+        ));
+        // A registered function over another value type than the object's.
+        let wrong = m.dict::<String, u32>("d");
+        assert!(matches!(wrong, Err(Error::TypeMismatch { .. })));
+        let v = m.value("v", 3u64).unwrap();
+        assert_eq!(d.get(&"a".into()).unwrap(), Some(1));
+        assert_eq!(d.update(&"a".into(), plus_one).unwrap(), 2);
+        assert_eq!(
+            v.update(plus_one).unwrap(),
+            4,
+            "a fn(Option<V>) -> V also updates a value"
+        );
+
+        // By hand: a request naming a function that is registered but over `u32`, on a
+        // `dict<String, u64>` whose tag it copies; and one naming anything at all.
+        let (c, _s) = raw(&m);
+        let tag = format!("dict<{}, {}>", std::any::type_name::<String>(), "u64");
+        let obj = 1; // The dict is the first object opened on this server.
+        let key = postcard::to_stdvec(&"a".to_string()).unwrap();
+        let name = std::any::type_name_of_val(&plus_one_u32);
+        c.send_bytes(&dict_update_frame(obj, &key, name.as_bytes(), &tag))
+            .unwrap();
+        let r = c.recv_bytes_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(&r[..2], [11, 0], "Err(TypeMismatch): {r:?}");
+        // The bytes a pre-registry server read as a code offset (here 0x3f: a jump 32
+        // bytes before its anchor) followed by the object's own tag: now only a name.
+        // The name's length byte, 0x3f, was the offset -32 (zigzag); its first bytes the
+        // tag the old server checked before jumping.
+        let mut old_style = vec![tag.len() as u8];
+        old_style.extend_from_slice(tag.as_bytes());
+        old_style.resize(0x3f, b' ');
+        let frame63 = dict_update_frame(obj, &key, &old_style, &tag);
+        c.send_bytes(&frame63).unwrap();
+        let r = c.recv_bytes_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(&r[..2], [11, 1], "Err(NotFound): {r:?}");
+        // The connection and every other client go on; nothing changed.
+        c.send_bytes(&[0, 1]).unwrap(); // Ping
+        assert_eq!(c.recv_bytes_timeout(Duration::from_secs(5)).unwrap(), [0]);
+        assert_eq!(d.get(&"a".into()).unwrap(), Some(2));
+        assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+    });
+}
+
+#[test]
+fn registering_a_closure_or_two_fns_of_one_name_is_refused_at_start() {
+    let r = Manager::builder()
+        .thread(true)
+        .update_fn(|v: Option<u8>| v.unwrap_or(0))
+        .start();
+    match r {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("closure"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // The same fn twice is fine.
+    let m = Manager::builder()
+        .thread(true)
+        .update_fn(plus_one)
+        .update_fn(plus_one)
+        .start()
+        .unwrap();
+    m.ping().unwrap();
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn unix_sockets_and_segments_are_created_0600() {
+    deadline(30, || {
+        // A started server's socket (a child process), a thread server's, and one served on
+        // a path of the caller's choosing.
+        let started = Manager::start().unwrap();
+        let thread = Manager::builder().thread(true).start().unwrap();
+        let path = std::env::temp_dir().join(format!("mp-test-0600-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let served = Manager::serve(path.as_path(), b"k").unwrap();
+        for m in [&started, &thread, &served] {
+            let multiproc::connection::Address::Unix(p) = m.address() else {
+                panic!("{:?}", m.address())
+            };
+            assert_eq!(mode(p), 0o600, "{}", p.display());
+        }
+        drop((started, thread, served));
+        assert!(!path.exists(), "the served socket is removed at shutdown");
+        // A shared memory segment.
+        let shm = multiproc::SharedMemory::create(64).unwrap();
+        let seg = std::path::Path::new("/dev/shm").join(shm.name().trim_start_matches('/'));
+        assert_eq!(mode(&seg), 0o600, "{}", seg.display());
     });
 }

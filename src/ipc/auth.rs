@@ -36,8 +36,21 @@ fn mac(digest: &str, key: &[u8], msg: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `got` is the HMAC of `msg` under `key`, compared in constant time by the hmac
+/// crate's `verify_slice` (a hand-written fold may be turned into an early exit by the
+/// optimizer; `verify_slice` uses `subtle`, built to prevent that).
+fn mac_matches(digest: &str, key: &[u8], msg: &[u8], got: &[u8]) -> bool {
+    fn run<M: Mac + KeyInit>(key: &[u8], msg: &[u8], got: &[u8]) -> bool {
+        let mut m = <M as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+        m.update(msg);
+        m.verify_slice(got).is_ok()
+    }
+    match digest {
+        "md5" => run::<hmac::Hmac<md5::Md5>>(key, msg, got),
+        "sha256" => run::<hmac::Hmac<sha2::Sha256>>(key, msg, got),
+        "sha384" => run::<hmac::Hmac<sha2::Sha384>>(key, msg, got),
+        _ => false,
+    }
 }
 
 /// Splits `{digest}payload`; a 16- or 20-byte message is the legacy (MD5, untagged) form.
@@ -94,7 +107,7 @@ pub(crate) fn deliver_challenge(c: &Connection, key: &[u8], deadline: Instant) -
     let ok = match digest_and_payload(&response) {
         Some((name, got)) => {
             let name = if name.is_empty() { "md5" } else { name };
-            mac(name, key, &message).is_some_and(|want| ct_eq(&want, got))
+            mac_matches(name, key, &message, got)
         }
         None => false,
     };
@@ -166,5 +179,24 @@ mod tests {
                 0xb7, 0x38
             ]
         );
+    }
+
+    #[test]
+    fn a_digest_is_accepted_only_whole_and_exact() {
+        let want = mac("sha256", b"key", b"msg").unwrap();
+        assert!(mac_matches("sha256", b"key", b"msg", &want));
+        for i in [0, want.len() - 1] {
+            let mut bad = want.clone();
+            bad[i] ^= 1;
+            assert!(
+                !mac_matches("sha256", b"key", b"msg", &bad),
+                "byte {i} flipped"
+            );
+        }
+        // A prefix (a truncated MAC) and an empty one prove nothing.
+        assert!(!mac_matches("sha256", b"key", b"msg", &want[..16]));
+        assert!(!mac_matches("sha256", b"key", b"msg", &[]));
+        assert!(!mac_matches("sha256", b"other", b"msg", &want));
+        assert!(!mac_matches("sha1", b"key", b"msg", &want));
     }
 }

@@ -771,6 +771,11 @@ impl Listener {
             Address::Unix(p) => {
                 let l = UnixListener::bind(p)
                     .map_err(|e| Error::io(format!("listen on {}", p.display()), e))?;
+                // Only this user may connect (the umask usually leaves 0755 or 0775; the
+                // auth key is still checked). `bind` cannot take a mode, so this follows it.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| Error::io(format!("make {} private (0600)", p.display()), e))?;
                 (Sock::Unix(l), address)
             }
             Address::Tcp(a) => {

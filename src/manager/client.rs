@@ -94,8 +94,6 @@ pub(crate) struct ThreadConn {
     session: u64,
     conn: Connection,
     pub(crate) instance: u64,
-    pub(crate) same_build: bool,
-    pub(crate) server_build: String,
     idle: Option<Duration>,
     last: Instant,
     /// Locks this thread holds through this connection: it must not be replaced then
@@ -104,8 +102,6 @@ pub(crate) struct ThreadConn {
 }
 
 thread_local! {
-    /// Test hook: the build id this thread's new connections claim.
-    pub(crate) static PRETEND_BUILD: RefCell<Option<String>> = const { RefCell::new(None) };
     static CONNS: RefCell<Vec<ThreadConn>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -116,12 +112,6 @@ fn disconnected(address: &Address, e: Error) -> Error {
     }
 }
 
-fn my_build() -> String {
-    PRETEND_BUILD
-        .with(|b| b.borrow().clone())
-        .unwrap_or_else(|| crate::bootstrap::build_id::build_id().to_string())
-}
-
 /// Connects, authenticates and exchanges hello and welcome.
 fn handshake(address: &Address, authkey: Option<&[u8]>) -> Result<(Connection, Welcome)> {
     let conn = Client::connect_timeout(address.clone(), authkey, CONNECT_TIMEOUT)
@@ -129,7 +119,6 @@ fn handshake(address: &Address, authkey: Option<&[u8]>) -> Result<(Connection, W
     conn.send(&Hello {
         magic: MAGIC,
         version: VERSION,
-        build_id: my_build(),
     })
     .map_err(|e| disconnected(address, e))?;
     let w: Welcome = conn
@@ -151,13 +140,10 @@ pub(crate) fn raw_connect(address: &Address, authkey: Option<&[u8]>) -> Result<C
 impl Session {
     fn connect(&self) -> Result<ThreadConn> {
         let (conn, w) = handshake(&self.address, self.authkey.as_deref())?;
-        let my_build = my_build();
         Ok(ThreadConn {
             session: self.id,
             conn,
             instance: w.instance,
-            same_build: w.build_id == my_build,
-            server_build: w.build_id,
             idle: w.idle_timeout_us.map(Duration::from_micros),
             last: Instant::now(),
             holding: 0,
@@ -340,25 +326,6 @@ impl ObjRef {
             });
             r?;
             f(tc, resp.expect("set on success"))
-        })
-    }
-
-    /// Runs an operation that ships code: refused unless the server runs this build.
-    pub(crate) fn call_shipping<R>(
-        &self,
-        op: Op<'_>,
-        f: impl FnOnce(Response<'_>) -> Result<R>,
-    ) -> Result<R> {
-        self.session.with_conn(|tc| {
-            if !tc.same_build {
-                return Err(Error::BinaryMismatch {
-                    path: format!("the manager at {}", self.session.address),
-                    expected: crate::bootstrap::build_id::build_id().to_string(),
-                    found: tc.server_build.clone(),
-                });
-            }
-            let id = self.id(tc)?;
-            tc.call(&self.session.address, id, op, f)
         })
     }
 

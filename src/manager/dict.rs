@@ -10,6 +10,7 @@ use super::client::{
     expect_u64, impl_proxy, unexpected,
 };
 use super::protocol::{Blob, Kind, Op, Response};
+use super::updates;
 use crate::error::Result;
 
 /// A dictionary that lives in a [`Manager`](super::Manager) and that every process holding
@@ -27,10 +28,11 @@ use crate::error::Result;
 /// ```standalone_crate
 /// # multiproc::init();
 /// use multiproc::Manager;
-/// let m = Manager::builder().thread(true).start().unwrap();
+/// fn plus_one(v: Option<u64>) -> u64 { v.unwrap_or(0) + 1 }
+/// let m = Manager::builder().thread(true).update_fn(plus_one).start().unwrap();
 /// let d = m.dict::<String, u64>("counts").unwrap();
 /// d.insert(&"a".into(), &1).unwrap();
-/// assert_eq!(d.update(&"a".into(), |v| v.unwrap_or(0) + 1).unwrap(), 2);
+/// assert_eq!(d.update(&"a".into(), plus_one).unwrap(), 2);
 /// assert_eq!(d.get(&"a".into()).unwrap(), Some(2));
 /// ```
 pub struct Dict<K, V> {
@@ -138,33 +140,42 @@ where
     /// as one atomic operation, and returns the new value: the way to count, append or
     /// change a value in place from many processes at once.
     ///
-    /// `f` is a `fn` item or a closure that captures nothing, shipped by code address like
-    /// a pool task: the server must run this same build (a started manager always does),
-    /// else the call fails with [`Error::BinaryMismatch`](crate::Error::BinaryMismatch). A
-    /// panic in `f` fails this call with [`TaskError::Panicked`](crate::TaskError) and
+    /// `f` is a `fn` item that the server allows
+    /// ([`ManagerBuilder::update_fn`](super::ManagerBuilder::update_fn)): the request
+    /// carries its name, never code, and the server runs its own registered function of
+    /// that name. One the server does not know is an
+    /// [`Error::NotFound`](crate::Error::NotFound) (a closure, which has no name, an
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) before anything is sent);
+    /// one over another value type, an [`Error::TypeMismatch`](crate::Error::TypeMismatch).
+    /// A panic in `f` fails this call with [`TaskError::Panicked`](crate::TaskError) and
     /// leaves the value as it was. `f` runs under the object's lock: keep it short.
     ///
     /// ```standalone_crate
     /// # multiproc::init();
-    /// let m = multiproc::Manager::builder().thread(true).start().unwrap();
-    /// let d = m.dict::<u8, Vec<String>>("tags").unwrap();
     /// fn add_x(v: Option<Vec<String>>) -> Vec<String> {
     ///     let mut v = v.unwrap_or_default();
     ///     v.push("x".into());
     ///     v
     /// }
+    /// let m = multiproc::Manager::builder().thread(true).update_fn(add_x).start().unwrap();
+    /// let d = m.dict::<u8, Vec<String>>("tags").unwrap();
     /// d.update(&1, add_x).unwrap();
     /// assert_eq!(d.update(&1, add_x).unwrap(), ["x", "x"]);
     /// ```
     pub fn update<F>(&self, key: &K, f: F) -> Result<V>
     where
         F: Fn(Option<V>) -> V + Copy + Send + Sync + 'static,
-        V: 'static,
     {
+        let _ = f; // Only its name travels.
+        let name = updates::name_of::<F>();
+        updates::check_nameable(name)?;
         let k = encode(key)?;
-        let code = crate::bootstrap::ship_task::<F, Option<V>, V>(f);
-        self.obj.call_shipping(
-            Op::DictUpdate(Blob::borrowed(&k), code, self.obj.tag.as_str().into()),
+        self.obj.call(
+            Op::DictUpdate(
+                Blob::borrowed(&k),
+                name.into(),
+                self.obj.tag.as_str().into(),
+            ),
             decode_one,
         )
     }

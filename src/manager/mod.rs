@@ -12,6 +12,7 @@ mod protocol;
 mod queue;
 mod server;
 mod sync;
+mod updates;
 mod value;
 
 pub use dict::Dict;
@@ -19,6 +20,7 @@ pub use list::List;
 pub use namespace::Namespace;
 pub use queue::Queue;
 pub use sync::{Barrier, Condition, Event, Lock, LockGuard, RLock, Semaphore};
+pub use updates::{TakesOption, TakesValue, UpdateFn};
 pub use value::Value;
 
 use std::net::SocketAddr;
@@ -57,10 +59,12 @@ use crate::{Pipe, Process, StartMethod};
 /// # multiproc::init();
 /// use multiproc::{Executor, Manager, ProcessPool};
 ///
+/// fn plus_one(n: Option<u64>) -> u64 { n.unwrap_or(0) + 1 }
 /// fn count(d: multiproc::manager::Dict<String, u64>, word: String) {
-///     d.update(&word, |n| n.unwrap_or(0) + 1).unwrap();
+///     d.update(&word, plus_one).unwrap();
 /// }
-/// let m = Manager::start().unwrap();
+/// // The server runs only the update functions it was told it may.
+/// let m = Manager::builder().update_fn(plus_one).start().unwrap();
 /// let counts = m.dict::<String, u64>("counts").unwrap();
 /// let words = ["a", "b", "a"].map(String::from);
 /// ProcessPool::new(2).unwrap().starmap(count, words.map(|w| (counts.clone(), w))).unwrap();
@@ -104,6 +108,7 @@ pub struct ManagerBuilder {
     limits: Limits,
     logger: Option<Logger>,
     start_method: StartMethod,
+    updates: updates::Registry,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -185,6 +190,33 @@ impl ManagerBuilder {
         self
     }
 
+    /// Allows clients to run `f` on this server's values, atomically under the object's
+    /// lock, with [`Dict::update`] and [`Value::update`] (Python's `BaseManager.register`,
+    /// for functions). A client names the function, the server looks the name up in the
+    /// functions registered here and checks its type against the object's: no client can
+    /// make the server run anything else (see `SECURITY.md`).
+    ///
+    /// `f` is a `fn` item, known by its path (`std::any::type_name`), so a client built from
+    /// the same source names the same function. A closure has no such name: registering one
+    /// makes [`start`](Self::start) fail with [`Error::InvalidArgument`].
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// fn plus_one(n: Option<u64>) -> u64 { n.unwrap_or(0) + 1 }
+    /// fn not_registered(n: Option<u64>) -> u64 { n.unwrap_or(0) + 2 }
+    /// let m = multiproc::Manager::builder().update_fn(plus_one).start().unwrap();
+    /// let d = m.dict::<String, u64>("counts").unwrap();
+    /// assert_eq!(d.update(&"a".into(), plus_one).unwrap(), 1);
+    /// assert!(matches!(
+    ///     d.update(&"a".into(), not_registered),
+    ///     Err(multiproc::Error::NotFound(_))
+    /// ));
+    /// ```
+    pub fn update_fn<V, Args, F: UpdateFn<V, Args>>(mut self, f: F) -> Self {
+        self.updates.add(f);
+        self
+    }
+
     /// How the server child is started (default: the fork server).
     pub fn start_method(mut self, m: StartMethod) -> Self {
         self.start_method = m;
@@ -215,17 +247,18 @@ impl ManagerBuilder {
             (None, Address::Tcp(a)) => {
                 return Err(Error::InvalidArgument(format!(
                     "a manager on TCP ({a}) needs an auth key: anyone who can reach the port \
-                     could read and change its objects and run code in it"
+                     could read and change its objects"
                 )));
             }
             (None, Address::Unix(_)) => Some(random_key()?),
         };
+        let updates = self.updates.entries()?;
         let (address, how) = if self.thread {
             let log = self.logger.clone().unwrap_or_else(server::stderr_logger);
-            let s = Server::start(listen, authkey.clone(), self.limits.clone(), log)?;
+            let s = Server::start(listen, authkey.clone(), self.limits.clone(), updates, log)?;
             (s.address().clone(), How::Thread(s))
         } else {
-            self.start_child(listen, authkey.clone())?
+            self.start_child(listen, authkey.clone(), updates)?
         };
         let session = client::session(address, authkey);
         let owned = Arc::new(Owned {
@@ -241,12 +274,18 @@ impl ManagerBuilder {
         Ok(m)
     }
 
-    fn start_child(&self, listen: Address, authkey: Option<Vec<u8>>) -> Result<(Address, How)> {
+    fn start_child(
+        &self,
+        listen: Address,
+        authkey: Option<Vec<u8>>,
+        updates: Vec<updates::Entry>,
+    ) -> Result<(Address, How)> {
         let (mine, theirs) = Pipe::duplex()?;
         let args = ChildArgs {
             listen: to_wire(&listen),
             authkey,
             limits: self.limits.clone(),
+            updates,
         };
         let proc = Process::builder()
             .name("multiproc-manager")
@@ -279,6 +318,8 @@ struct ChildArgs {
     listen: AddrWire,
     authkey: Option<Vec<u8>>,
     limits: Limits,
+    /// The update functions it may run (from this parent, which runs the same build).
+    updates: Vec<updates::Entry>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -304,7 +345,8 @@ fn from_wire(a: AddrWire) -> Address {
 /// The body of a server child process: serve until told to stop.
 fn server_child((args, ready): (ChildArgs, Connection)) {
     let log = server::stderr_logger();
-    match Server::start(from_wire(args.listen), args.authkey, args.limits, log) {
+    let listen = from_wire(args.listen);
+    match Server::start(listen, args.authkey, args.limits, args.updates, log) {
         Ok(s) => {
             let _ = ready.send(&Ok::<AddrWire, String>(to_wire(s.address())));
             drop(ready);
@@ -322,13 +364,6 @@ fn server_child((args, ready): (ChildArgs, Connection)) {
 pub fn __raw_client(address: impl Into<Address>, authkey: &[u8]) -> Result<Connection> {
     let key = (!authkey.is_empty()).then(|| authkey.to_vec());
     client::raw_connect(&address.into(), key.as_deref())
-}
-
-/// Makes this thread's new manager connections claim another build id (to test that
-/// `update` is refused by a server of another build).
-#[doc(hidden)]
-pub fn __pretend_build_id(id: Option<String>) {
-    client::PRETEND_BUILD.with(|b| *b.borrow_mut() = id);
 }
 
 fn random_key() -> Result<Vec<u8>> {

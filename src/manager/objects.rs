@@ -12,8 +12,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::protocol::{Blob, Kind, Op, Response, Wait, WireError};
+use super::updates::Table;
 use crate::connection::Connection;
-use crate::error::TaskError;
 
 /// In a semaphore's creation parameter: it is bounded by its initial value.
 pub(crate) const BOUNDED: u64 = 1 << 63;
@@ -80,8 +80,8 @@ pub(crate) struct Cx<'a> {
     /// The connection's id: the owner of the locks it takes.
     pub conn_id: u64,
     pub conn: &'a Connection,
-    /// The client runs this same build, so code offsets it ships are valid here.
-    pub same_build: bool,
+    /// The update functions this server may run.
+    pub updates: &'a Table,
     pub stopping: &'a AtomicBool,
     /// Objects whose lock this connection holds: released if it goes away.
     pub held: &'a mut Vec<Arc<Object>>,
@@ -284,7 +284,8 @@ impl Object {
                     return Some(self.mismatch(&tag));
                 }
                 let key = k.into_vec();
-                match run_shipped(f, m.get(&key).map(Vec::as_slice), cx) {
+                let obj = (self.name.as_str(), self.kind, self.tag.as_str());
+                match cx.updates.run(&f, obj, m.get(&key).map(Vec::as_slice)) {
                     Ok(new) => {
                         m.insert(key, new.clone());
                         Response::Blob(blob(new))
@@ -399,7 +400,8 @@ impl Object {
                 if tag != self.tag {
                     return Some(self.mismatch(&tag));
                 }
-                match run_shipped(f, Some(v), cx) {
+                let obj = (self.name.as_str(), self.kind, self.tag.as_str());
+                match cx.updates.run(&f, obj, Some(v)) {
                     Ok(new) => {
                         *v = new.clone();
                         Response::Blob(blob(new))
@@ -742,52 +744,6 @@ fn timed_out(wait: Wait, immediate: WireError) -> R {
     match wait {
         Wait::Micros(us) => err(WireError::Timeout(us)),
         _ => err(immediate),
-    }
-}
-
-/// Runs the function shipped by code offset `f` on the current value's bytes (`None`:
-/// absent) and returns the new value's bytes. A panic in it fails this request only.
-fn run_shipped(f: i64, current: Option<&[u8]>, cx: &Cx<'_>) -> Result<Vec<u8>, WireError> {
-    if !cx.same_build {
-        return Err(WireError::BinaryMismatch {
-            expected: crate::bootstrap::build_id::build_id().to_string(),
-            found: "another build (the client's)".into(),
-        });
-    }
-    // The thunk reads one framed value (`[u32 len][postcard]`, as pool tasks do) of type
-    // `Option<V>`: postcard writes `None` as 0, `Some(v)` as 1 + v.
-    let body = 1 + current.map_or(0, <[u8]>::len);
-    let Ok(len) = u32::try_from(body) else {
-        return Err(WireError::Task(TaskError::Serialize {
-            index: None,
-            type_name: "the current value".into(),
-            message: format!("a value of {body} bytes is too large"),
-        }));
-    };
-    let mut input = Vec::with_capacity(4 + body);
-    input.extend_from_slice(&len.to_le_bytes());
-    match current {
-        Some(b) => {
-            input.push(1);
-            input.extend_from_slice(b);
-        }
-        None => input.push(0),
-    }
-    let thunk = crate::bootstrap::unship_task(f);
-    let mut out = Vec::new();
-    let ctx = crate::bootstrap::TaskCtx {
-        pid: std::process::id(),
-    };
-    if thunk(&mut &input[..], &mut out, &ctx) {
-        // A success is the new value, framed: drop the length.
-        Ok(out.split_off(4.min(out.len())))
-    } else {
-        Err(WireError::Task(
-            postcard::from_bytes::<TaskError>(&out).unwrap_or_else(|e| TaskError::Remote {
-                index: None,
-                message: format!("the update function failed in an unreadable way: {e}"),
-            }),
-        ))
     }
 }
 

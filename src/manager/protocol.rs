@@ -13,7 +13,7 @@ use crate::error::{Error, TaskError};
 /// First bytes of a client's hello, so a stray peer is told apart from an old client.
 pub(crate) const MAGIC: u32 = 0x6d70_6d67; // "mpmg"
 /// Bumped on any incompatible change of the messages below.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// Bytes that serialize as one postcard byte string (length + bytes, one copy), and
 /// deserialize borrowed from the frame where they can.
@@ -65,8 +65,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Blob<'a> {
 pub(crate) struct Hello {
     pub magic: u32,
     pub version: u32,
-    /// The client's build id: `update` ships code offsets, valid only between equal builds.
-    pub build_id: String,
 }
 
 /// The server's answer to [`Hello`].
@@ -75,7 +73,6 @@ pub(crate) struct Welcome {
     pub version: u32,
     /// Random per server run: object ids of another run are not valid here.
     pub instance: u64,
-    pub build_id: String,
     /// The server closes a connection idle this long (µs); the client reconnects before.
     pub idle_timeout_us: Option<u64>,
 }
@@ -161,9 +158,9 @@ pub(crate) enum Op<'a> {
     DictKeys,
     DictValues,
     DictItems,
-    /// Run the shipped function (code offset) on the value at the key; the tag is the
-    /// caller's, checked again because the function decodes the stored bytes.
-    DictUpdate(#[serde(borrow)] Blob<'a>, i64, Cow<'a, str>),
+    /// Run the registered update function of this name on the value at the key; the tag
+    /// is the caller's, checked against the object's as for `Open`.
+    DictUpdate(#[serde(borrow)] Blob<'a>, Cow<'a, str>, Cow<'a, str>),
     // list
     ListPush(#[serde(borrow)] Blob<'a>),
     ListGet(u64),
@@ -185,7 +182,8 @@ pub(crate) enum Op<'a> {
     // value
     ValueGet,
     ValueSet(#[serde(borrow)] Blob<'a>),
-    ValueUpdate(i64, Cow<'a, str>),
+    /// As `DictUpdate`: function name, the caller's tag.
+    ValueUpdate(Cow<'a, str>, Cow<'a, str>),
     // lock, rlock, condition's lock, semaphore
     Acquire(Wait),
     Release,

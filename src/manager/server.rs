@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::objects::{Cx, Object};
 use super::protocol::{Hello, MAGIC, Op, Request, Response, VERSION, Welcome, WireError};
+use super::updates::{Entry, Table};
 use crate::connection::{Address, Connection, Listener};
 use crate::error::{Error, Result};
 
@@ -48,6 +49,7 @@ struct Shared {
     limits: Limits,
     authkey: Option<Vec<u8>>,
     log: Logger,
+    updates: Table,
     instance: u64,
     names: Mutex<HashMap<String, Arc<Object>>>,
     by_id: RwLock<Vec<Arc<Object>>>,
@@ -72,12 +74,13 @@ impl Server {
         address: Address,
         authkey: Option<Vec<u8>>,
         limits: Limits,
+        updates: Vec<Entry>,
         log: Logger,
     ) -> Result<Server> {
         if matches!(address, Address::Tcp(_)) && authkey.as_ref().is_none_or(|k| k.is_empty()) {
             return Err(Error::InvalidArgument(format!(
                 "refusing to serve a manager on TCP ({address}) without an auth key: anyone \
-                 who can reach the port could read and change its objects and run code in it"
+                 who can reach the port could read and change its objects"
             )));
         }
         // Authentication runs on each connection's own thread, so a slow or silent peer
@@ -91,6 +94,7 @@ impl Server {
             limits,
             authkey,
             log,
+            updates: Table::new(updates),
             instance: u64::from_ne_bytes(seed) | 1,
             names: Mutex::new(HashMap::new()),
             by_id: RwLock::new(Vec::new()),
@@ -256,8 +260,8 @@ fn run_conn(
         }
         Err(e) => return Some(format!("before its hello: {e}")),
     };
-    let hello = match postcard::from_bytes::<Hello>(&hello) {
-        Ok(h) if h.magic == MAGIC && h.version == VERSION => h,
+    match postcard::from_bytes::<Hello>(&hello) {
+        Ok(h) if h.magic == MAGIC && h.version == VERSION => {}
         Ok(h) if h.magic == MAGIC => {
             return Some(format!(
                 "protocol version {} (this server speaks {VERSION})",
@@ -265,18 +269,15 @@ fn run_conn(
             ));
         }
         _ => return Some("garbage instead of a hello (not a multiproc manager client)".into()),
-    };
-    let my_build = crate::bootstrap::build_id::build_id();
+    }
     let welcome = Welcome {
         version: VERSION,
         instance: sh.instance,
-        build_id: my_build.to_string(),
         idle_timeout_us: sh.limits.idle_timeout.map(|d| d.as_micros() as u64),
     };
     if let Err(e) = conn.send(&welcome) {
         return Some(format!("sending the welcome: {e}"));
     }
-    let same_build = hello.build_id == my_build;
     loop {
         let frame = match sh.limits.idle_timeout {
             Some(t) => conn.recv_bytes_timeout(t),
@@ -322,7 +323,7 @@ fn run_conn(
                     let mut cx = Cx {
                         conn_id: id,
                         conn,
-                        same_build,
+                        updates: &sh.updates,
                         stopping: &sh.stopping,
                         held,
                     };

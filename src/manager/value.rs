@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::client::{ObjRef, decode_one, encode, expect_ok, impl_proxy};
 use super::protocol::{Blob, Kind, Op};
+use super::updates::{self, UpdateFn};
 use crate::error::Result;
 
 /// One value of type `T` that lives in a [`Manager`](super::Manager). Made with
@@ -14,10 +15,11 @@ use crate::error::Result;
 ///
 /// ```standalone_crate
 /// # multiproc::init();
-/// let m = multiproc::Manager::builder().thread(true).start().unwrap();
+/// fn double(x: f64) -> f64 { x * 2.0 }
+/// let m = multiproc::Manager::builder().thread(true).update_fn(double).start().unwrap();
 /// let v = m.value("best", 0.5f64).unwrap();
 /// v.set(&0.75).unwrap();
-/// assert_eq!(v.update(|x| x * 2.0).unwrap(), 1.5);
+/// assert_eq!(v.update(double).unwrap(), 1.5);
 /// assert_eq!(v.get().unwrap(), 1.5);
 /// ```
 pub struct Value<T> {
@@ -56,19 +58,14 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
     }
 
     /// Replaces the value with `f(value)` on the server, atomically, and returns the new
-    /// value; the rules of [`Dict::update`](super::Dict::update) apply.
-    pub fn update<F>(&self, f: F) -> Result<T>
-    where
-        F: Fn(T) -> T + Copy + Send + Sync + 'static,
-        T: 'static,
-    {
-        // The server hands the function an `Option<T>` (always `Some` for a value).
-        let code = crate::bootstrap::ship_task::<_, Option<T>, T>(move |v: Option<T>| match v {
-            Some(v) => f(v),
-            None => unreachable!("a manager value always has a value"),
-        });
-        self.obj.call_shipping(
-            Op::ValueUpdate(code, self.obj.tag.as_str().into()),
+    /// value. `f` is a `fn(T) -> T` or `fn(Option<T>) -> T` (given `Some`) that the server
+    /// allows; the rules of [`Dict::update`](super::Dict::update) apply.
+    pub fn update<Args, F: UpdateFn<T, Args>>(&self, f: F) -> Result<T> {
+        let _ = f; // Only its name travels.
+        let name = updates::name_of::<F>();
+        updates::check_nameable(name)?;
+        self.obj.call(
+            Op::ValueUpdate(name.into(), self.obj.tag.as_str().into()),
             decode_one,
         )
     }

@@ -4,6 +4,7 @@
 
 mod bench;
 mod manager_cmd;
+mod manager_load;
 #[cfg(feature = "mpi")]
 mod mpi_check;
 mod sys;
