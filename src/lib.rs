@@ -112,9 +112,11 @@ pub use ipc::connection;
 pub use ipc::{Connection, JoinableQueue, Pipe, Queue, QueueBuilder, SimpleQueue};
 mod executor;
 mod future;
+mod insights;
 mod thread_pool;
 
 pub use executor::{Chunksize, Executor, Imap, Payload, PoolFn, StarFn};
+pub use insights::{Insights, Restart, RestartCause, SlowTask, WorkerInsights};
 pub use future::{AsCompleted, Return, TaskFuture, Waited, as_completed, wait};
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 pub mod threading;
