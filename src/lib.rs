@@ -113,6 +113,7 @@ pub use ipc::{Connection, JoinableQueue, Pipe, Queue, QueueBuilder, SimpleQueue}
 mod executor;
 mod future;
 mod insights;
+mod progress;
 mod thread_pool;
 
 pub use executor::{Chunksize, Executor, Imap, Payload, PoolFn, StarFn};

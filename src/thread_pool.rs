@@ -144,7 +144,9 @@ impl ThreadPoolBuilder {
         self
     }
 
-    /// Shows a progress bar on map-style calls.
+    /// Shows a progress bar (indicatif, on stderr) on map-style calls: items done of the
+    /// total, tasks per second and the ETA; the count and the rate when the input's length
+    /// is unknown (`imap` over an iterator).
     pub fn progress(mut self, on: bool) -> Self {
         self.progress = on;
         self

@@ -247,7 +247,9 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// Shows an indicatif progress bar on map-style calls.
+    /// Shows a progress bar (indicatif, on stderr) on map-style calls: items done of the
+    /// total, tasks per second and the ETA; the count and the rate when the input's length
+    /// is unknown (`imap` over an iterator).
     pub fn progress(mut self, on: bool) -> Self {
         self.cfg.progress = on;
         self
