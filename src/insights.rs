@@ -52,6 +52,10 @@ pub struct WorkerInsights {
     pub thread: Option<String>,
     /// Items this slot ran (each gave a result or an error).
     pub tasks: u64,
+    /// Whether `working`, `waiting` and the slowest tasks were measured: always in a
+    /// process pool; in a thread pool only with
+    /// [`insights(true)`](crate::ThreadPoolBuilder::insights) (otherwise they read zero).
+    pub timed: bool,
     /// Time spent running tasks.
     #[serde(serialize_with = "seconds")]
     pub working: Duration,
@@ -219,9 +223,20 @@ impl fmt::Display for Insights {
             human(total.3),
             total.4
         )?;
+        if self.workers.iter().any(|w| !w.timed) {
+            writeln!(
+                f,
+                "(working, waiting and the slowest tasks not measured: build the pool with \
+                 .insights(true))"
+            )?;
+        }
         for w in &self.workers {
             for r in &w.restarts {
-                writeln!(f, "restart: slot {} pid {} ended: {}", w.slot, r.pid, r.cause)?;
+                writeln!(
+                    f,
+                    "restart: slot {} pid {} ended: {}",
+                    w.slot, r.pid, r.cause
+                )?;
             }
         }
         for (k, t) in self.slowest.iter().enumerate() {
@@ -258,7 +273,14 @@ impl Slowest {
         self.floor_ns
     }
 
-    pub(crate) fn offer(&mut self, ns: u64, index: Option<usize>, items: usize, slot: usize, pid: u32) {
+    pub(crate) fn offer(
+        &mut self,
+        ns: u64,
+        index: Option<usize>,
+        items: usize,
+        slot: usize,
+        pid: u32,
+    ) {
         if ns <= self.floor_ns {
             return;
         }
@@ -275,7 +297,13 @@ impl Slowest {
             *min = t;
         }
         if self.tasks.len() == SLOWEST {
-            self.floor_ns = self.tasks.iter().map(|t| t.duration).min().unwrap_or_default().as_nanos() as u64;
+            self.floor_ns = self
+                .tasks
+                .iter()
+                .map(|t| t.duration)
+                .min()
+                .unwrap_or_default()
+                .as_nanos() as u64;
         }
     }
 
@@ -345,6 +373,7 @@ impl SlotLog {
             pids: self.pids.clone(),
             thread: None,
             tasks: self.tasks,
+            timed: true,
             working: Duration::from_nanos(self.working_ns),
             waiting: Duration::from_nanos(ready.saturating_sub(self.working_ns)),
             starting: Duration::from_nanos(starting),
@@ -363,7 +392,11 @@ mod tests {
         for (i, ns) in [5u64, 90, 1, 70, 30, 60, 2, 80, 10].into_iter().enumerate() {
             s.offer(ns, Some(i), 1, 0, 1);
         }
-        let got: Vec<u64> = s.sorted().iter().map(|t| t.duration.as_nanos() as u64).collect();
+        let got: Vec<u64> = s
+            .sorted()
+            .iter()
+            .map(|t| t.duration.as_nanos() as u64)
+            .collect();
         assert_eq!(got, vec![90, 80, 70, 60, 30]);
         assert_eq!(s.floor_ns(), 30);
         assert_eq!(s.sorted()[0].index, Some(1));
@@ -398,6 +431,7 @@ mod tests {
                 pids: vec![41, 42],
                 thread: None,
                 tasks: 12,
+                timed: true,
                 working: Duration::from_millis(1500),
                 waiting: Duration::from_millis(500),
                 starting: Duration::from_micros(800),
@@ -416,8 +450,16 @@ mod tests {
         };
         let t = ins.to_string();
         for want in [
-            "41,42", "12", "1.500 s", "75%", "500.0 ms", "25%", "800 µs", "signal 6 (SIGABRT)",
-            "item 7", "250.0 ms",
+            "41,42",
+            "12",
+            "1.500 s",
+            "75%",
+            "500.0 ms",
+            "25%",
+            "800 µs",
+            "signal 6 (SIGABRT)",
+            "item 7",
+            "250.0 ms",
         ] {
             assert!(t.contains(want), "{want:?} missing from\n{t}");
         }

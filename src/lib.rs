@@ -117,8 +117,8 @@ mod progress;
 mod thread_pool;
 
 pub use executor::{Chunksize, Executor, Imap, Payload, PoolFn, StarFn};
-pub use insights::{Insights, Restart, RestartCause, SlowTask, WorkerInsights};
 pub use future::{AsCompleted, Return, TaskFuture, Waited, as_completed, wait};
+pub use insights::{Insights, Restart, RestartCause, SlowTask, WorkerInsights};
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 pub mod threading;
 

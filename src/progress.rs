@@ -76,11 +76,23 @@ mod tests {
         assert_eq!(s(0, Some(120), 0), "0/120 tasks");
         assert_eq!(s(0, Some(120), 500), "0/120 tasks");
         // 30 in 1 s: 30/s, 90 left: 3 s.
-        assert_eq!(s(30, Some(120), 1000), "30/120 tasks · 30 tasks/s · ETA 0:03");
-        assert_eq!(s(120, Some(120), 2000), "120/120 tasks · 60 tasks/s · ETA 0:00");
+        assert_eq!(
+            s(30, Some(120), 1000),
+            "30/120 tasks · 30 tasks/s · ETA 0:03"
+        );
+        assert_eq!(
+            s(120, Some(120), 2000),
+            "120/120 tasks · 60 tasks/s · ETA 0:00"
+        );
         // 1 of 10000 in 1 s: 9999 s left.
-        assert_eq!(s(1, Some(10_000), 1000), "1/10000 tasks · 1.0 tasks/s · ETA 2:46:39");
-        assert_eq!(s(5_000, Some(1_000_000), 250), "5000/1000000 tasks · 20k tasks/s · ETA 0:50");
+        assert_eq!(
+            s(1, Some(10_000), 1000),
+            "1/10000 tasks · 1.0 tasks/s · ETA 2:46:39"
+        );
+        assert_eq!(
+            s(5_000, Some(1_000_000), 250),
+            "5000/1000000 tasks · 20k tasks/s · ETA 0:50"
+        );
         // Without a total: the count and the rate.
         assert_eq!(s(4_100, None, 1000), "4100 tasks · 4.1k tasks/s");
         assert_eq!(s(7, None, 2000), "7 tasks · 3.5 tasks/s");

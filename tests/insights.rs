@@ -3,9 +3,7 @@
 
 mod common;
 use common::{assert_gone, deadline};
-use multiproc::{
-    Chunksize, Executor, Insights, ProcessPool, RestartCause, TaskError, ThreadPool,
-};
+use multiproc::{Chunksize, Executor, Insights, ProcessPool, RestartCause, TaskError, ThreadPool};
 use std::time::{Duration, Instant};
 
 multiproc::test_support!();
@@ -39,10 +37,17 @@ fn sleep_ms(ms: u64) -> u64 {
 /// `built` (just before the pool was built).
 fn check_counts_and_times(ins: &Insights, workers: usize, built: Instant) {
     assert_eq!(ins.workers.len(), workers, "{ins}");
-    assert_eq!(ins.tasks(), ITEMS, "per-worker counts must add up to the items:\n{ins}");
+    assert_eq!(
+        ins.tasks(),
+        ITEMS,
+        "per-worker counts must add up to the items:\n{ins}"
+    );
     let slept = Duration::from_millis((ITEMS - 1) * FAST_MS + SLOW_MS);
     let working: Duration = ins.workers.iter().map(|w| w.working).sum();
-    assert!(working >= slept, "working {working:?} < slept {slept:?}\n{ins}");
+    assert!(
+        working >= slept,
+        "working {working:?} < slept {slept:?}\n{ins}"
+    );
     let alive = built.elapsed();
     for w in &ins.workers {
         assert!(
@@ -59,7 +64,11 @@ fn check_counts_and_times(ins: &Insights, workers: usize, built: Instant) {
     );
     assert!(top.duration >= Duration::from_millis(SLOW_MS), "{ins}");
     assert!(ins.slowest.len() <= 5);
-    assert!(ins.slowest.windows(2).all(|w| w[0].duration >= w[1].duration));
+    assert!(
+        ins.slowest
+            .windows(2)
+            .all(|w| w[0].duration >= w[1].duration)
+    );
 }
 
 #[test]
@@ -80,7 +89,11 @@ fn a_process_pool_counts_every_item_and_finds_the_slow_one() {
             // Starting a worker process takes some time, and not seconds.
             assert!(w.starting > Duration::ZERO && w.starting < Duration::from_secs(20));
         }
-        assert!(ins.slowest.iter().all(|t| pool.initial_pids().contains(&t.pid)));
+        assert!(
+            ins.slowest
+                .iter()
+                .all(|t| pool.initial_pids().contains(&t.pid))
+        );
         // The table names every worker and the slow item.
         let table = ins.to_string();
         for p in pool.initial_pids() {
@@ -127,8 +140,11 @@ fn a_process_pool_reports_retirements_crashes_and_timeouts_with_their_causes() {
         pool.join().unwrap();
         let ins = pool.insights();
         let w = &ins.workers[0];
-        let causes: Vec<(u32, RestartCause)> =
-            w.restarts.iter().map(|r| (r.pid, r.cause.clone())).collect();
+        let causes: Vec<(u32, RestartCause)> = w
+            .restarts
+            .iter()
+            .map(|r| (r.pid, r.cause.clone()))
+            .collect();
         assert_eq!(
             causes,
             vec![
@@ -159,6 +175,7 @@ fn a_thread_pool_counts_every_item_and_finds_the_slow_one() {
         let pool = ThreadPool::builder()
             .workers(2)
             .thread_name("insight")
+            .insights(true)
             .build()
             .unwrap();
         let out: Vec<u64> = pool
@@ -169,16 +186,35 @@ fn a_thread_pool_counts_every_item_and_finds_the_slow_one() {
         let ins = pool.insights();
         check_counts_and_times(&ins, 2, built);
         for w in &ins.workers {
-            assert_eq!(w.thread.as_deref(), Some(format!("insight-{}", w.slot).as_str()));
+            assert_eq!(
+                w.thread.as_deref(),
+                Some(format!("insight-{}", w.slot).as_str())
+            );
             assert_eq!(w.pids, vec![std::process::id()]);
             assert!(w.restarts.is_empty());
         }
         // A panic fails its task and is counted; the thread is not replaced.
-        let r = pool.submit(|_: ()| -> u32 { panic!("boom") }, ()).unwrap().result();
+        let r = pool
+            .submit(|_: ()| -> u32 { panic!("boom") }, ())
+            .unwrap()
+            .result();
         assert!(matches!(r, Err(TaskError::Panicked { .. })));
         let later = pool.insights();
         assert_eq!(later.tasks(), ITEMS + 1);
         assert_eq!(later.restarts(), 0);
         assert!(later.to_string().contains("insight-0"));
+    });
+}
+
+#[test]
+fn a_thread_pool_without_insights_counts_but_does_not_time() {
+    deadline(60, || {
+        let pool = ThreadPool::new(2).unwrap();
+        pool.map(nap, 0..4u64).unwrap();
+        let ins = pool.insights();
+        assert_eq!(ins.tasks(), 4);
+        assert!(ins.workers.iter().all(|w| !w.timed && w.working.is_zero()));
+        assert!(ins.slowest.is_empty());
+        assert!(ins.to_string().contains(".insights(true)"), "{ins}");
     });
 }

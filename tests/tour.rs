@@ -281,11 +281,19 @@ fn insights_flag_prints_and_reports_the_pools_workers() {
     assert_eq!(slowest.len(), 5, "{ins}");
     assert!(slowest.iter().all(|t| s(&t["duration"]) >= sleep), "{ins}");
     // The table is printed (on stderr, beside --json).
-    for want in ["worker insights", "working", "waiting", "starting", "slowest #1"] {
+    for want in [
+        "worker insights",
+        "working",
+        "waiting",
+        "starting",
+        "slowest #1",
+    ] {
         assert!(err.contains(want), "{want:?} missing from\n{err}");
     }
     // Without the flag, no insights.
-    let (out, _, _) = common::deadline(60, || run_tour_with(&["--only", "6", "--json", "--no-python"], 50));
+    let (out, _, _) = common::deadline(60, || {
+        run_tour_with(&["--only", "6", "--json", "--no-python"], 50)
+    });
     let e: Value = serde_json::from_str(out.trim()).unwrap();
     assert!(e["rust"]["pool"]["insights"].is_null());
 }
@@ -310,7 +318,14 @@ fn chart_png_is_a_real_png_of_the_expected_size() {
     assert!(bytes.len() > 8_000, "{} bytes", bytes.len());
     // A chart into a folder that does not exist fails before the tour runs.
     let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
-        .args(["tour", "--quick", "--only", "3", "--chart", "/nonexistent-dir/x.png"])
+        .args([
+            "tour",
+            "--quick",
+            "--only",
+            "3",
+            "--chart",
+            "/nonexistent-dir/x.png",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

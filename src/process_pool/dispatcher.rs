@@ -725,8 +725,7 @@ impl Dispatcher {
                 (Some(sig), _) => RestartCause::Signal(sig),
                 // A worker retires between chunks (no current task) with code 0.
                 (None, Some(0))
-                    if cfg.max_tasks_per_child.is_some()
-                        && u64_at(&map, b + CURRENT_TASK) == 0 =>
+                    if cfg.max_tasks_per_child.is_some() && u64_at(&map, b + CURRENT_TASK) == 0 =>
                 {
                     RestartCause::MaxTasksPerChild
                 }

@@ -56,11 +56,13 @@ fn register_font() -> Result<()> {
                 return Ok(path);
             }
         }
-        Err("--chart needs a TrueType font for its text, and none was found (looked at \
+        Err(
+            "--chart needs a TrueType font for its text, and none was found (looked at \
              $MULTIPROC_CHART_FONT, DejaVu Sans and Liberation Sans in the usual places, \
              and `fc-match sans-serif`); install fonts-dejavu-core or set \
              MULTIPROC_CHART_FONT=/path/to/font.ttf"
-            .to_string())
+                .to_string(),
+        )
     });
     found
         .as_ref()
