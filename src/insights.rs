@@ -310,7 +310,7 @@ impl Slowest {
     /// Slowest first.
     pub(crate) fn sorted(&self) -> Vec<SlowTask> {
         let mut v = self.tasks.clone();
-        v.sort_by(|a, b| b.duration.cmp(&a.duration));
+        v.sort_by_key(|t| std::cmp::Reverse(t.duration));
         v
     }
 }

@@ -75,9 +75,9 @@ pub(super) fn run(ctx: &Ctx) -> Result<Experiment> {
         rust["pool"]["distinct_pids"], rust["processes"]["distinct_pids"]
     ));
     if let Some(ins) = &insights {
-        lines.push(format!(
-            "Rust: the Pool's worker insights (pool.insights(), mpire's worker insights):"
-        ));
+        lines.push(
+            "Rust: the Pool's worker insights (pool.insights(), mpire's worker insights):".into(),
+        );
         lines.extend(ins.to_string().lines().map(|l| format!("  {l}")));
     }
     let py = ctx.python("pool_map.py", &[seconds.to_string()]);
