@@ -176,10 +176,7 @@ impl<'a, R> Imap<'a, R> {
         // Enough in flight to keep every worker busy while results travel back; bounded so
         // memory does not grow with the input.
         let window = (chunksize * 8 * workers.max(1)).max(2048);
-        let bar = progress.then(|| match total {
-            Some(n) => indicatif::ProgressBar::new(n as u64),
-            None => indicatif::ProgressBar::new_spinner(),
-        });
+        let bar = progress.then(|| crate::progress::bar(total));
         Imap {
             feeder,
             state: MapState::new(ordered),

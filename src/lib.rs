@@ -121,10 +121,13 @@ pub use ipc::connection;
 pub use ipc::{Connection, JoinableQueue, Pipe, Queue, QueueBuilder, SimpleQueue};
 mod executor;
 mod future;
+mod insights;
+mod progress;
 mod thread_pool;
 
 pub use executor::{Chunksize, Executor, Imap, Payload, PoolFn, StarFn};
 pub use future::{AsCompleted, Return, TaskFuture, Waited, as_completed, wait};
+pub use insights::{Insights, Restart, RestartCause, SlowTask, WorkerInsights};
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 pub mod threading;
 

@@ -11,8 +11,14 @@ use serde_json::Value;
 
 /// Runs `multiproc tour --quick --json`, killing it past `secs`; (stdout, stderr, pid).
 fn run_tour(secs: u64) -> (String, String, u32) {
+    run_tour_with(&["--json"], secs)
+}
+
+/// Runs `multiproc tour --quick ARGS`, killing it past `secs`; (stdout, stderr, pid).
+fn run_tour_with(args: &[&str], secs: u64) -> (String, String, u32) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_multiproc"))
-        .args(["tour", "--quick", "--json"])
+        .args(["tour", "--quick"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -251,4 +257,78 @@ fn quick_tour_json_tells_the_truth() {
         .filter(|n| n.starts_with(&mine))
         .collect();
     assert!(left.is_empty(), "the tour left {left:?} in /dev/shm");
+}
+
+#[test]
+fn insights_flag_prints_and_reports_the_pools_workers() {
+    let (out, err, _) = common::deadline(60, || {
+        run_tour_with(&["--only", "6", "--json", "--no-python", "--insights"], 50)
+    });
+    let e: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let ins = &e["rust"]["pool"]["insights"];
+    let workers = ins["workers"].as_array().expect("insights in the JSON");
+    assert_eq!(workers.len(), 6, "{ins}");
+    let tasks: u64 = workers.iter().map(|w| u(&w["tasks"])).sum();
+    assert_eq!(tasks, 12, "every value counted once: {ins}");
+    let sleep = s(&e["rust"]["sleep_s"]);
+    for w in workers {
+        // Each task sleeps `sleep`: a worker worked at least that long per task.
+        assert!(s(&w["working"]) >= u(&w["tasks"]) as f64 * sleep, "{w}");
+        assert!(s(&w["starting"]) > 0.0, "{w}");
+        assert_eq!(w["restarts"].as_array().map(Vec::len), Some(0), "{w}");
+    }
+    let slowest = ins["slowest"].as_array().unwrap();
+    assert_eq!(slowest.len(), 5, "{ins}");
+    assert!(slowest.iter().all(|t| s(&t["duration"]) >= sleep), "{ins}");
+    // The table is printed (on stderr, beside --json).
+    for want in [
+        "worker insights",
+        "working",
+        "waiting",
+        "starting",
+        "slowest #1",
+    ] {
+        assert!(err.contains(want), "{want:?} missing from\n{err}");
+    }
+    // Without the flag, no insights.
+    let (out, _, _) = common::deadline(60, || {
+        run_tour_with(&["--only", "6", "--json", "--no-python"], 50)
+    });
+    let e: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(e["rust"]["pool"]["insights"].is_null());
+}
+
+#[test]
+fn chart_png_is_a_real_png_of_the_expected_size() {
+    let dir = std::env::temp_dir().join(format!("mp-chart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("walls.png");
+    let arg = png.display().to_string();
+    let (_, _, _) = common::deadline(90, move || {
+        run_tour_with(&["--only", "3", "--no-python", "--chart", &arg], 80)
+    });
+    let bytes = std::fs::read(&png).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    // One 420 x 360 panel (experiment 3).
+    assert_eq!((be(16), be(20)), (420, 360));
+    // Bars, axes and text, not a blank image (a white 420 x 360 PNG is well under 2 KB).
+    assert!(bytes.len() > 8_000, "{} bytes", bytes.len());
+    // A chart into a folder that does not exist fails before the tour runs.
+    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args([
+            "tour",
+            "--quick",
+            "--only",
+            "3",
+            "--chart",
+            "/nonexistent-dir/x.png",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not exist"), "{err}");
 }

@@ -20,6 +20,7 @@ use super::worker::now_ns;
 use super::{Config, Inner};
 use crate::bootstrap::{Child, ChildSpec, start_child};
 use crate::error::{Error, ExitStatus, Result, TaskError};
+use crate::insights::{Insights, Restart, RestartCause, SlotLog, Slowest};
 use crate::sys::SharedMapping;
 use crate::sys::fdpass::{recv_with_fds_nowait, send_with_fds};
 
@@ -120,6 +121,8 @@ pub(crate) struct Slot {
     corrupt: Option<String>,
     ready: bool,
     stopping: bool,
+    /// What this slot's workers did, for `insights`.
+    log: SlotLog,
 }
 
 pub(crate) struct Dispatcher {
@@ -132,6 +135,7 @@ pub(crate) struct Dispatcher {
     terminating: bool,
     broken: Option<String>,
     buf: Vec<u8>,
+    slowest: Slowest,
 }
 
 fn base(slot: usize) -> usize {
@@ -148,7 +152,14 @@ pub(crate) fn start_worker(
     generation: u64,
 ) -> Result<(Child, OwnedFd)> {
     let b = base(slot);
-    for off in [STATE, CURRENT_TASK, CURRENT_ITEM, STARTED_NS, ALLOC_FAILED] {
+    for off in [
+        STATE,
+        CURRENT_TASK,
+        CURRENT_ITEM,
+        STARTED_NS,
+        ALLOC_FAILED,
+        READY_NS,
+    ] {
         map.atomic_u64(b + off).store(0, Ordering::SeqCst);
     }
     Ring::new(map.clone(), task_ring(slot), RING_CAP).reset();
@@ -202,8 +213,19 @@ pub(crate) fn start_worker(
 }
 
 impl Slot {
-    pub(crate) fn new(map: &Arc<SharedMapping>, i: usize, child: Child, sock: OwnedFd) -> Slot {
+    /// The slot of a worker asked for at `spawned_ns` and now ready.
+    pub(crate) fn new(
+        map: &Arc<SharedMapping>,
+        i: usize,
+        child: Child,
+        sock: OwnedFd,
+        spawned_ns: u64,
+    ) -> Slot {
+        let mut log = SlotLog::default();
+        log.spawned(child.pid(), spawned_ns);
+        log.ready(u64_at(map, base(i) + READY_NS), now_ns());
         Slot {
+            log,
             child: Some(child),
             generation: 0,
             inflight: VecDeque::new(),
@@ -236,6 +258,21 @@ impl Dispatcher {
             terminating: false,
             broken: None,
             buf: Vec::new(),
+            slowest: Slowest::default(),
+        }
+    }
+
+    /// What every slot did so far (see [`Insights`]).
+    pub(crate) fn insights(&self) -> Insights {
+        let now = now_ns();
+        Insights {
+            workers: self
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| s.log.snapshot(i, now))
+                .collect(),
+            slowest: self.slowest.sorted(),
         }
     }
 
@@ -412,6 +449,8 @@ impl Dispatcher {
                 .load(Ordering::Acquire)
                 == STATE_READY
         {
+            let at = u64_at(&self.inner.map, base(i) + READY_NS);
+            self.slots[i].log.ready(at, now_ns());
             self.slots[i].ready = true;
             any = true;
         }
@@ -458,7 +497,16 @@ impl Dispatcher {
                 let per = elapsed_ns as f64 / count as f64;
                 self.avg_item_ns = 0.8 * self.avg_item_ns + 0.2 * per;
                 let s = &mut self.slots[i];
+                // Insights: the worker timed this frame's items; it is not trusted, so the
+                // sums saturate (and a snapshot clamps waiting at zero).
+                s.log.tasks += count as u64;
+                s.log.working_ns = s.log.working_ns.saturating_add(elapsed_ns);
                 let front = s.inflight.front_mut().expect("checked above");
+                if elapsed_ns > self.slowest.floor_ns() {
+                    let index = front.job.sink.indexed().then_some(front.job.start + first);
+                    let pid = s.log.pids.last().copied().unwrap_or(0);
+                    self.slowest.offer(elapsed_ns, index, count, i, pid);
+                }
                 front.job.sink.deliver(front.job.start + first, count, body);
                 front.done += count;
                 s.inflight_items -= count;
@@ -665,8 +713,28 @@ impl Dispatcher {
             )),
         };
         let cfg = self.inner.cfg.clone();
+        let cause = match (&kill, &corrupt) {
+            (Some((_, _, KillReason::Timeout)), _) => RestartCause::Timeout,
+            (Some((_, _, KillReason::Cancel)), _) => RestartCause::Cancelled,
+            (Some((_, _, KillReason::Terminate)), _) => RestartCause::Signal(libc::SIGKILL),
+            (None, Some(why)) => RestartCause::Protocol(why.clone()),
+            (None, None) => match (status.signal, status.code) {
+                (Some(libc::SIGABRT), _) if cfg.memory_limit.is_some() && alloc_failed => {
+                    RestartCause::MemoryLimit
+                }
+                (Some(sig), _) => RestartCause::Signal(sig),
+                // A worker retires between chunks (no current task) with code 0.
+                (None, Some(0))
+                    if cfg.max_tasks_per_child.is_some() && u64_at(&map, b + CURRENT_TASK) == 0 =>
+                {
+                    RestartCause::MaxTasksPerChild
+                }
+                (None, code) => RestartCause::Exit(code.unwrap_or(-1)),
+            },
+        };
         let mut requeue: Vec<Job> = Vec::new();
         let s = &mut self.slots[i];
+        s.log.ended(now_ns());
         s.child = None;
         s.ready = false;
         s.inflight_items = 0;
@@ -750,6 +818,9 @@ impl Dispatcher {
             self.slots[i].sock = None;
             return;
         }
+        if self.broken.is_none() {
+            self.slots[i].log.restarts.push(Restart { pid, cause });
+        }
         self.respawn(i);
     }
 
@@ -763,6 +834,7 @@ impl Dispatcher {
         self.slots[i].generation = generation;
         self.slots[i].stopping = false;
         let tx = self.inner.tx.clone();
+        let spawned = now_ns();
         match start_worker(
             &self.inner.cfg,
             &self.inner.map,
@@ -773,6 +845,7 @@ impl Dispatcher {
         ) {
             Ok((child, sock)) => {
                 let s = &mut self.slots[i];
+                s.log.spawned(child.pid(), spawned);
                 s.child = Some(child);
                 s.sock = Some(sock);
             }

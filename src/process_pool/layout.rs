@@ -26,6 +26,9 @@ pub(crate) const TASK_BELL: usize = 32;
 /// Set to 1 by the worker's SIGABRT handler when the abort is a failed allocation (see
 /// `sys::signal`). Apart from the bell, which may grow.
 pub(crate) const ALLOC_FAILED: usize = 64;
+/// CLOCK_MONOTONIC nanoseconds when the worker became ready (for `insights`; untrusted, the
+/// parent clamps it into the worker's life).
+pub(crate) const READY_NS: usize = 72;
 
 pub(crate) const STATE_STARTING: u32 = 0;
 pub(crate) const STATE_READY: u32 = 1;

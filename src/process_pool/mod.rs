@@ -247,7 +247,9 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// Shows an indicatif progress bar on map-style calls.
+    /// Shows a progress bar (indicatif, on stderr) on map-style calls: items done of the
+    /// total, tasks per second and the ETA; the count and the rate when the input's length
+    /// is unknown (`imap` over an iterator).
     pub fn progress(mut self, on: bool) -> Self {
         self.cfg.progress = on;
         self
@@ -312,6 +314,8 @@ impl ProcessPool {
             cfg,
         });
         let mut started: Vec<(Child, OwnedFd)> = Vec::with_capacity(n);
+        // When each worker was asked for (`insights`' starting time).
+        let mut spawned = Vec::with_capacity(n);
         let cleanup = |started: &[(Child, OwnedFd)]| {
             for (c, _) in started {
                 let _ = c.signal(libc::SIGKILL);
@@ -321,6 +325,7 @@ impl ProcessPool {
             }
         };
         for i in 0..n {
+            spawned.push(worker::now_ns());
             match start_worker(&inner.cfg, &map, &memfd, &tx, i, 0) {
                 Ok(x) => started.push(x),
                 Err(e) => {
@@ -337,7 +342,7 @@ impl ProcessPool {
         let slots: Vec<Slot> = started
             .into_iter()
             .enumerate()
-            .map(|(i, (c, s))| Slot::new(&map, i, c, s))
+            .map(|(i, (c, s))| Slot::new(&map, i, c, s, spawned[i]))
             .collect();
         let core = Arc::new(Mutex::new(Dispatcher::new(inner.clone(), slots, memfd)));
         let link = Arc::new(Link {
@@ -415,6 +420,27 @@ impl ProcessPool {
                 (0..started.len()).all(|i| state(i) != STATE_STARTING)
             });
         }
+    }
+
+    /// What each worker did so far: tasks done, time working, waiting and starting,
+    /// restarts and their causes, and the slowest tasks (mpire's worker insights). Costs
+    /// nothing while tasks run: the dispatcher adds up the times workers already report.
+    ///
+    /// ```standalone_crate
+    /// # multiproc::init();
+    /// use multiproc::{Executor, ProcessPool, RestartCause};
+    /// fn id(x: u32) -> u32 { x }
+    /// let pool = ProcessPool::builder().workers(1).max_tasks_per_child(2).build().unwrap();
+    /// pool.map(id, 0..4u32).unwrap();
+    /// pool.close();
+    /// pool.join().unwrap();
+    /// let w = &pool.insights().workers[0];
+    /// assert_eq!(w.tasks, 4);
+    /// assert!(w.restarts.iter().all(|r| r.cause == RestartCause::MaxTasksPerChild));
+    /// assert!(!w.restarts.is_empty());
+    /// ```
+    pub fn insights(&self) -> crate::Insights {
+        self._link.core.lock().unwrap().insights()
     }
 
     /// Pids of the workers the pool started with (replacements get new pids).

@@ -17,6 +17,10 @@ pub(crate) trait ByteSink: Send + Sync {
     fn is_cancelled(&self) -> bool;
     /// The job was sent to a worker.
     fn started(&self) {}
+    /// Whether items have indexes a user knows (a map's), for `insights`.
+    fn indexed(&self) -> bool {
+        false
+    }
 }
 
 pub(crate) fn decode<R: DeserializeOwned>(
@@ -94,5 +98,9 @@ impl<R: DeserializeOwned + Send> ByteSink for MapState<R> {
 
     fn is_cancelled(&self) -> bool {
         MapState::is_cancelled(self)
+    }
+
+    fn indexed(&self) -> bool {
+        true
     }
 }

@@ -228,6 +228,9 @@ pub(crate) fn worker_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
             return 98;
         }
     }
+    w.map
+        .atomic_u64(base + READY_NS)
+        .store(now_ns(), Ordering::Release);
     state.store(STATE_READY, Ordering::SeqCst);
     w.pool_bell.ring();
     w.run(&cfg)

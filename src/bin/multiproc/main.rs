@@ -36,9 +36,14 @@ enum Cmd {
         /// One JSON object per experiment on stdout (every figure); the tables go to stderr.
         #[arg(long)]
         json: bool,
-        /// Write an SVG bar chart of the serial / threads / processes wall times.
-        #[arg(long, value_name = "FILE.svg")]
+        /// Write a bar chart of the serial / threads / processes wall times: PNG when FILE
+        /// ends in .png, SVG otherwise.
+        #[arg(long, value_name = "FILE")]
         chart: Option<std::path::PathBuf>,
+        /// Print the pool's worker insights for experiment 6 (tasks, time working, waiting
+        /// and starting per worker, the slowest tasks); also in --json.
+        #[arg(long)]
+        insights: bool,
         /// Skip the Python side even where python3 is installed.
         #[arg(long)]
         no_python: bool,
@@ -93,12 +98,14 @@ fn main() -> multiproc::Result<()> {
             only,
             json,
             chart,
+            insights,
             no_python,
         } => tour::run(tour::Options {
             quick,
             only,
             json,
             chart,
+            insights,
             no_python,
         }),
         Cmd::Bench {

@@ -32,8 +32,11 @@ pub(crate) struct Options {
     pub only: Option<u32>,
     /// One JSON object per experiment on stdout; the tables go to stderr.
     pub json: bool,
-    /// Write an SVG bar chart of the serial / threads / processes wall times here.
+    /// Write a bar chart of the serial / threads / processes wall times here (PNG for
+    /// `*.png`, SVG otherwise).
     pub chart: Option<PathBuf>,
+    /// Experiment 6 prints (and puts in its JSON) its pool's worker insights.
+    pub insights: bool,
     /// Skip the Python side even where `python3` exists.
     pub no_python: bool,
 }
@@ -41,6 +44,8 @@ pub(crate) struct Options {
 /// What every experiment gets: the sizes to use, the Python runner, the progress bar.
 pub(crate) struct Ctx {
     pub quick: bool,
+    /// `--insights`: experiment 6 shows its pool's worker insights.
+    pub insights: bool,
     pub python: Option<python::Python>,
     bar: ProgressBar,
 }
@@ -117,6 +122,7 @@ pub(crate) fn run(opts: Options) -> Result<()> {
     };
     let ctx = Ctx {
         quick: opts.quick,
+        insights: opts.insights,
         python,
         bar,
     };

@@ -40,6 +40,7 @@ pub(super) fn run(ctx: &Ctx) -> Result<Experiment> {
     let (pooled, pool_s) = timed(|| pool.map(power5, inputs.clone()))?;
     pool.close();
     pool.join()?;
+    let insights = ctx.insights.then(|| pool.insights());
 
     ctx.step("Rust: one Process per value");
     let queue: Queue<(u64, u64, u32)> = Queue::new()?;
@@ -61,15 +62,24 @@ pub(super) fn run(ctx: &Ctx) -> Result<Experiment> {
             "{x:>2}^5 = {y:>6}   Pool: pid {pid:<8} one Process each: pid {own}"
         ));
     }
-    let rust = json!({
+    let mut rust = json!({
         "sleep_s": seconds,
         "pool": summary(&pooled, pool_s.as_secs_f64()),
         "processes": summary(&one_each, procs_s),
     });
+    if let Some(ins) = &insights {
+        rust["pool"]["insights"] = serde_json::to_value(ins).unwrap_or(Value::Null);
+    }
     lines.push(format!(
         "Rust: the Pool's {} workers computed all 12; 12 Processes had {} pids",
         rust["pool"]["distinct_pids"], rust["processes"]["distinct_pids"]
     ));
+    if let Some(ins) = &insights {
+        lines.push(
+            "Rust: the Pool's worker insights (pool.insights(), mpire's worker insights):".into(),
+        );
+        lines.extend(ins.to_string().lines().map(|l| format!("  {l}")));
+    }
     let py = ctx.python("pool_map.py", &[seconds.to_string()]);
     if let Some(p) = &py {
         lines.push(format!(
