@@ -15,3 +15,9 @@ fi
 
 # Open MPI refuses to run as root unless told.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+# The tour's chart tests (`--chart`) draw text with a TrueType font.
+if ! ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf >/dev/null 2>&1 \
+    && ! fc-match -f '%{file}' sans-serif 2>/dev/null | grep -q '\.ttf$'; then
+    apt-get update -qq && apt-get install -y -qq fonts-dejavu-core >/dev/null
+fi
