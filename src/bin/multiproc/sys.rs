@@ -126,6 +126,7 @@ pub(super) fn shm_syscalls(name: &str, size: usize) {
 
 /// Crashes this process with a real segfault (a write through a null pointer), as a task
 /// with a memory bug does. For fault injection (`mpi-rank`).
+#[cfg(feature = "mpi")]
 pub(crate) fn segfault() -> ! {
     // SAFETY: none: this write is meant to fault and kill the process; nothing after it runs.
     unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
