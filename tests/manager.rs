@@ -185,17 +185,22 @@ fn sync_proxies() {
         assert!(!g.owner_died());
         assert!(matches!(lock.try_acquire(), Err(Error::InvalidArgument(_))));
         let l2 = lock.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let other = std::thread::spawn(move || {
             let a = l2.try_acquire().unwrap().is_none();
+            // The clock starts before the holder is told, so the holder's 50 ms all fall
+            // inside `waited`, however late this thread was scheduled.
             let t = Instant::now();
+            ready_tx.send(()).unwrap();
             let g = l2.acquire_timeout(Duration::from_secs(5)).unwrap().unwrap();
             drop(g);
             (a, t.elapsed())
         });
+        ready_rx.recv().unwrap();
         std::thread::sleep(Duration::from_millis(50));
         drop(g);
         let (was_busy, waited) = other.join().unwrap();
-        assert!(was_busy && waited >= Duration::from_millis(30));
+        assert!(was_busy && waited >= Duration::from_millis(50), "{waited:?}");
 
         // A thread that ends holding the lock: its connection closes, the server releases
         // the lock and tells the next holder.
