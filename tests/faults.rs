@@ -2,11 +2,14 @@
 //!
 //! One task of eight (index [`FAULTY`]) carries an [`Item`] whose `Serialize`, `Deserialize`
 //! or task body injects the fault at the chosen step; the other seven must give their exact
-//! results. Each cell runs twice where it can: eight `submit`s, and one `imap_chunked` in
-//! chunks of four (the faulty item sits inside a chunk, with items before and after it).
-//! After each cell the pool is dropped and nothing may be left: no process or zombie
-//! below this one, no fd, no `/dev/shm` segment. Cells hold [`CELL`] so these counts are
-//! exact; each runs under its own hard deadline.
+//! results. A codec fault strikes halfway through the item (half of it written or read),
+//! and the faulty item is [`BIG`], so it and its chunk travel out of band (in a memfd).
+//! Each worker-side cell runs three ways: eight `submit`s; `imap_chunked` in chunks of four
+//! (the faulty item inside a chunk); `imap_unordered_chunked` in chunks of three (it ends
+//! one). After each cell the pool still runs a clean round, is dropped, and nothing may be
+//! left: no process or zombie below this one, no fd, no `/dev/shm` segment. Cells take
+//! [`CELL`] in turn so these counts are exact; each runs under its own hard deadline, and
+//! a column's test names every failing cell.
 //!
 //! Steps: argument encode (parent), argument decode (worker), the task's run (worker),
 //! result encode (worker), result decode (parent), the done-callback (parent).
@@ -25,8 +28,11 @@
 //! | loop, timeout    | n/a (5)          | `TimedOut`     | `TimedOut`     | `TimedOut`        | n/a (5)           | n/a (5)          |
 //! | 1 GiB, mem limit | n/a (6)          | `MemoryLimit`  | `MemoryLimit`  | `MemoryLimit`     | n/a (6)           | n/a (6)          |
 //!
-//! A `submit` whose argument fails to encode returns `Error::Serialize` at once (nothing
-//! was queued); in `imap` the item is `TaskError::Serialize` with its index.
+//! `c` is the exit code: a worker that exits, even with 0, has died under its task. A
+//! `submit` whose argument fails to encode returns `Error::Serialize` at once (nothing
+//! was queued); in `imap` the item is `TaskError::Serialize` with its index. A returned
+//! codec error keeps its variant and type name but not the user's text: postcard's
+//! `Error::custom` drops it ("Serde Serialization Error"); a panic's message is kept.
 //!
 //! ## `ThreadPool`
 //!
@@ -44,8 +50,9 @@
 //! 3. This is the user's own code running in the user's own process (the caller's thread
 //!    or the pool's dispatcher thread in it): abort, a segfault or exit end that process,
 //!    which is correct, and no library can or should prevent it. [`parent_dies`] shows each
-//!    of these cells in a child process: it dies with exactly that signal or exit code, and
-//!    every worker of its pool dies with it.
+//!    of these cells in a child process (under spawn, abort only: the start method changes
+//!    nothing here): it dies with exactly that signal or exit code, and every worker of its
+//!    pool dies with it.
 //! 4. SIGKILL "from outside" aimed at the parent is parent death, covered by
 //!    `process_pool::sigkill_of_the_parent_leaves_no_worker_or_fork_server`.
 //! 5. Task timeouts apply to workers, which can be killed; code looping or stopped in the
@@ -55,11 +62,21 @@
 //!    the reasons to use processes (DESIGN.md §1). SIGSTOP or SIGKILL reach the whole
 //!    process, which is parent death.
 //!
-//! Other files hold cells' neighbours: `worker_faults.rs` (blame under racing timeouts,
-//! protocol violations, every way of allocating past the limit), `trust_boundaries.rs`
-//! (panicking `Serialize`/`Deserialize` of `map` results, initializers), `process_pool.rs`
-//! (retries, cancel). `mpi.rs` runs the MPI cells (a panic, an abort and a segfault on a
-//! rank's local pool).
+//! Cells that other files already hold, left there: `process_pool.rs`
+//! (`every_fault_costs_only_its_own_task`: run × panic, abort, segfault, exit(3), loop in
+//! one map; `a_worker_killed_from_outside_fails_only_its_task`; `memory_limit_fails_the_task_not_the_pool`),
+//! `trust_boundaries.rs` (panicking `Serialize`/`Deserialize` of arguments and results in
+//! `map`, initializers), `worker_faults.rs` (blame under racing timeouts and cancels,
+//! protocol violations, every way of allocating past the limit, aborts under a limit).
+//!
+//! ## `MpiPool`
+//!
+//! Each rank runs its tasks in a local `ProcessPool`, so the worker-side cells are the ones
+//! above. The MPI subset runs under `mpirun` in `mpi.rs`:
+//! `crashes_aborts_exits_panics_and_timeouts_on_other_ranks_fail_only_their_tasks` (run ×
+//! segfault, abort, timeout, exit(3), panic, and a result whose `Deserialize` panics on
+//! rank 0, each with its rank and host, the ranks serving on after) and
+//! `memory_limit_max_tasks_per_child_and_retries_hold_on_every_rank`.
 
 mod common;
 use common::deadline;
@@ -77,6 +94,8 @@ const N: u64 = 8;
 const FAULTY: u64 = 5;
 const TIMEOUT: Duration = Duration::from_millis(300);
 const MEMORY_LIMIT: u64 = 256 << 20;
+/// The faulty item's size: past a quarter of a worker's ring, so it travels in a memfd.
+const BIG: usize = 512 << 10;
 
 /// Where a fault strikes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,7 +158,10 @@ enum Expect {
     /// `Error::Serialize` from `submit`, `TaskError::Serialize` in `imap`.
     Serialize(&'static str),
     Deserialize(&'static str),
-    Died { signal: Option<i32>, code: Option<i32> },
+    Died {
+        signal: Option<i32>,
+        code: Option<i32>,
+    },
     TimedOut,
     MemoryLimit,
     /// The fault is in the callback: the future's result is intact.
@@ -156,7 +178,13 @@ fn on_worker(step: Step) -> bool {
 /// The table in the module docs.
 fn expect(kind: Kind, step: Step, fault: Fault) -> Expect {
     use Expect::*;
-    let codec = |ser: bool, msg: &'static str| if ser { Serialize(msg) } else { Deserialize(msg) };
+    let codec = |ser: bool, msg: &'static str| {
+        if ser {
+            Serialize(msg)
+        } else {
+            Deserialize(msg)
+        }
+    };
     let is_ser = matches!(step, Step::ArgEncode | Step::ResultEncode);
     let thread = kind == Kind::Thread;
     if thread && !matches!(step, Step::Run | Step::Callback) {
@@ -201,7 +229,7 @@ fn expect(kind: Kind, step: Step, fault: Fault) -> Expect {
 /// A task's argument and result. `Serialize`, `Deserialize` and the task inject `fault`
 /// when `step` is theirs: `ArgEncode`/`ArgDecode` for an argument, `ResultEncode`/
 /// `ResultDecode` for a result.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 struct Item {
     value: u64,
     is_result: bool,
@@ -210,6 +238,20 @@ struct Item {
     inject: Option<(Step, Fault)>,
     /// Where an injected `Kill` announces the pid to kill.
     marker: String,
+    /// Bytes that make the faulty item [`BIG`]: it and its chunk travel out of band.
+    pad: Vec<u8>,
+}
+
+impl std::fmt::Debug for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Item")
+            .field("value", &self.value)
+            .field("is_result", &self.is_result)
+            .field("pid", &self.pid)
+            .field("inject", &self.inject)
+            .field("pad_len", &self.pad.len())
+            .finish()
+    }
 }
 
 impl Item {
@@ -218,48 +260,68 @@ impl Item {
     }
 }
 
-type Wire = (u64, bool, u32, Option<(Step, Fault)>, String);
+/// Fields before the point where a fault strikes, then the padding: a fault in
+/// `Serialize` leaves half an item written, one in `Deserialize` half an item read.
+const FIELDS: usize = 6;
 
 impl Serialize for Item {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
         let at = if self.is_result {
             Step::ResultEncode
         } else {
             Step::ArgEncode
         };
+        let mut t = s.serialize_tuple(FIELDS)?;
+        t.serialize_element(&self.value)?;
+        t.serialize_element(&self.is_result)?;
+        t.serialize_element(&self.pid)?;
+        t.serialize_element(&self.inject)?;
+        t.serialize_element(&self.marker)?;
         if let Some(f) = self.strikes(at) {
             inject(f, &self.marker).map_err(serde::ser::Error::custom)?;
         }
-        let w: Wire = (
-            self.value,
-            self.is_result,
-            self.pid,
-            self.inject,
-            self.marker.clone(),
-        );
-        w.serialize(s)
+        t.serialize_element(serde_bytes::Bytes::new(&self.pad))?;
+        t.end()
     }
 }
 
 impl<'de> Deserialize<'de> for Item {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Item, D::Error> {
-        let (value, is_result, pid, inject_, marker) = Wire::deserialize(d)?;
-        let item = Item {
-            value,
-            is_result,
-            pid,
-            inject: inject_,
-            marker,
-        };
-        let at = if is_result {
-            Step::ResultDecode
-        } else {
-            Step::ArgDecode
-        };
-        if let Some(f) = item.strikes(at) {
-            inject(f, &item.marker).map_err(serde::de::Error::custom)?;
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Item;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an Item")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Item, A::Error> {
+                use serde::de::Error;
+                let mut next = || Error::custom("an Item is too short");
+                let value = a.next_element()?.ok_or_else(&mut next)?;
+                let is_result: bool = a.next_element()?.ok_or_else(&mut next)?;
+                let pid = a.next_element()?.ok_or_else(&mut next)?;
+                let inject_: Option<(Step, Fault)> = a.next_element()?.ok_or_else(&mut next)?;
+                let marker: String = a.next_element()?.ok_or_else(&mut next)?;
+                let at = if is_result {
+                    Step::ResultDecode
+                } else {
+                    Step::ArgDecode
+                };
+                if inject_.is_some_and(|(s, _)| s == at) {
+                    inject(inject_.unwrap().1, &marker).map_err(A::Error::custom)?;
+                }
+                let pad: serde_bytes::ByteBuf = a.next_element()?.ok_or_else(&mut next)?;
+                Ok(Item {
+                    value,
+                    is_result,
+                    pid,
+                    inject: inject_,
+                    marker,
+                    pad: pad.into_vec(),
+                })
+            }
         }
-        Ok(item)
+        d.deserialize_tuple(FIELDS, V)
     }
 }
 
@@ -323,7 +385,12 @@ fn task(arg: Item) -> Result<Item, String> {
         pid: std::process::id(),
         inject: arg.inject,
         marker: arg.marker,
+        pad: arg.pad,
     })
+}
+
+fn pad(x: u64) -> Vec<u8> {
+    (0..BIG).map(|i| (i as u64 * 31 + x) as u8).collect()
 }
 
 type Outcome = Result<Result<Item, String>, TaskError>;
@@ -356,6 +423,7 @@ fn run_cell<E: Executor>(pool: &E, kind: Kind, step: Step, fault: Fault, mode: M
         pid: 0,
         inject: (x == FAULTY).then_some((step, fault)),
         marker: m.clone(),
+        pad: if x == FAULTY { pad(x) } else { Vec::new() },
     });
     let killer = (fault == Fault::Kill).then(|| {
         let marker = marker.clone();
@@ -429,6 +497,10 @@ fn run_cell<E: Executor>(pool: &E, kind: Kind, step: Step, fault: Fault, mode: M
             let r = out.unwrap_or_else(|e| panic!("{what}: {e}"));
             let r = r.unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(r.value, value_of(x), "{what}");
+            assert!(
+                r.pad == if x == FAULTY { pad(x) } else { Vec::new() },
+                "{what}"
+            );
             assert!(r.is_result, "{what}");
             pids.push(r.pid);
             continue;
@@ -530,7 +602,10 @@ fn kill_when_announced(marker: &str) {
         {
             break p;
         }
-        assert!(Instant::now() < end, "the faulty task never announced itself");
+        assert!(
+            Instant::now() < end,
+            "the faulty task never announced itself"
+        );
         std::thread::sleep(Duration::from_millis(1));
     };
     rustix::process::kill_process(
@@ -631,9 +706,7 @@ fn assert_no_leftover(before: &Snapshot, seen: &[u32], cell: &str) {
         let alive: Vec<u32> = seen
             .iter()
             .copied()
-            .filter(|&p| {
-                p != std::process::id() && !before.procs.contains(&p) && !common::dead(p)
-            })
+            .filter(|&p| p != std::process::id() && !before.procs.contains(&p) && !common::dead(p))
             .collect();
         owners.extend(&procs);
         let shm: Vec<&String> = now
@@ -670,7 +743,13 @@ fn cell_lock() -> std::sync::MutexGuard<'static, ()> {
         for m in [Method::ForkServer, Method::Spawn] {
             for fault in [Fault::Alloc, Fault::Loop] {
                 let pool = process_pool(m, fault);
-                run_cell(&pool, Kind::Process(m), Step::Run, Fault::Error, Mode::Chunked);
+                run_cell(
+                    &pool,
+                    Kind::Process(m),
+                    Step::Run,
+                    Fault::Error,
+                    Mode::Chunked,
+                );
             }
         }
         let pool = ThreadPool::new(2).unwrap();
@@ -705,7 +784,6 @@ fn column(kind: Kind, step: Step) {
         for &mode in modes {
             let cell = format!("{kind:?} {step:?} {fault:?} {mode:?}");
             let _g = cell_lock();
-            let t0 = Instant::now();
             let want = want.clone();
             let r = std::panic::catch_unwind(move || {
                 deadline(30, move || {
@@ -728,10 +806,13 @@ fn column(kind: Kind, step: Step) {
                             }
                         },
                     };
-                    assert_no_leftover(&before, &seen, &format!("{kind:?} {step:?} {fault:?} {mode:?}"));
+                    assert_no_leftover(
+                        &before,
+                        &seen,
+                        &format!("{kind:?} {step:?} {fault:?} {mode:?}"),
+                    );
                 })
             });
-            eprintln!("cell {cell}: {:?}", t0.elapsed());
             if let Err(p) = r {
                 let msg = p
                     .downcast_ref::<String>()
@@ -757,7 +838,8 @@ fn parent_dies(kind: Kind, step: Step, fault: Fault, code: i32) -> Vec<u32> {
         .display()
         .to_string();
     let _ = std::fs::remove_file(&report);
-    let child = multiproc::Process::start(doomed_parent, (kind, step, fault, report.clone())).unwrap();
+    let child =
+        multiproc::Process::start(doomed_parent, (kind, step, fault, report.clone())).unwrap();
     if !child.join_timeout(Duration::from_secs(20)) {
         let _ = child.kill();
         child.join();
@@ -869,5 +951,8 @@ fn the_table_matches_the_docs() {
     assert_eq!(count(FS, |e| matches!(e, Expect::NotApplicable)), 60 - 47);
     // ThreadPool: run error and panic, callback panic; 2 × 4 deaths.
     assert_eq!(count(Kind::Thread, in_place), 3);
-    assert_eq!(count(Kind::Thread, |e| matches!(e, Expect::ParentDies(_))), 8);
+    assert_eq!(
+        count(Kind::Thread, |e| matches!(e, Expect::ParentDies(_))),
+        8
+    );
 }
