@@ -60,7 +60,7 @@ static NO_SEGMENT_LEFT: extern "C" fn() = {
             .map(|dir| {
                 dir.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(&mine) || n.starts_with("multiproc-test-"))
+                    .filter(|n| n.starts_with(&mine) || is_my_test_segment(n))
                     .collect()
             })
             .unwrap_or_default();
@@ -71,6 +71,19 @@ static NO_SEGMENT_LEFT: extern "C" fn() = {
     }
     check
 };
+
+/// A test segment (`multiproc-test-...`) of this process: one whose name ends in this
+/// pid, or in no pid at all. One ending in another pid belongs to another test binary
+/// (maybe running at the same time on the machine): its leak is that binary's to report.
+fn is_my_test_segment(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("multiproc-test-") else {
+        return false;
+    };
+    match rest.rsplit('-').next().map(|t| t.parse::<u32>()) {
+        Some(Ok(pid)) => pid == std::process::id(),
+        _ => true,
+    }
+}
 
 /// Whether `pid` is dead: gone, or a zombie (an orphan waits for init to reap it).
 pub(crate) fn dead(pid: u32) -> bool {
