@@ -1,4 +1,4 @@
-//! The memory of a queue ring (`ipc/ring.rs`): a header reached only through atomics, and a
+//! The memory of a queue ring (`ring/mpmc.rs`): a header reached only through atomics, and a
 //! data area lent out as byte slices, so that safe code in this process cannot alias.
 //!
 //! The queue serializes straight into its ring and deserializes straight out of it, so a

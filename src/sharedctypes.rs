@@ -1,5 +1,6 @@
 //! `Value<T>` and `Array<T>`: plain-old-data in shared memory with a lock (Python's
-//! `multiprocessing.Value` and `Array`).
+//! `multiprocessing.Value` and `Array`, from its `sharedctypes`). Like Python's, this sits
+//! above both `shm` (the segment) and `sync` (the lock); the layout is in `shm/README.md`.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -10,8 +11,8 @@ use std::sync::atomic::Ordering;
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::SharedMemory;
 use crate::error::{Error, Result};
+use crate::shm::SharedMemory;
 use crate::sync::lock::{AcquireError, LockGuard};
 use crate::sync::{CELL, Cell, CellRef, Kind, Lock};
 
