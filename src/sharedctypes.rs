@@ -311,6 +311,17 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
 /// }
 /// assert_eq!(v.get().unwrap(), [1, 0, 0, 2]);
 /// ```
+///
+/// Not `Send`, as the [`LockGuard`] inside it; sending one to another thread does not
+/// compile:
+///
+/// ```compile_fail,E0277
+/// let v = multiproc::Value::new(0u64).unwrap();
+/// let guard = v.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard));
+/// });
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T: Pod> {
     value: T,
@@ -498,6 +509,17 @@ impl<'de, T: Pod> Deserialize<'de> for Array<T> {
 /// a.lock().unwrap().copy_from_slice(&[3, 1, 2]);
 /// a.lock().unwrap().sort();
 /// assert_eq!(a.to_vec().unwrap(), [1, 2, 3]);
+/// ```
+///
+/// Not `Send`, as the [`LockGuard`] inside it; sending one to another thread does not
+/// compile:
+///
+/// ```compile_fail,E0277
+/// let a = multiproc::Array::<u32>::new(3).unwrap();
+/// let guard = a.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard));
+/// });
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T: Pod> {
