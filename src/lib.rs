@@ -108,8 +108,10 @@ mod sys;
 pub use bootstrap::{StartMethod, freeze_support, get_start_method, init, set_start_method};
 pub use error::{Error, ExitStatus, Result, TaskError, signal_name};
 mod process;
+mod ring;
 mod shm;
 mod sync;
+mod wire;
 
 pub use process::{
     CurrentProcess, ParentProcess, Process, ProcessBuilder, active_children, current_process,
@@ -182,7 +184,9 @@ pub fn __test_corrupt_result_ring(how: u32) {
     process_pool::test_corrupt_result_ring(how)
 }
 
-pub use shm::{Array, ArrayGuard, SharedMapping, SharedMemory, Value, ValueGuard};
+mod sharedctypes;
+pub use sharedctypes::{Array, ArrayGuard, Value, ValueGuard};
+pub use shm::{SharedMapping, SharedMemory};
 pub use sync::{
     AcquireError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard,
     Semaphore, SemaphoreGuard,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bootstrap::{self, Child, ChildSpec, StartMethod, TaskCtx};
 use crate::error::{Error, Result};
-use crate::ipc::fdctx;
+use crate::wire::fdctx;
 
 #[derive(Serialize, Deserialize)]
 struct Payload {

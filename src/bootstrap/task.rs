@@ -104,7 +104,7 @@ pub(crate) fn encode_framed<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> 
     out.extend_from_slice(&[0; 4]);
     let r = match catch_quiet(|| postcard::to_io(v, &mut *out)) {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(crate::ipc::fdctx::describe(&e)),
+        Ok(Err(e)) => Err(crate::wire::fdctx::describe(&e)),
         Err(p) => Err(panic_message(p)),
     };
     let len = out.len() - at - 4;

@@ -2,13 +2,11 @@
 //! this file for the queue ring and the authentication handshake.
 
 pub(crate) mod auth;
-pub(crate) mod codec;
 pub mod connection;
-pub(crate) mod fdctx;
+mod listener;
 mod pickle;
 mod pipe;
 mod queue;
-mod ring;
 
 pub use connection::Connection;
 pub use pipe::Pipe;

@@ -1,5 +1,5 @@
 //! `Queue`, `SimpleQueue`, `JoinableQueue`: multi-producer, multi-consumer queues between
-//! processes and threads, over a shared-memory ring (see `ring.rs` and `README.md`).
+//! processes and threads, over a shared-memory ring (see `src/ring/mpmc.rs` and its `README.md`).
 
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::ring::{DEFAULT_CAPACITY, Ring};
 use crate::error::{Error, Result};
+use crate::ring::mpmc::{DEFAULT_CAPACITY, Ring};
 
 /// A FIFO queue shared between processes and threads (`multiprocessing.Queue`).
 ///
@@ -272,8 +272,8 @@ struct QueueWire {
 
 impl<T> Serialize for Queue<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let fd =
-            super::fdctx::push_fd(self.ring.fd(), "Queue").map_err(serde::ser::Error::custom)?;
+        let fd = crate::wire::fdctx::push_fd(self.ring.fd(), "Queue")
+            .map_err(serde::ser::Error::custom)?;
         QueueWire { fd }.serialize(s)
     }
 }
@@ -281,7 +281,7 @@ impl<T> Serialize for Queue<T> {
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let w = QueueWire::deserialize(d)?;
-        let fd = super::fdctx::take_fd(w.fd, "Queue").map_err(serde::de::Error::custom)?;
+        let fd = crate::wire::fdctx::take_fd(w.fd, "Queue").map_err(serde::de::Error::custom)?;
         let ring = Ring::open(fd).map_err(serde::de::Error::custom)?;
         Ok(Queue {
             ring: Arc::new(ring),

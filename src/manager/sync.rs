@@ -24,6 +24,16 @@ fn acquired(r: Response<'_>) -> Result<Option<bool>> {
 
 /// A held lock of a [`Lock`], [`RLock`] or [`Condition`]; releases it when dropped.
 /// `!Send`: the lock belongs to the thread that took it.
+///
+/// Sending one to another thread does not compile:
+///
+/// ```compile_fail,E0277
+/// fn release_elsewhere(guard: multiproc::manager::LockGuard<'_>) {
+///     std::thread::scope(|s| {
+///         s.spawn(move || drop(guard));
+///     });
+/// }
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard<'a> {
     obj: &'a ObjRef,

@@ -13,14 +13,15 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+use super::bell::Bell;
 use super::layout::*;
-use super::ring::{Bell, Ring};
 use super::sink::ByteSink;
 use super::worker::now_ns;
 use super::{Config, Inner};
 use crate::bootstrap::{Child, ChildSpec, start_child};
 use crate::error::{Error, ExitStatus, Result, TaskError};
 use crate::insights::{Insights, Restart, RestartCause, SlotLog, Slowest};
+use crate::ring::spsc::Ring;
 use crate::sys::SharedMapping;
 use crate::sys::fdpass::{recv_with_fds_nowait, send_with_fds};
 

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ring::RING_HEADER;
+use crate::ring::spsc::RING_HEADER;
 
 pub(crate) const PAGE: usize = 4096;
 pub(crate) const POOL_BELL: usize = 0;
@@ -187,26 +187,10 @@ pub(crate) fn decode_result_frame(kind: u32, payload: &[u8]) -> Result<WorkerFra
     })
 }
 
-/// A small deterministic generator for the property tests (xorshift64*).
-#[cfg(test)]
-pub(crate) struct Rng(pub u64);
-
-#[cfg(test)]
-impl Rng {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ring::Rng;
 
     #[test]
     fn arbitrary_frames_decode_or_fail_typed_never_panic() {

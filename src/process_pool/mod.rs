@@ -1,9 +1,9 @@
 //! `ProcessPool`: the Executor API on worker processes (Python's `multiprocessing.Pool`
 //! and `ProcessPoolExecutor`), where a task that crashes costs one worker, never the pool.
 
+mod bell;
 mod dispatcher;
 mod layout;
-mod ring;
 pub(crate) mod sink;
 mod worker;
 
@@ -20,9 +20,9 @@ use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use self::bell::Bell;
 use self::dispatcher::{Dispatcher, Job, Msg, Slot, start_worker};
 use self::layout::*;
-use self::ring::Bell;
 use crate::bootstrap::{Child, StartMethod};
 use crate::error::{Error, Result, TaskError};
 use crate::executor::{Executor, MapState, Payload, PoolFn};
@@ -39,7 +39,7 @@ pub(crate) struct Config {
     pub memory_limit: Option<u64>,
     pub retries: u32,
     pub initializer: Option<(i64, Vec<u8>)>,
-    /// Fds of the connections/queues inside the initializer's argument (see `ipc::fdctx`);
+    /// Fds of the connections/queues inside the initializer's argument (see `wire::fdctx`);
     /// each worker gets duplicates.
     pub initializer_fds: Vec<std::sync::Arc<std::os::fd::OwnedFd>>,
     pub executable: Option<PathBuf>,
@@ -72,7 +72,7 @@ impl Inner {
     fn has_work(&self) -> bool {
         !self.rx.is_empty()
             || (0..self.cfg.workers).any(|i| {
-                ring::has_data_at(&self.map, result_ring(i))
+                crate::ring::spsc::has_data_at(&self.map, result_ring(i))
                     || (self.awaiting[i].load(Ordering::Relaxed)
                         && self
                             .map
@@ -193,15 +193,15 @@ impl ProcessPoolBuilder {
         // Queues and connections in `arg` travel as fds with each worker's start request.
         // Framed like every task argument (the worker runs it through the same thunk); the
         // user's `Serialize` may panic, which `encode_framed` turns into an error.
-        let (bytes, fds) = crate::ipc::fdctx::collect_fds(|| {
+        let (bytes, fds) = crate::wire::fdctx::collect_fds(|| {
             let mut v = Vec::new();
             crate::bootstrap::task::encode_framed(&arg, &mut v).map(|_| v)
         });
         match bytes {
-            Ok(_) if fds.len() > crate::ipc::fdctx::MAX_CHILD_FDS - 2 => {
+            Ok(_) if fds.len() > crate::wire::fdctx::MAX_CHILD_FDS - 2 => {
                 self.init_error = Some(Error::InvalidArgument(format!(
                     "an initializer argument can carry at most {} queues or connections",
-                    crate::ipc::fdctx::MAX_CHILD_FDS - 2
+                    crate::wire::fdctx::MAX_CHILD_FDS - 2
                 )))
             }
             Ok(bytes) => {
@@ -380,7 +380,11 @@ impl ProcessPool {
                     STATE_READY => {}
                     STATE_INIT_FAILED => {
                         let mut buf = Vec::new();
-                        let ring = ring::Ring::new(inner.map.clone(), result_ring(i), RING_CAP);
+                        let ring = crate::ring::spsc::Ring::new(
+                            inner.map.clone(),
+                            result_ring(i),
+                            RING_CAP,
+                        );
                         let err = match ring.pop(&mut buf) {
                             Some(K_INIT_FAILED) => postcard::from_bytes::<TaskError>(&buf).ok(),
                             _ => None,

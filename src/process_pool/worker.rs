@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::bell::Bell;
 use super::layout::*;
-use super::ring::{Bell, Ring};
 use crate::bootstrap::TaskCtx;
 use crate::bootstrap::task::set_quiet;
 use crate::bootstrap::unship_task;
+use crate::ring::spsc::Ring;
 use crate::sys::SharedMapping;
 use crate::sys::fdpass::{recv_with_fds, send_with_fds};
 use crate::sys::wait::{Backoff, Spin};
@@ -218,7 +219,7 @@ pub(crate) fn worker_entry(payload: &[u8], fds: Vec<OwnedFd>) -> i32 {
     let state = w.map.atomic_u32(base + STATE);
     if let Some((thunk, arg)) = &cfg.initializer {
         let mut out = Vec::new();
-        let ok = crate::ipc::fdctx::with_fds(init_fds, || {
+        let ok = crate::wire::fdctx::with_fds(init_fds, || {
             unship_task(*thunk)(&mut &arg[..], &mut out, &w.ctx)
         });
         if !ok {

@@ -1,13 +1,12 @@
-//! Shared memory: named segments (Python-compatible), and typed values and arrays in them.
+//! Shared memory: named segments (Python-compatible). `Value`/`Array` in them are in
+//! `sharedctypes.rs`, above this module and `sync`.
 //! See `README.md` beside this file for the layout and the owner registry.
 
 mod registry;
 mod shared_memory;
-mod value;
 
 pub use crate::sys::SharedMapping;
 /// For long-lived owners (the process pool's manager): see
 /// [`SharedMemory::sweep_dead_owners`].
 pub(crate) use registry::sweep_dead_owners;
 pub use shared_memory::SharedMemory;
-pub use value::{Array, ArrayGuard, Value, ValueGuard};

@@ -246,6 +246,17 @@ impl Lock {
 /// } // released here
 /// assert!(!lock.locked());
 /// ```
+///
+/// Sending one to another thread does not compile (here, a scoped thread, so the borrow is
+/// fine and only `Send` is missing; the same code with a `SemaphoreGuard` compiles):
+///
+/// ```compile_fail,E0277
+/// let lock = multiproc::Lock::new().unwrap();
+/// let guard = lock.acquire().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard));
+/// });
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,

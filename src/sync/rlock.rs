@@ -124,6 +124,17 @@ impl RLock {
 /// drop(b);
 /// assert!(!lock.locked());
 /// ```
+///
+/// Not `Send`: the lock counts its holder's re-entries per thread. Sending a guard to
+/// another thread does not compile:
+///
+/// ```compile_fail,E0277
+/// let lock = multiproc::RLock::new().unwrap();
+/// let guard = lock.acquire().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard));
+/// });
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct RLockGuard<'a> {
     lock: &'a RLock,

@@ -235,6 +235,18 @@ impl BoundedSemaphore {
 /// assert_eq!(sem.get_value(), 0);
 /// sem.release();
 /// ```
+///
+/// A permit is not tied to a thread (as in Python, any thread may release a semaphore), so
+/// it may be sent to another one, unlike a [`LockGuard`](crate::LockGuard):
+///
+/// ```
+/// let sem = multiproc::Semaphore::new(1).unwrap();
+/// let permit = sem.acquire();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(permit));
+/// });
+/// assert_eq!(sem.get_value(), 1);
+/// ```
 #[must_use = "the permit is given back as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct SemaphoreGuard<'a> {

@@ -11,8 +11,9 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::futex::{futex_wait, futex_wake};
+use super::futex::futex_wake;
 use super::shm::{current_tid, task_alive};
+use super::wait::FutexWord;
 
 /// How long a blocked waiter sleeps at most before it re-checks that the holder it waits
 /// for is alive. Bounds how late a death is noticed.
@@ -57,7 +58,7 @@ pub(crate) fn raw_lock(
 
 /// What a waiter does about a word that is neither free nor held by a live owner:
 /// `Some(outcome)` to stop waiting, `None` to go on (including after a lost race).
-fn settle(word: &AtomicU32, v: u32, me: u32) -> Option<std::result::Result<bool, RawError>> {
+fn settle<W: FutexWord>(word: &W, v: u32, me: u32) -> Option<std::result::Result<bool, RawError>> {
     match v & TID_MASK {
         NOT_RECOVERABLE => Some(Err(RawError::NotRecoverable)),
         // The holder panicked: take over at once, as from a dead owner.
@@ -66,6 +67,58 @@ fn settle(word: &AtomicU32, v: u32, me: u32) -> Option<std::result::Result<bool,
             .ok()
             .map(|_| Ok(true)),
         _ => None,
+    }
+}
+
+/// What a blocked acquirer needs besides the word: when to look at whether the holder
+/// lives, whether it does, and how long it may sleep. [`OsPatience`] is the real one (the
+/// clock, `/proc`); the loom model below substitutes a deterministic one, so that the very
+/// protocol of [`lock_slow`] is model-checked.
+pub(crate) trait Patience {
+    /// Spins before the first sleep.
+    const SPIN: u32;
+    /// Called each time round with the holder seen: whether to check that it lives now.
+    fn check_due(&mut self, owner: u32) -> bool;
+    /// Whether thread `tid` lives.
+    fn alive(&self, tid: u32) -> bool;
+    /// The longest next sleep, or `None` once the deadline has passed.
+    fn next_sleep(&self) -> Option<Duration>;
+}
+
+/// The real [`Patience`]: checks a holder seen for [`LIVENESS_CHECK`] through `/proc`
+/// (`kill(0)` fallback), sleeps at most that long, stops at `deadline`.
+struct OsPatience {
+    deadline: Option<Instant>,
+    watched: u32,
+    since: Instant,
+}
+
+impl Patience for OsPatience {
+    const SPIN: u32 = SPIN;
+    fn check_due(&mut self, owner: u32) -> bool {
+        let now = Instant::now();
+        if owner != self.watched {
+            self.watched = owner;
+            self.since = now;
+            false
+        } else if now.duration_since(self.since) >= LIVENESS_CHECK {
+            self.since = now;
+            true
+        } else {
+            false
+        }
+    }
+    fn alive(&self, tid: u32) -> bool {
+        task_alive(tid)
+    }
+    fn next_sleep(&self) -> Option<Duration> {
+        match self.deadline {
+            None => Some(LIVENESS_CHECK),
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left.min(LIVENESS_CHECK)),
+                _ => None,
+            },
+        }
     }
 }
 
@@ -79,14 +132,28 @@ fn raw_lock_slow(
         let v = word.load(Ordering::Relaxed);
         return settle(word, v, me).unwrap_or(Err(RawError::Timeout));
     }
-    let deadline = timeout.and_then(|d| Instant::now().checked_add(d));
+    let mut patience = OsPatience {
+        deadline: timeout.and_then(|d| Instant::now().checked_add(d)),
+        watched: 0,
+        since: Instant::now(),
+    };
+    lock_slow(word, me, &mut patience)
+}
+
+/// The contended acquisition of `word` by thread `me`: a short spin, then sleeps on the
+/// word, checking now and then that the holder lives and taking over from one that died.
+fn lock_slow<W: FutexWord, P: Patience>(
+    word: &W,
+    me: u32,
+    patience: &mut P,
+) -> std::result::Result<bool, RawError> {
     // A short spin: the holder of a short critical section on another core is usually
     // about to release.
-    for _ in 0..SPIN {
+    for _ in 0..P::SPIN {
         let v = word.load(Ordering::Relaxed);
         if v == 0 {
             if word
-                .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
                 return Ok(false);
@@ -96,8 +163,6 @@ fn raw_lock_slow(
         }
         std::hint::spin_loop();
     }
-    let mut watched = 0;
-    let mut since = Instant::now();
     loop {
         let v = word.load(Ordering::Relaxed);
         if v == 0 {
@@ -117,29 +182,18 @@ fn raw_lock_slow(
         if owner == ABANDONED {
             continue; // lost the takeover race; look again
         }
-        let now = Instant::now();
-        if owner != watched {
-            watched = owner;
-            since = now;
-        } else if now.duration_since(since) >= LIVENESS_CHECK {
-            since = now;
-            if owner != me && !task_alive(owner) {
-                // Take the lock over from the dead holder.
-                if word
-                    .compare_exchange(v, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return Ok(true);
-                }
-                continue;
+        if patience.check_due(owner) && owner != me && !patience.alive(owner) {
+            // Take the lock over from the dead holder.
+            if word
+                .compare_exchange(v, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(true);
             }
+            continue;
         }
-        let sleep = match deadline {
-            None => LIVENESS_CHECK,
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => left.min(LIVENESS_CHECK),
-                _ => return Err(RawError::Timeout),
-            },
+        let Some(sleep) = patience.next_sleep() else {
+            return Err(RawError::Timeout);
         };
         if v & WAITERS == 0
             && word
@@ -148,7 +202,7 @@ fn raw_lock_slow(
         {
             continue;
         }
-        futex_wait(word, v | WAITERS, Some(sleep));
+        word.wait(v | WAITERS, Some(sleep));
     }
 }
 
@@ -158,23 +212,28 @@ fn raw_lock_slow(
 /// and took the lock over (a reused thread id, see `README.md` beside this file), it stays theirs.
 #[inline]
 pub(crate) fn raw_unlock(word: &AtomicU32) {
-    let me = current_tid();
+    unlock_as(word, current_tid())
+}
+
+/// [`raw_unlock`] by thread `me`.
+#[inline]
+fn unlock_as<W: FutexWord>(word: &W, me: u32) {
     if word
         .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
         .is_err()
     {
-        raw_unlock_slow(word, me);
+        unlock_slow(word, me);
     }
 }
 
 #[cold]
-fn raw_unlock_slow(word: &AtomicU32, me: u32) {
+fn unlock_slow<W: FutexWord>(word: &W, me: u32) {
     let mut v = word.load(Ordering::Relaxed);
     while v & TID_MASK == me {
-        match word.compare_exchange_weak(v, 0, Ordering::Release, Ordering::Relaxed) {
+        match word.compare_exchange(v, 0, Ordering::Release, Ordering::Relaxed) {
             Ok(_) => {
                 if v & WAITERS != 0 {
-                    futex_wake(word, 1);
+                    word.wake(1);
                 }
                 return;
             }
@@ -371,5 +430,139 @@ mod tests {
         assert!(raw_owned_by_me(word));
         raw_unlock(word);
         assert!(!raw_locked(word));
+    }
+}
+
+/// Loom models of the lock word: [`lock_slow`] and [`unlock_as`] as they are, over a loom
+/// word (`sys::wait::loom_tests::ModelWord`), with thread ids and deaths given by the model.
+/// Fast paths are the same CASes as the first ones of `lock_slow`, so the models start
+/// there.
+#[cfg(test)]
+mod loom_tests {
+    use super::*;
+    use crate::sys::wait::loom_tests::{ModelWord, model};
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicBool, AtomicU32 as LoomU32};
+
+    /// Deterministic patience: looks at the holder's liveness on every second look, never
+    /// times out; `dead[tid]` says who has died.
+    struct ModelPatience {
+        dead: Arc<[AtomicBool; 4]>,
+        looked: bool,
+    }
+
+    impl Patience for ModelPatience {
+        const SPIN: u32 = 1;
+        fn check_due(&mut self, _owner: u32) -> bool {
+            self.looked = !self.looked;
+            !self.looked
+        }
+        fn alive(&self, tid: u32) -> bool {
+            !self.dead[tid as usize].load(Ordering::SeqCst)
+        }
+        fn next_sleep(&self) -> Option<Duration> {
+            Some(LIVENESS_CHECK)
+        }
+    }
+
+    fn lock(word: &ModelWord, me: u32, dead: &Arc<[AtomicBool; 4]>) -> bool {
+        let mut p = ModelPatience {
+            dead: dead.clone(),
+            looked: false,
+        };
+        lock_slow(word, me, &mut p).expect("the model has no deadline or poison")
+    }
+
+    fn nobody_dead() -> Arc<[AtomicBool; 4]> {
+        Arc::new(std::array::from_fn(|_| AtomicBool::new(false)))
+    }
+
+    #[test]
+    fn loom_two_threads_exclude_each_other_and_a_sleeper_is_always_woken() {
+        // Waits sleep until woken (no timeouts): a release that forgets a sleeper deadlocks.
+        model(|| {
+            let word = Arc::new(ModelWord::new(0));
+            let count = Arc::new(LoomU32::new(0));
+            let dead = nobody_dead();
+            let threads: Vec<_> = (1..=2)
+                .map(|me| {
+                    let (word, count, dead) = (word.clone(), count.clone(), dead.clone());
+                    loom::thread::spawn(move || {
+                        assert!(!lock(&word, me, &dead), "nobody died");
+                        // A non-atomic increment: only exclusion keeps it whole.
+                        let c = count.load(Ordering::Relaxed);
+                        loom::thread::yield_now();
+                        count.store(c + 1, Ordering::Relaxed);
+                        unlock_as(&*word, me);
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(count.load(Ordering::Relaxed), 2);
+            assert_eq!(word.load(Ordering::Relaxed), 0);
+        });
+    }
+
+    #[test]
+    fn loom_a_holder_that_dies_is_taken_over_with_its_writes() {
+        model(|| {
+            let word = Arc::new(ModelWord::with_timeouts(0));
+            let data = Arc::new(LoomU32::new(0));
+            let dead = nobody_dead();
+            let dying = {
+                let (word, data, dead) = (word.clone(), data.clone(), dead.clone());
+                loom::thread::spawn(move || {
+                    let died = lock(&word, 1, &dead);
+                    data.store(7, Ordering::Relaxed);
+                    // Dies holding the lock: never releases; the kernel's exit is the mark.
+                    dead[1].store(true, Ordering::SeqCst);
+                    died
+                })
+            };
+            // Contend once thread 1 holds it (its death races with our liveness checks).
+            while word.load(Ordering::Relaxed) == 0 {
+                loom::thread::yield_now();
+            }
+            let died = lock(&word, 2, &dead);
+            assert!(!dying.join().unwrap());
+            assert!(
+                died,
+                "a dead holder's lock was taken without the owner-died outcome"
+            );
+            // Its writes are visible to the new holder.
+            assert_eq!(data.load(Ordering::Relaxed), 7);
+            assert_eq!(word.load(Ordering::Relaxed) & TID_MASK, 2);
+            unlock_as(&*word, 2);
+            assert_eq!(word.load(Ordering::Relaxed), 0);
+        });
+    }
+
+    #[test]
+    fn loom_a_release_by_a_holder_judged_dead_leaves_the_new_holder_alone() {
+        model(|| {
+            let word = Arc::new(ModelWord::with_timeouts(0));
+            let dead = nobody_dead();
+            let misjudged = {
+                let (word, dead) = (word.clone(), dead.clone());
+                loom::thread::spawn(move || {
+                    lock(&word, 1, &dead);
+                    // Its tid reads as dead (reused, or /proc lied), then it releases.
+                    dead[1].store(true, Ordering::SeqCst);
+                    loom::thread::yield_now();
+                    unlock_as(&*word, 1);
+                })
+            };
+            lock(&word, 2, &dead);
+            loom::thread::yield_now();
+            assert_eq!(
+                word.load(Ordering::Relaxed) & TID_MASK,
+                2,
+                "another thread's release undid our hold"
+            );
+            unlock_as(&*word, 2);
+            misjudged.join().unwrap();
+        });
     }
 }

@@ -21,5 +21,5 @@ pub(crate) use futex::timespec;
 pub use mem::SharedMapping;
 pub(crate) use wait::{EventCount, Spin};
 pub(crate) mod atexit;
-pub(crate) mod ring;
+pub(crate) mod ring_memory;
 pub(crate) mod wait;

@@ -149,6 +149,14 @@ pub(crate) trait FutexWord {
     fn fetch_add(&self, v: u32, order: Ordering) -> u32;
     /// As `AtomicU32::fetch_sub` (wrapping).
     fn fetch_sub(&self, v: u32, order: Ordering) -> u32;
+    /// As `AtomicU32::compare_exchange` (the lock word's transitions).
+    fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32>;
     /// Sleeps while the word equals `expected`, at most `timeout`; may return early.
     fn wait(&self, expected: u32, timeout: Option<Duration>);
     /// Wakes up to `n` threads sleeping on the word.
@@ -169,6 +177,16 @@ impl FutexWord for AtomicU32 {
     #[inline]
     fn fetch_sub(&self, v: u32, order: Ordering) -> u32 {
         AtomicU32::fetch_sub(self, v, order)
+    }
+    #[inline]
+    fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32> {
+        AtomicU32::compare_exchange(self, current, new, success, failure)
     }
     fn wait(&self, expected: u32, timeout: Option<Duration>) {
         futex_wait(self, expected, timeout)
@@ -425,14 +443,26 @@ pub(crate) mod loom_tests {
         v: LoomU32,
         bucket: Mutex<()>,
         queue: Condvar,
+        timeouts: bool,
     }
 
     impl ModelWord {
+        /// A word whose waits sleep until woken, timeout or not: a lost wake-up deadlocks.
         pub(crate) fn new(v: u32) -> ModelWord {
             ModelWord {
                 v: LoomU32::new(v),
                 bucket: Mutex::new(()),
                 queue: Condvar::new(),
+                timeouts: false,
+            }
+        }
+
+        /// A word whose timed waits may return at once (their timeout passed): for models
+        /// where progress needs a timeout (a holder that died never wakes anyone).
+        pub(crate) fn with_timeouts(v: u32) -> ModelWord {
+            ModelWord {
+                timeouts: true,
+                ..ModelWord::new(v)
             }
         }
     }
@@ -447,7 +477,20 @@ pub(crate) mod loom_tests {
         fn fetch_sub(&self, v: u32, order: Ordering) -> u32 {
             self.v.fetch_sub(v, order)
         }
-        fn wait(&self, expected: u32, _timeout: Option<Duration>) {
+        fn compare_exchange(
+            &self,
+            current: u32,
+            new: u32,
+            success: Ordering,
+            failure: Ordering,
+        ) -> Result<u32, u32> {
+            self.v.compare_exchange(current, new, success, failure)
+        }
+        fn wait(&self, expected: u32, timeout: Option<Duration>) {
+            if self.timeouts && timeout.is_some() {
+                loom::thread::yield_now();
+                return;
+            }
             let g = self.bucket.lock().unwrap();
             // The kernel's read is a full barrier against the waker's (`smp_mb`).
             if self.v.load(Ordering::SeqCst) == expected {

@@ -1,4 +1,4 @@
-//! The memory of a queue ring (`ipc/ring.rs`): a header reached only through atomics, and a
+//! The memory of a queue ring (`ring/mpmc.rs`): a header reached only through atomics, and a
 //! data area lent out as byte slices, so that safe code in this process cannot alias.
 //!
 //! The queue serializes straight into its ring and deserializes straight out of it, so a
@@ -65,7 +65,10 @@ struct Lent<'a>(&'a AtomicU64);
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
-        self.0.store(0, SeqCst);
+        // `Release`: a lender that may touch these bytes next synchronizes with this side
+        // first (the ring's `P`/`C` stores come after this one), so it sees the range
+        // returned; only the taking of a range needs the SeqCst pair in `lend`.
+        self.0.store(0, Release);
     }
 }
 

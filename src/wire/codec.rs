@@ -92,7 +92,7 @@ fn looks_like_pickle(bytes: &[u8]) -> bool {
 
 fn failure<T>(bytes: &[u8], e: postcard::Error) -> DecodeError {
     let why = match e {
-        postcard::Error::SerdeDeCustom => Why::Refused(super::fdctx::describe(&e)),
+        postcard::Error::SerdeDeCustom => Why::Refused(crate::wire::fdctx::describe(&e)),
         e => Why::Malformed(e.to_string()),
     };
     DecodeError::new(std::any::type_name::<T>(), bytes, why)

@@ -1,26 +1,18 @@
-//! A single-producer single-consumer ring of frames in shared memory, and the doorbell
-//! (an event count on a futex word) used to sleep until something arrives.
+//! The single-producer single-consumer flavour (the process pool's task and result rings):
+//! two byte counters, no locks, every byte from the producer checked before use.
 //!
-//! See `README.md` beside this file for the layout and the wake-up protocol.
+//! See `README.md` beside this file for the protocol.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
-use crate::sys::{EventCount, SharedMapping, Spin};
+use super::frame::{self, Corrupt};
+use crate::sys::SharedMapping;
 
 /// Bytes of ring header before the data (head and tail on separate cache lines).
 pub(crate) const RING_HEADER: usize = 256;
 const HEAD: usize = 0;
 const TAIL: usize = 64;
-/// Frame header: payload length (u32) and kind (u32).
-const FRAME_HEADER: usize = 8;
-/// A frame kind that means "skip to the start of the buffer".
-const WRAP: u32 = u32::MAX;
-
-fn pad8(n: usize) -> usize {
-    (n + 7) & !7
-}
 
 /// The memory a ring lives in: the pool's shared mapping, or (in the loom models) loom's
 /// atomics and cells, so the protocol below is model-checked as it is.
@@ -91,7 +83,12 @@ impl<M: FrameMemory> Ring<M> {
     pub(crate) fn try_push(&self, kind: u32, parts: &[&[u8]]) -> bool {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         assert!(len <= self.max_payload(), "frame too large for the ring");
-        let total = FRAME_HEADER + pad8(len);
+        assert_ne!(
+            kind,
+            frame::WRAP,
+            "the wrap marker's kind is not a frame kind"
+        );
+        let total = frame::size(len);
         let head = self.map.load(self.base + HEAD, Ordering::Acquire);
         let mut tail = self.map.load(self.base + TAIL, Ordering::Relaxed);
         let to_end = self.cap - (tail as usize & (self.cap - 1));
@@ -104,14 +101,12 @@ impl<M: FrameMemory> Ring<M> {
             return false;
         }
         if total > to_end {
-            self.map.write(self.data(tail), &[0, 0, 0, 0]);
-            self.map.write(self.data(tail) + 4, &WRAP.to_le_bytes());
+            self.map.write(self.data(tail), &frame::WRAP_MARKER);
             tail += to_end as u64;
         }
         let at = self.data(tail);
-        self.map.write(at, &(len as u32).to_le_bytes());
-        self.map.write(at + 4, &kind.to_le_bytes());
-        let mut off = at + FRAME_HEADER;
+        self.map.write(at, &frame::header(len as u32, kind));
+        let mut off = at + frame::HEADER;
         for p in parts {
             self.map.write(off, p);
             off += p.len();
@@ -145,11 +140,12 @@ impl<M: FrameMemory> Ring<M> {
 
     /// Takes the next frame, checking everything the producer wrote before using it: the
     /// producer may be a worker that corrupted its own memory, so `head`, `tail`, every
-    /// frame length and every wrap marker are untrusted. Nothing is read outside the ring's
-    /// data and nothing larger than [`Ring::max_payload`] is allocated. On a violation the
-    /// ring is left as it is (the caller kills the producer and resets the ring).
+    /// frame length and every wrap marker are untrusted ([`frame::next`] checks the frame).
+    /// Nothing is read outside the ring's data and nothing larger than
+    /// [`Ring::max_payload`] is allocated. On a violation the ring is left as it is (the
+    /// caller kills the producer and resets the ring).
     pub(crate) fn try_pop(&self, out: &mut Vec<u8>) -> Result<Option<u32>, Corrupt> {
-        let mut head = self.map.load(self.base + HEAD, Ordering::Relaxed);
+        let head = self.map.load(self.base + HEAD, Ordering::Relaxed);
         let tail = self.map.load(self.base + TAIL, Ordering::Acquire);
         // Frames and wrap markers are 8-aligned, so both counters always are.
         if !head.is_multiple_of(8) || !tail.is_multiple_of(8) {
@@ -162,51 +158,32 @@ impl<M: FrameMemory> Ring<M> {
                 self.cap
             )));
         }
-        loop {
-            if head == tail {
-                return Ok(None);
-            }
-            let to_end = self.cap - (head as usize & (self.cap - 1));
-            let avail = tail.wrapping_sub(head) as usize;
-            let at = self.data(head);
-            let mut hdr = [0u8; FRAME_HEADER];
-            self.map.read(at, &mut hdr);
-            let len = u32::from_le_bytes(hdr[..4].try_into().unwrap()) as usize;
-            let kind = u32::from_le_bytes(hdr[4..].try_into().unwrap());
-            if kind == WRAP {
-                // A marker skips to the start: it is only written where the next frame did
-                // not fit before the end, and the frame after it must be published too.
-                if to_end >= avail {
-                    return Err(Corrupt("wrap marker at the end of the data".into()));
-                }
-                head += to_end as u64;
-                continue;
-            }
-            if len > self.max_payload() {
-                return Err(Corrupt(format!(
-                    "frame length {len} exceeds the ring's limit of {}",
-                    self.max_payload()
-                )));
-            }
-            let total = FRAME_HEADER + pad8(len);
-            if total > avail || total > to_end {
-                return Err(Corrupt(format!(
-                    "frame of {total} bytes overruns the published data ({avail} bytes, \
-                     {to_end} before the end)"
-                )));
-            }
-            out.clear();
-            self.map.read_into_vec(at + FRAME_HEADER, len, out);
-            self.map
-                .store(self.base + HEAD, head + total as u64, Ordering::Release);
-            return Ok(Some(kind));
-        }
+        let at = head as usize & (self.cap - 1);
+        let found = frame::next(
+            at,
+            self.cap - at,
+            used as usize,
+            self.max_payload(),
+            |off| {
+                let mut h = [0u8; frame::HEADER];
+                self.map.read(self.base + RING_HEADER + off, &mut h);
+                h
+            },
+        )?;
+        let Some(f) = found else {
+            return Ok(None);
+        };
+        out.clear();
+        self.map
+            .read_into_vec(self.base + RING_HEADER + f.at + frame::HEADER, f.len, out);
+        self.map.store(
+            self.base + HEAD,
+            head + f.consumed as u64,
+            Ordering::Release,
+        );
+        Ok(Some(f.kind))
     }
 }
-
-/// A ring whose producer broke the protocol (what was wrong, for the error message).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Corrupt(pub String);
 
 /// Whether the ring whose header is at `base` holds a frame.
 pub(crate) fn has_data_at(map: &SharedMapping, base: usize) -> bool {
@@ -214,52 +191,10 @@ pub(crate) fn has_data_at(map: &SharedMapping, base: usize) -> bool {
     map.atomic_u64(base + TAIL).load(Ordering::Acquire) != head
 }
 
-/// A doorbell: producers `ring` it after publishing; one consumer `wait`s on it.
-///
-/// The crate's event count ([`EventCount`], see `sys/wait.rs`) over two words of the
-/// pool's mapping: a ring with nobody asleep is one fence and one load.
-pub(crate) struct Bell {
-    map: Arc<SharedMapping>,
-    off: usize,
-}
-
-impl Bell {
-    /// The bell at `off` (8 bytes: seq u32, sleeping u32).
-    pub(crate) fn new(map: Arc<SharedMapping>, off: usize) -> Bell {
-        Bell { map, off }
-    }
-
-    fn event(&self) -> EventCount<'_> {
-        EventCount::new(
-            self.map.atomic_u32(self.off),
-            self.map.atomic_u32(self.off + 4),
-        )
-    }
-
-    /// Tells the consumer something was published (call after publishing).
-    pub(crate) fn ring(&self) {
-        self.event().notify_all();
-    }
-
-    /// Waits until `ready()` is true or `timeout` passes: a bounded spin of `spin` rounds
-    /// (the crate's one policy: hints, then yields, at most 2 ms), then futex sleeps.
-    /// Returns `ready()`.
-    pub(crate) fn wait(
-        &self,
-        spin: u32,
-        timeout: Option<Duration>,
-        ready: impl Fn() -> bool,
-    ) -> bool {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        self.event()
-            .wait_until(Spin::rounds(spin), deadline, None, ready)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process_pool::layout::Rng;
+    use crate::ring::Rng;
 
     const CAP: usize = 4096;
 

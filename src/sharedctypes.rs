@@ -1,5 +1,6 @@
 //! `Value<T>` and `Array<T>`: plain-old-data in shared memory with a lock (Python's
-//! `multiprocessing.Value` and `Array`).
+//! `multiprocessing.Value` and `Array`, from its `sharedctypes`). Like Python's, this sits
+//! above both `shm` (the segment) and `sync` (the lock); the layout is in `shm/README.md`.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -10,8 +11,8 @@ use std::sync::atomic::Ordering;
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::SharedMemory;
 use crate::error::{Error, Result};
+use crate::shm::SharedMemory;
 use crate::sync::lock::{AcquireError, LockGuard};
 use crate::sync::{CELL, Cell, CellRef, Kind, Lock};
 
@@ -310,6 +311,17 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
 /// }
 /// assert_eq!(v.get().unwrap(), [1, 0, 0, 2]);
 /// ```
+///
+/// Not `Send`, as the [`LockGuard`] inside it; sending one to another thread does not
+/// compile:
+///
+/// ```compile_fail,E0277
+/// let v = multiproc::Value::new(0u64).unwrap();
+/// let guard = v.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard));
+/// });
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T: Pod> {
     value: T,
@@ -497,6 +509,17 @@ impl<'de, T: Pod> Deserialize<'de> for Array<T> {
 /// a.lock().unwrap().copy_from_slice(&[3, 1, 2]);
 /// a.lock().unwrap().sort();
 /// assert_eq!(a.to_vec().unwrap(), [1, 2, 3]);
+/// ```
+///
+/// Not `Send`, as the [`LockGuard`] inside it; sending one to another thread does not
+/// compile:
+///
+/// ```compile_fail,E0277
+/// let a = multiproc::Array::<u32>::new(3).unwrap();
+/// let guard = a.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard));
+/// });
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T: Pod> {

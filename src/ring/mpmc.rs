@@ -1,5 +1,5 @@
-//! The shared-memory ring behind [`Queue`](crate::Queue): many producers, many consumers,
-//! any number of processes, robust to any of them being SIGKILLed at any instruction.
+//! The many-producer many-consumer flavour, behind [`Queue`](crate::Queue): any number of
+//! processes, robust to any of them being SIGKILLed at any instruction.
 //!
 //! The protocol is described in `README.md` beside this file; in short:
 //!
@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::frame::{self, Corrupt};
 use crate::error::{Error, Result};
 use crate::sys::lock::{Held, RawError};
-use crate::sys::ring::{RingMemory, Side};
+use crate::sys::ring_memory::{RingMemory, Side};
 use crate::sys::{EventCount, SharedMapping, Spin};
 
 const MAGIC: u64 = 0x6d70_7175_6575_6531; // "mpqueue1"
@@ -51,9 +52,9 @@ const OFF_NOT_FULL: usize = 768;
 const OFF_DONE: usize = 896;
 const OFF_JOINED: usize = 900;
 
+/// The one kind of frame a queue holds (anything else is foreign bytes).
 const KIND_DATA: u32 = 0x4441_5441;
-const KIND_WRAP: u32 = 0x5752_4150;
-const FRAME_HEAD: u64 = 8;
+const FRAME_HEAD: u64 = frame::HEADER as u64;
 
 /// Default ring size: virtual; only the pages in use are ever touched (see `HOT`).
 pub(crate) const DEFAULT_CAPACITY: u64 = 256 << 20;
@@ -82,7 +83,13 @@ fn unpack(w: u64) -> (u32, u64) {
 }
 
 fn frame_size(len: u64) -> u64 {
-    FRAME_HEAD + len.div_ceil(8) * 8
+    frame::size(len as usize) as u64
+}
+
+fn corrupted(why: impl std::fmt::Display) -> Error {
+    Error::Protocol(format!(
+        "the queue's shared memory is corrupted (was it written by another program?): {why}"
+    ))
 }
 
 /// Values that serialize to at most this many bytes are encoded once, into a per-thread
@@ -232,13 +239,20 @@ impl Ring {
         self.mem.header_u64(off)
     }
 
-    /// `(len, kind)` of the frame header at ring offset `pos` (consumer side).
-    fn frame_header(&self, pos: u64) -> (u32, u32) {
+    /// The frame header at ring offset `pos` (consumer side).
+    fn frame_header(&self, pos: usize) -> [u8; frame::HEADER] {
         self.mem
-            .with_bytes(Side::Consumer, pos as usize, FRAME_HEAD as usize, |b| {
-                let word = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().expect("4"));
-                (word(0), word(4))
+            .with_bytes(Side::Consumer, pos, frame::HEADER, |b| {
+                b.try_into().expect("a header's bytes")
             })
+    }
+
+    /// A ring position read from shared memory, checked: 8-aligned and inside the ring.
+    fn checked_pos(&self, pos: u64, what: &str) -> Result<u64> {
+        if !pos.is_multiple_of(8) || pos >= self.cap {
+            return Err(corrupted(format!("{what} {pos} is not a frame boundary")));
+        }
+        Ok(pos)
     }
 
     /// Items in the ring now (approximate under concurrency, like `qsize`).
@@ -269,8 +283,9 @@ impl Ring {
     }
 
     /// Where a frame of `s` bytes would go now, under the producer lock.
-    fn find_space(&self, s: u64, fresh: bool) -> Option<(u32, u64, u64, bool)> {
+    fn find_space(&self, s: u64, fresh: bool) -> Result<Option<(u32, u64, u64, bool)>> {
         let (puts, t) = unpack(self.word64(OFF_P).load(Relaxed));
+        let t = self.checked_pos(t, "the tail")?;
         let cached = self.word64(OFF_PROD_CACHED_C);
         let c = if fresh {
             let c = self.word64(OFF_C).load(Acquire);
@@ -280,11 +295,12 @@ impl Ring {
             cached.load(Relaxed)
         };
         let (gets, h) = unpack(c);
+        let h = self.checked_pos(h, "the head")?;
         let n = puts.wrapping_sub(gets);
         if self.maxsize != 0 && n >= self.maxsize {
-            return None;
+            return Ok(None);
         }
-        place(t, h, n, s, self.cap).map(|(pos, wrap)| (puts, t, pos, wrap))
+        Ok(place(t, h, n, s, self.cap).map(|(pos, wrap)| (puts, t, pos, wrap)))
     }
 
     /// Whether a frame of `s` bytes fits now (no lock; for waiting).
@@ -314,7 +330,7 @@ impl Ring {
     ) -> Result<()> {
         let ser_err = |e: postcard::Error| Error::Serialize {
             type_name: std::any::type_name::<T>(),
-            message: super::fdctx::describe(&e),
+            message: crate::wire::fdctx::describe(&e),
         };
         if self.is_closed() {
             return Err(Error::Closed("the queue is closed".into()));
@@ -348,7 +364,7 @@ impl Ring {
     ) -> Result<()> {
         let ser_err = |e: postcard::Error| Error::Serialize {
             type_name: std::any::type_name::<T>(),
-            message: super::fdctx::describe(&e),
+            message: crate::wire::fdctx::describe(&e),
         };
         let len = match small {
             Some(n) => n as u64,
@@ -367,14 +383,15 @@ impl Ring {
             if self.is_closed() {
                 return Err(Error::Closed("the queue is closed".into()));
             }
-            let spot = self
-                .find_space(s, false)
-                .or_else(|| self.find_space(s, true));
+            let spot = match self.find_space(s, false)? {
+                Some(spot) => Some(spot),
+                None => self.find_space(s, true)?,
+            };
             if let Some((puts, t, pos, wrap)) = spot {
                 if wrap {
                     self.mem
-                        .with_bytes_mut(Side::Producer, t as usize, FRAME_HEAD as usize, |b| {
-                            b[4..].copy_from_slice(&KIND_WRAP.to_ne_bytes())
+                        .with_bytes_mut(Side::Producer, t as usize, frame::HEADER, |b| {
+                            b.copy_from_slice(&frame::WRAP_MARKER)
                         });
                 }
                 let frame = FRAME_HEAD as usize + len as usize;
@@ -390,8 +407,7 @@ impl Ring {
                             None => postcard::to_slice(value, body).map(|out| out.len())?,
                         };
                         // The header last: a frame is whole before anything names it.
-                        head[..4].copy_from_slice(&(n as u32).to_ne_bytes());
-                        head[4..].copy_from_slice(&KIND_DATA.to_ne_bytes());
+                        head.copy_from_slice(&frame::header(n as u32, KIND_DATA));
                         Ok(n)
                     })
                     .map_err(ser_err)?;
@@ -406,9 +422,11 @@ impl Ring {
                     new_t = 0;
                 }
                 // The commit point: one store makes the whole frame (and any wrap marker)
-                // visible (and, through the event count's fences, to a sleeper's re-check).
+                // visible. `Release` is enough: `notify_all` fences (SeqCst) before it reads
+                // `sleepers`, and a sleeper fences between announcing itself and its
+                // re-check, so one of the two sees the other (`sys/wait.rs`).
                 self.word64(OFF_P)
-                    .store(pack(puts.wrapping_add(1), new_t), SeqCst);
+                    .store(pack(puts.wrapping_add(1), new_t), Release);
                 drop(guard);
                 self.event(OFF_NOT_EMPTY).notify_all();
                 return Ok(());
@@ -428,6 +446,20 @@ impl Ring {
         Ok(())
     }
 
+    /// Decodes one item's payload, catching a panic of its `Deserialize` impl (resumed once
+    /// the item is consumed: a panicking impl must not leave it stuck at the head). `None`:
+    /// the frame is not of the queue's kind (foreign bytes; nothing is decoded).
+    fn decode_caught<T: DeserializeOwned>(
+        kind: u32,
+        body: &[u8],
+    ) -> Option<std::thread::Result<Result<T>>> {
+        (kind == KIND_DATA).then(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::wire::codec::decode_exact::<T>(body).map_err(Error::from)
+            }))
+        })
+    }
+
     /// Removes the oldest item. `Err(Timeout)` after `deadline`; `Err(Closed)` once the
     /// queue is closed and empty.
     pub(crate) fn get<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T> {
@@ -440,48 +472,63 @@ impl Ring {
                 p = self.word64(OFF_P).load(Acquire);
                 cached.store(p, Relaxed);
             }
-            if unpack(p).0 != gets {
-                let corrupted = || {
-                    Error::Protocol(
-                        "the queue's shared memory is corrupted (was it written by another program?)"
-                            .into(),
-                    )
+            let (puts, t) = unpack(p);
+            if puts != gets {
+                let h = self.checked_pos(h, "the head")? as usize;
+                let t = self.checked_pos(t, "the tail")? as usize;
+                let cap = self.cap as usize;
+                // Published: `[h, t)`, or through the end when `t <= h` (`t == h` is full).
+                let avail = if t > h { t - h } else { cap - h + t };
+                // Usually the frame is at `h`: one borrow of the published bytes there holds
+                // its header and payload. Behind a wrap marker, the checked walk below.
+                let contig = if t > h { t - h } else { cap - h };
+                let max_len = cap - frame::HEADER;
+                let here = self.mem.with_bytes(Side::Consumer, h, contig, |b| {
+                    let head: [u8; frame::HEADER] = b[..frame::HEADER].try_into().expect("8");
+                    if u32::from_le_bytes(head[4..].try_into().expect("4")) == frame::WRAP {
+                        return None;
+                    }
+                    let found = frame::next(h, cap - h, avail, max_len, |_| head).and_then(|f| {
+                        f.ok_or_else(|| Corrupt("items counted, no bytes published".into()))
+                    });
+                    Some(found.map(|f| {
+                        // `next` checked that the frame lies in the published bytes, which
+                        // from `h` on are `b` (no wrap).
+                        let body = &b[frame::HEADER..frame::HEADER + f.len];
+                        (f, Self::decode_caught::<T>(f.kind, body))
+                    }))
+                });
+                let (f, r) = match here {
+                    Some(found) => found.map_err(|Corrupt(why)| corrupted(why))?,
+                    None => {
+                        let found =
+                            frame::next(h, cap - h, avail, max_len, |off| self.frame_header(off))
+                                .map_err(|Corrupt(why)| corrupted(why))?;
+                        let f =
+                            found.ok_or_else(|| corrupted("items counted, no bytes published"))?;
+                        let r =
+                            self.mem
+                                .with_bytes(Side::Consumer, f.at + frame::HEADER, f.len, |b| {
+                                    Self::decode_caught::<T>(f.kind, b)
+                                });
+                        (f, r)
+                    }
                 };
-                if h % 8 != 0 || h + FRAME_HEAD > self.cap {
-                    return Err(corrupted());
-                }
-                let mut pos = h;
-                let (mut len, mut kind) = self.frame_header(pos);
-                if kind == KIND_WRAP {
-                    pos = 0;
-                    (len, kind) = self.frame_header(0);
-                }
-                let len = len as u64;
-                let s = frame_size(len);
-                if kind != KIND_DATA || pos + s > self.cap {
-                    return Err(corrupted());
-                }
-                // A panicking `Deserialize` impl must not leave the item stuck at the head:
-                // the item is consumed either way, then the panic goes on.
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.mem.with_bytes(
-                        Side::Consumer,
-                        (pos + FRAME_HEAD) as usize,
-                        len as usize,
-                        |b| super::codec::decode_exact::<T>(b),
-                    )
-                }));
+                let Some(r) = r else {
+                    return Err(corrupted(format!("a frame of unknown kind {:#x}", f.kind)));
+                };
+                let (pos, s) = (f.at as u64, frame_size(f.len as u64));
                 let mut new_h = pos + s;
                 if new_h == self.cap {
                     new_h = 0;
                 }
-                // The commit point for the consumer side (the item is ours from here).
+                // The commit point for the consumer side (the item is ours from here);
+                // `Release` as for `P` (the notify below fences).
                 self.word64(OFF_C)
-                    .store(pack(gets.wrapping_add(1), new_h), SeqCst);
+                    .store(pack(gets.wrapping_add(1), new_h), Release);
                 drop(guard);
                 self.event(OFF_NOT_FULL).notify_all();
-                let r = r.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                return r.map_err(Error::from);
+                return r.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             }
             drop(guard);
             if self.is_closed() {
@@ -642,5 +689,84 @@ mod tests {
             .unwrap();
         }
         assert_eq!(r.len(), 4);
+    }
+}
+
+#[cfg(test)]
+mod untrusted_tests {
+    use super::*;
+
+    /// Writes `bytes` at ring offset `at` and sets `P`/`C` as another process could.
+    fn scribble(r: &Ring, at: usize, bytes: &[u8], p: u64, c: u64) {
+        r.mem.with_bytes_mut(Side::Producer, at, bytes.len(), |b| {
+            b.copy_from_slice(bytes)
+        });
+        r.word64(OFF_P).store(p, SeqCst);
+        r.word64(OFF_C).store(c, SeqCst);
+        r.word64(OFF_CONS_CACHED_P).store(0, SeqCst);
+    }
+
+    #[test]
+    fn a_frame_longer_than_the_published_bytes_is_corruption() {
+        let r = Ring::create(1 << 16, 0).unwrap();
+        // One item published, 16 bytes (a header and 8 of payload), whose header claims 400.
+        let mut head = Vec::new();
+        head.extend_from_slice(&400u32.to_le_bytes());
+        head.extend_from_slice(&KIND_DATA.to_le_bytes());
+        scribble(&r, 0, &head, pack(1, 16), pack(0, 0));
+        let got = r.get::<Vec<u8>>(Some(Instant::now()));
+        assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");
+    }
+
+    #[test]
+    fn arbitrary_queue_ring_contents_never_panic_or_read_past_the_published_bytes() {
+        const CAP: u64 = 4096;
+        let r = Ring::create(CAP, 0).unwrap();
+        let mut rng = crate::ring::Rng(0x0000_feed_5eed);
+        let (mut items, mut corrupt) = (0, 0);
+        for case in 0..5_000 {
+            let mut data: Vec<u8> = (0..CAP).map(|_| rng.next() as u8).collect();
+            if case % 2 == 0 {
+                // Plausible headers at aligned places, so the deep paths are reached.
+                for at in (0..CAP as usize).step_by(8 * (1 + rng.below(8) as usize)) {
+                    let len = rng.below(if at % 16 == 0 { 64 } else { CAP }) as u32;
+                    let kind = [KIND_DATA, frame::WRAP, rng.next() as u32][rng.below(3) as usize];
+                    data[at..at + 8].copy_from_slice(&frame::header(len, kind));
+                }
+            }
+            let pos = |rng: &mut crate::ring::Rng| match rng.below(4) {
+                0 => rng.next() & 0xffff_ffff,
+                _ => rng.below(CAP / 8) * 8,
+            };
+            let (h, t) = (pos(&mut rng), pos(&mut rng));
+            let n = 1 + rng.below(4) as u32;
+            scribble(&r, 0, &data, pack(n, t), pack(0, h));
+            for _ in 0..CAP / 8 + 1 {
+                match r.get::<Vec<u8>>(Some(Instant::now())) {
+                    // Whatever decodes came from inside the published bytes.
+                    Ok(v) => {
+                        items += 1;
+                        assert!(v.len() < CAP as usize);
+                    }
+                    Err(Error::Protocol(m)) => {
+                        corrupt += 1;
+                        assert!(m.contains("corrupted"), "{m}");
+                        break;
+                    }
+                    Err(Error::WrongType { .. } | Error::Deserialize { .. }) => items += 1,
+                    Err(Error::Timeout(_)) => break,
+                    Err(e) => panic!("case {case}: {e:?}"),
+                }
+            }
+        }
+        assert!(items > 100 && corrupt > 1000, "{items} {corrupt}");
+    }
+
+    #[test]
+    fn a_foreign_tail_is_refused_by_a_producer() {
+        let r = Ring::create(1 << 16, 0).unwrap();
+        scribble(&r, 0, &[0; 8], pack(0, (1 << 16) + 8), pack(0, 0));
+        let got = r.put(&1u8, Some(Instant::now()));
+        assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");
     }
 }
