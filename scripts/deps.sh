@@ -15,3 +15,10 @@ fi
 
 # Open MPI refuses to run as root unless told.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+# tests/ndarray.rs (feature `ndarray`) checks SharedMemory's array views against a real
+# numpy. (The test fails, it does not skip, when numpy is still missing after this.)
+if ! python3 -c 'import numpy' >/dev/null 2>&1; then
+    python3 -m pip install -q numpy >/dev/null 2>&1 \
+        || python3 -m pip install -q --break-system-packages numpy >/dev/null 2>&1 || true
+fi

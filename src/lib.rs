@@ -171,6 +171,18 @@ pub fn __test_corrupt_result_ring(how: u32) {
 }
 
 pub use shm::{Array, ArrayGuard, SharedMapping, SharedMemory, Value, ValueGuard};
+/// numpy's element types, for [`SharedMapping::as_array`] (feature `ndarray`).
+#[cfg(feature = "ndarray")]
+pub use sys::Element;
+/// The ndarray that [`SharedMapping::as_array`]'s views come from (feature `ndarray`), so
+/// a program uses the very version multiproc was built with.
+///
+/// ```
+/// let a = multiproc::ndarray::arr1(&[1.0, 2.0]);
+/// assert_eq!(a.sum(), 3.0);
+/// ```
+#[cfg(feature = "ndarray")]
+pub use ndarray;
 pub use sync::{
     AcquireError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard,
     Semaphore, SemaphoreGuard,
