@@ -170,10 +170,6 @@ pub fn __test_corrupt_result_ring(how: u32) {
     process_pool::test_corrupt_result_ring(how)
 }
 
-pub use shm::{Array, ArrayGuard, SharedMapping, SharedMemory, Value, ValueGuard};
-/// numpy's element types, for [`SharedMapping::as_array`] (feature `ndarray`).
-#[cfg(feature = "ndarray")]
-pub use sys::Element;
 /// The ndarray that [`SharedMapping::as_array`]'s views come from (feature `ndarray`), so
 /// a program uses the very version multiproc was built with.
 ///
@@ -183,7 +179,11 @@ pub use sys::Element;
 /// ```
 #[cfg(feature = "ndarray")]
 pub use ndarray;
+pub use shm::{Array, ArrayGuard, SharedMapping, SharedMemory, Value, ValueGuard};
 pub use sync::{
     AcquireError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard,
     Semaphore, SemaphoreGuard,
 };
+/// numpy's element types, for [`SharedMapping::as_array`] (feature `ndarray`).
+#[cfg(feature = "ndarray")]
+pub use sys::Element;

@@ -66,7 +66,8 @@ struct Case {
     fortran: bool,
     dtype: &'static str,
     size: usize,
-    check: Box<dyn Fn(&SharedMemory, bool)>,
+    /// Checks the segment after numpy's write.
+    check: Box<dyn Fn(&SharedMemory)>,
 }
 
 fn case<T: Element + PartialEq + std::fmt::Debug>(from: fn(u8) -> T, fortran: bool) -> Case {
@@ -83,7 +84,7 @@ fn case<T: Element + PartialEq + std::fmt::Debug>(from: fn(u8) -> T, fortran: bo
         };
         a.assign(&want);
     }
-    let check = Box::new(move |shm: &SharedMemory, fortran: bool| {
+    let check = Box::new(move |shm: &SharedMemory| {
         // SAFETY: Python has exited; nothing else writes the segment.
         let a = unsafe {
             if fortran {
@@ -98,7 +99,13 @@ fn case<T: Element + PartialEq + std::fmt::Debug>(from: fn(u8) -> T, fortran: bo
             assert_eq!(*v, expect, "{} [{i}, {j}] fortran {fortran}", T::DTYPE);
         }
     });
-    Case { shm, fortran, dtype: T::DTYPE, size: size_of::<T>(), check }
+    Case {
+        shm,
+        fortran,
+        dtype: T::DTYPE,
+        size: size_of::<T>(),
+        check,
+    }
 }
 
 #[test]
@@ -135,7 +142,7 @@ fn numpy_reads_and_writes_what_rust_wrote_for_every_element_type() {
             c.dtype,
             c.fortran
         );
-        (c.check)(&c.shm, c.fortran);
+        (c.check)(&c.shm);
     }
 }
 
@@ -189,23 +196,32 @@ shm.close()
 fn shapes_that_do_not_fit_are_errors() {
     let shm = SharedMemory::create(100).unwrap();
     let invalid = |r: Result<(), Error>, what: &str| {
-        assert!(
-            matches!(r, Err(Error::InvalidArgument(_))),
-            "{what}: {r:?}"
-        );
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{what}: {r:?}");
     };
     // SAFETY: every view is a temporary; nothing else maps the segment.
     unsafe {
         // 12 f64 are 96 bytes: fits; 13 do not.
         assert_eq!(shm.as_array::<f64, _>((3, 4)).unwrap().len(), 12);
         invalid(shm.as_array::<f64, _>(13).map(drop), "too long");
-        invalid(shm.as_array_mut::<u8, _>((10, 11)).map(drop), "too long (mut)");
+        invalid(
+            shm.as_array_mut::<u8, _>((10, 11)).map(drop),
+            "too long (mut)",
+        );
         // At offset 8 only 11 whole f64 remain.
         assert!(shm.as_array_at::<f64, _>(8, 11).is_ok());
-        invalid(shm.as_array_at::<f64, _>(8, 12).map(drop), "too long at offset");
+        invalid(
+            shm.as_array_at::<f64, _>(8, 12).map(drop),
+            "too long at offset",
+        );
         invalid(shm.as_array_at::<u32, _>(6, 2).map(drop), "misaligned");
-        invalid(shm.as_array_mut_at::<i64, _>(4, 2).map(drop), "misaligned (mut)");
-        invalid(shm.as_array_at::<u8, _>(101, 0).map(drop), "offset past the end");
+        invalid(
+            shm.as_array_mut_at::<i64, _>(4, 2).map(drop),
+            "misaligned (mut)",
+        );
+        invalid(
+            shm.as_array_at::<u8, _>(101, 0).map(drop),
+            "offset past the end",
+        );
         assert_eq!(shm.as_array_at::<u8, _>(100, 0).unwrap().len(), 0);
         // Strides that make elements overlap: fine to read, an error to write.
         assert!(shm.as_array::<u8, _>((4, 4).strides((1, 1))).is_ok());
