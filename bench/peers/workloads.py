@@ -3,7 +3,7 @@ small machine, on the Python peers: mp.Pool, loky, pebble, mpire, at 1 and 2 wor
 same work, sizes and exact-integer checksums as bench/peers/workloads.rs (read its docs for
 what each workload is). Prints one `PEER WORKLOAD WORKERS SECONDS CHECKSUM` line per
 measurement (median of --repeat trials; each trial starts and stops its pool, as mpire's
-do). Run by bench/peers/run.sh inside its virtual environment (numpy, scipy and the peers).
+do). `--only WORKLOAD` and peer names narrow the run. Run by bench/peers/run.sh inside its virtual environment (numpy, scipy and the peers).
 
 Each peer is used the way its documentation suggests: the image is in shared memory that
 workers attach to in an initializer (mpire: `shared_objects`, copy-on-write after fork);
@@ -21,7 +21,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-FULL = dict(image=1500, filters=20, docs=100, words=2000, delta=1000, runs=10, evals=10)
+FULL = dict(image=1000, filters=20, docs=40, words=1000, delta=500, runs=10, evals=10)
 QUICK = dict(image=300, filters=4, docs=10, words=200, delta=100, runs=2, evals=4)
 WORD = 20
 STEP = 5
@@ -285,7 +285,10 @@ def main():
     runs = [("numerical", lambda peer, w: numerical(peer, sz, w)),
             ("stateful", lambda peer, w: stateful(peer, docs, w)),
             ("init", lambda peer, w: init(peer, sz, w))]
+    only = args[args.index("--only") + 1] if "--only" in args else None
     for name, run in runs:
+        if only and name != only:
+            continue
         for peer in peers:
             for w in (1, 2):
                 times, sums = [], []

@@ -5,7 +5,7 @@
 //! mpire's do). The checksums are exact integers, equal in every implementation.
 //!
 //! ```text
-//! cargo run --release --features ndarray --example peers_workloads -- [--repeat 3] [--quick]
+//! cargo run --release --features ndarray --example peers_workloads -- [--repeat 3] [--quick] [--only stateful]
 //! ```
 //!
 //! 1. **numerical**: full 2-D convolution of an image with small filters, every 5th row
@@ -40,11 +40,11 @@ struct Sizes {
 }
 
 const FULL: Sizes = Sizes {
-    image: 1500,
+    image: 1000,
     filters: 20,
-    docs: 100,
-    words: 2000,
-    delta: 1000,
+    docs: 40,
+    words: 1000,
+    delta: 500,
     runs: 10,
     evals: 10,
 };
@@ -147,21 +147,41 @@ fn numerical(sz: &Sizes, workers: usize) -> (f64, i128) {
 
 // ---- 2. stateful computation -------------------------------------------------------------
 
+/// A prefix as a fixed-size key: its length, then its bytes (zero-padded), so counting
+/// allocates nothing per prefix.
+type Prefix = [u8; WORD];
+
+/// FxHash's multiply-rotate over 8-byte words (the keys are random bytes, not hostile).
+#[derive(Default)]
+struct Fx(u64);
+impl std::hash::Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+type Counts = HashMap<Prefix, u32, std::hash::BuildHasherDefault<Fx>>;
+
 /// This worker's prefix counts (its state; workers are single-threaded, the lock is for
 /// the type system).
-static COUNTS: Mutex<Option<HashMap<Vec<u8>, u32>>> = Mutex::new(None);
+static COUNTS: Mutex<Option<Counts>> = Mutex::new(None);
 
 fn add_document(doc: Vec<Vec<u8>>) {
     let mut guard = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
-    let counts = guard.get_or_insert_with(HashMap::new);
+    let counts = guard.get_or_insert_with(Counts::default);
     for word in &doc {
-        for i in 1..word.len() {
-            match counts.get_mut(&word[..i]) {
-                Some(c) => *c += 1,
-                None => {
-                    counts.insert(word[..i].to_vec(), 1);
-                }
-            }
+        let mut key: Prefix = [0; WORD];
+        for i in 1..word.len().min(WORD) {
+            key[0] = i as u8;
+            key[i] = word[i - 1];
+            *counts.entry(key).or_insert(0) += 1;
         }
     }
 }
@@ -174,8 +194,8 @@ fn collect_state(b: Barrier) -> Vec<(Vec<u8>, u32)> {
     guard
         .iter()
         .flatten()
-        .filter(|(k, _)| k.len() <= 2)
-        .map(|(k, v)| (k.clone(), *v))
+        .filter(|(k, _)| k[0] <= 2)
+        .map(|(k, v)| (k[1..=usize::from(k[0])].to_vec(), *v))
         .collect()
 }
 
@@ -282,6 +302,9 @@ fn init(sz: &Sizes, workers: usize) -> (f64, i128) {
 
 // ---- driver ------------------------------------------------------------------------------
 
+/// One workload at a number of workers: (seconds, checksum).
+type Workload<'a> = dyn Fn(usize) -> (f64, i128) + 'a;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -299,13 +322,20 @@ fn main() {
         .position(|a| a == "--repeat")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(3);
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
     let docs = documents(sz);
-    let runs: [(&str, &dyn Fn(usize) -> (f64, i128)); 3] = [
+    let runs: [(&str, &Workload); 3] = [
         ("numerical", &|w| numerical(sz, w)),
         ("stateful", &|w| stateful(&docs, w)),
         ("init", &|w| init(sz, w)),
     ];
     for (name, run) in runs {
+        if only.as_ref().is_some_and(|o| o != name) {
+            continue;
+        }
         for workers in [1, 2] {
             let mut times = Vec::new();
             let mut sums = Vec::new();
