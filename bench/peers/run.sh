@@ -43,7 +43,7 @@ for w in 1 2; do
     awk -v w="$w" '{print "multiproc", $1, w, $2}' >> "$out"
 done
 echo "measuring procspawn..." >&2
-"$here/procspawn/target/release/procspawn-peer" "$n" | awk '{print "procspawn", $0}' >> "$out"
+"${CARGO_TARGET_DIR:-$here/procspawn/target}/release/procspawn-peer" "$n" | awk '{print "procspawn", $0}' >> "$out"
 echo "measuring the Python peers..." >&2
 "$venv/bin/python" "$here/peers.py" "$n" >> "$out"
 echo "mpire's workloads on multiproc..." >&2
