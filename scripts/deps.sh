@@ -21,3 +21,10 @@ if ! ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf >/dev/null 2>&1 \
     && ! fc-match -f '%{file}' sans-serif 2>/dev/null | grep -q '\.ttf$'; then
     apt-get update -qq && apt-get install -y -qq fonts-dejavu-core >/dev/null
 fi
+
+# tests/ndarray.rs (feature `ndarray`) checks SharedMemory's array views against a real
+# numpy. (The test fails, it does not skip, when numpy is still missing after this.)
+if ! python3 -c 'import numpy' >/dev/null 2>&1; then
+    python3 -m pip install -q numpy >/dev/null 2>&1 \
+        || python3 -m pip install -q --break-system-packages numpy >/dev/null 2>&1 || true
+fi

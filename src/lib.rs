@@ -186,8 +186,20 @@ pub fn __test_corrupt_result_ring(how: u32) {
 
 mod sharedctypes;
 pub use sharedctypes::{Array, ArrayGuard, Value, ValueGuard};
+/// The ndarray that [`SharedMapping::as_array`]'s views come from (feature `ndarray`), so
+/// a program uses the very version multiproc was built with.
+///
+/// ```
+/// let a = multiproc::ndarray::arr1(&[1.0, 2.0]);
+/// assert_eq!(a.sum(), 3.0);
+/// ```
+#[cfg(feature = "ndarray")]
+pub use ndarray;
 pub use shm::{SharedMapping, SharedMemory};
 pub use sync::{
     AcquireError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard,
     Semaphore, SemaphoreGuard,
 };
+/// numpy's element types, for [`SharedMapping::as_array`] (feature `ndarray`).
+#[cfg(feature = "ndarray")]
+pub use sys::Element;

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use multiproc::{Array, Error, Event, Process, SharedMemory, StartMethod, Value};
@@ -351,24 +350,7 @@ fn segments_of_a_sigkilled_creator_are_swept() {
 
 // ---- CPython interoperability ------------------------------------------------------------
 
-/// Runs a Python 3 script and returns its stdout. A machine without `python3` fails the
-/// test: CI installs it, and an interoperability check that silently passes checks nothing.
-fn python(script: &str, args: &[&str]) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("running python3 ({e}): the Python interoperability tests need python3 on PATH")
-        });
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use common::python;
 
 #[test]
 fn python_attaches_to_a_rust_segment() {

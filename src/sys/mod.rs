@@ -11,6 +11,8 @@ pub(crate) mod fdpass;
 pub(crate) mod futex;
 pub(crate) mod lock;
 pub(crate) mod mem;
+#[cfg(feature = "ndarray")]
+pub(crate) mod ndarray_view;
 pub(crate) mod process;
 pub(crate) mod shm;
 pub(crate) mod signal;
@@ -19,6 +21,8 @@ mod startup;
 pub(crate) use abort::AbortIfPanic;
 pub(crate) use futex::timespec;
 pub use mem::SharedMapping;
+#[cfg(feature = "ndarray")]
+pub use ndarray_view::Element;
 pub(crate) use wait::{EventCount, Spin};
 pub(crate) mod atexit;
 pub(crate) mod ring_memory;

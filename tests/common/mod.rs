@@ -179,3 +179,24 @@ pub(crate) fn assert_group_died(pids: &[u32]) {
     }
     assert!(left.is_empty(), "the task's children outlived it: {left:?}");
 }
+
+/// Runs a Python 3 script (`python3 -c script args...`) and returns its stdout; a failing
+/// script fails the test with its stderr. A machine without `python3` fails the test too:
+/// CI installs it (scripts/deps.sh), and an interoperability check that silently passes
+/// checks nothing.
+pub(crate) fn python(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running python3 ({e}): the Python interoperability tests need python3 on PATH")
+        });
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
