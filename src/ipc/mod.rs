@@ -5,10 +5,10 @@ pub(crate) mod auth;
 pub(crate) mod codec;
 pub mod connection;
 pub(crate) mod fdctx;
-mod pickle;
+pub(crate) mod pickle;
 mod pipe;
 mod queue;
-mod ring;
+pub(crate) mod ring;
 
 pub use connection::Connection;
 pub use pipe::Pipe;

@@ -2,8 +2,8 @@
 //! and `ProcessPoolExecutor`), where a task that crashes costs one worker, never the pool.
 
 mod dispatcher;
-mod layout;
-mod ring;
+pub(crate) mod layout;
+pub(crate) mod ring;
 pub(crate) mod sink;
 mod worker;
 

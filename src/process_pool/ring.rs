@@ -100,13 +100,16 @@ impl<M: FrameMemory> Ring<M> {
         } else {
             total
         };
-        if (tail - head) as usize + need > self.cap {
+        // The head is the consumer's (another process's) to write: wrapping arithmetic and
+        // a bound before the sum, so a corrupt one reads as a full ring, never a panic.
+        let used = tail.wrapping_sub(head);
+        if used > self.cap as u64 || used as usize + need > self.cap {
             return false;
         }
         if total > to_end {
             self.map.write(self.data(tail), &[0, 0, 0, 0]);
             self.map.write(self.data(tail) + 4, &WRAP.to_le_bytes());
-            tail += to_end as u64;
+            tail = tail.wrapping_add(to_end as u64);
         }
         let at = self.data(tail);
         self.map.write(at, &(len as u32).to_le_bytes());
@@ -116,8 +119,11 @@ impl<M: FrameMemory> Ring<M> {
             self.map.write(off, p);
             off += p.len();
         }
-        self.map
-            .store(self.base + TAIL, tail + total as u64, Ordering::Release);
+        self.map.store(
+            self.base + TAIL,
+            tail.wrapping_add(total as u64),
+            Ordering::Release,
+        );
         true
     }
 
@@ -179,7 +185,8 @@ impl<M: FrameMemory> Ring<M> {
                 if to_end >= avail {
                     return Err(Corrupt("wrap marker at the end of the data".into()));
                 }
-                head += to_end as u64;
+                // The counters wrap (a corrupt producer may start them anywhere).
+                head = head.wrapping_add(to_end as u64);
                 continue;
             }
             if len > self.max_payload() {
@@ -197,8 +204,11 @@ impl<M: FrameMemory> Ring<M> {
             }
             out.clear();
             self.map.read_into_vec(at + FRAME_HEADER, len, out);
-            self.map
-                .store(self.base + HEAD, head + total as u64, Ordering::Release);
+            self.map.store(
+                self.base + HEAD,
+                head.wrapping_add(total as u64),
+                Ordering::Release,
+            );
             return Ok(Some(kind));
         }
     }

@@ -1,7 +1,7 @@
 //! Shared memory: named segments (Python-compatible), and typed values and arrays in them.
 //! See `README.md` beside this file for the layout and the owner registry.
 
-mod registry;
+pub(crate) mod registry;
 mod shared_memory;
 mod value;
 
