@@ -14,12 +14,11 @@
 //! # }
 //! ```
 
-use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -91,18 +90,21 @@ enum Shape {
 /// A pool ring in a heap buffer: the counters at the ring's header offsets, and the data
 /// area, every access bounds-checked (an out-of-range read panics, which is a finding).
 struct HeapRing {
-    head: Cell<u64>,
-    tail: Cell<u64>,
-    data: RefCell<Vec<u8>>,
+    head: AtomicU64,
+    tail: AtomicU64,
+    data: Mutex<Vec<u8>>,
 }
 
 impl HeapRing {
-    fn counter(&self, off: usize) -> &Cell<u64> {
+    fn counter(&self, off: usize) -> &AtomicU64 {
         match off {
             0 => &self.head,
             64 => &self.tail,
             _ => panic!("the ring touched header offset {off}, which holds no counter"),
         }
+    }
+    fn bytes(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
     fn data_off(off: usize) -> usize {
         off.checked_sub(crate::process_pool::ring::RING_HEADER)
@@ -111,23 +113,23 @@ impl HeapRing {
 }
 
 impl crate::process_pool::ring::FrameMemory for HeapRing {
-    fn load(&self, off: usize, _: Ordering) -> u64 {
-        self.counter(off).get()
+    fn load(&self, off: usize, order: Ordering) -> u64 {
+        self.counter(off).load(order)
     }
-    fn store(&self, off: usize, v: u64, _: Ordering) {
-        self.counter(off).set(v)
+    fn store(&self, off: usize, v: u64, order: Ordering) {
+        self.counter(off).store(v, order)
     }
     fn write(&self, off: usize, src: &[u8]) {
         let at = Self::data_off(off);
-        self.data.borrow_mut()[at..at + src.len()].copy_from_slice(src);
+        self.bytes()[at..at + src.len()].copy_from_slice(src);
     }
     fn read(&self, off: usize, dst: &mut [u8]) {
         let at = Self::data_off(off);
-        dst.copy_from_slice(&self.data.borrow()[at..at + dst.len()]);
+        dst.copy_from_slice(&self.bytes()[at..at + dst.len()]);
     }
     fn read_into_vec(&self, off: usize, len: usize, dst: &mut Vec<u8>) {
         let at = Self::data_off(off);
-        dst.extend_from_slice(&self.data.borrow()[at..at + len]);
+        dst.extend_from_slice(&self.bytes()[at..at + len]);
     }
 }
 
@@ -142,20 +144,20 @@ pub fn pool_ring(bytes: &[u8]) -> Tally {
     let mut data = input.take(cap).to_vec();
     data.resize(cap, 0);
     let mem = Arc::new(HeapRing {
-        head: Cell::new(head),
-        tail: Cell::new(tail),
-        data: RefCell::new(data),
+        head: AtomicU64::new(head),
+        tail: AtomicU64::new(tail),
+        data: Mutex::new(data),
     });
     let ring = Ring::new(mem.clone(), 0, cap);
     let mut tally = Tally::default();
     let mut out = Vec::new();
     // Each pop consumes at least 8 bytes of what was published, so this ends.
     for _ in 0..cap / 8 + 1 {
-        let before = mem.head.get();
+        let before = mem.head.load(Ordering::Relaxed);
         match ring.try_pop(&mut out) {
             Ok(Some(_kind)) => {
                 tally.ok += 1;
-                let after = mem.head.get();
+                let after = mem.head.load(Ordering::Relaxed);
                 assert!(out.len() <= ring.max_payload(), "payload past the limit");
                 assert!(
                     after.wrapping_sub(before) <= cap as u64
@@ -166,7 +168,11 @@ pub fn pool_ring(bytes: &[u8]) -> Tally {
             Ok(None) => break,
             Err(Corrupt(why)) => {
                 assert!(!why.is_empty());
-                assert_eq!(mem.head.get(), before, "a refused frame moved the head");
+                assert_eq!(
+                    mem.head.load(Ordering::Relaxed),
+                    before,
+                    "a refused frame moved the head"
+                );
                 tally.refused += 1;
                 break;
             }
@@ -640,7 +646,7 @@ pub fn shm_registry(bytes: &[u8]) -> Tally {
         // Every entry came from a line `<head> <name>` of the text.
         assert!(text.contains(name));
         if let Entry::Owned(ino) = entry {
-            assert!(text.contains(&format!("+{ino} {name}")) || text.contains(&format!("+0")));
+            assert!(text.contains(&ino.to_string()));
         }
     }
     for name in text.split(['\n', '/', ' ']) {

@@ -139,18 +139,23 @@ impl Barrier {
         })
     }
 
-    fn state(&self) -> State<'_> {
+    fn state(&self) -> Result<State<'_>> {
         let state = State { cell: &self.cell };
         // The internal lock is held only for a few instructions; if a process died inside
         // them, its round is in an unknown state: break the barrier (reset repairs it).
         match raw_lock(self.cell.word(6), None) {
             Ok(false) => {}
             Ok(true) => state.broken().store(1, Ordering::Relaxed),
+            // This barrier never marks it so (and never times it): the segment's bytes are
+            // not a barrier's, which only another process can have caused.
             Err(RawError::NotRecoverable | RawError::Timeout) => {
-                unreachable!("the internal lock is never made unrecoverable nor timed")
+                return Err(Error::Protocol(
+                    "the barrier's shared memory is corrupted (its internal lock is unusable)"
+                        .into(),
+                ));
             }
         }
-        state
+        Ok(state)
     }
 
     /// Waits until `parties` callers are waiting; returns this caller's arrival index
@@ -167,13 +172,15 @@ impl Barrier {
     fn wait_inner(&self, timeout: Option<Duration>) -> Result<u32> {
         let deadline = deadline(timeout);
         let (g, index) = {
-            let st = self.state();
+            let st = self.state()?;
             if st.broken().load(Ordering::Relaxed) != 0 {
                 return Err(Error::BrokenBarrier);
             }
             let g = st.gen_word().load(Ordering::Relaxed);
             let index = st.count().fetch_add(1, Ordering::Relaxed);
-            if index + 1 == self.parties() {
+            // Wrapping: the count is in shared memory, which another process may have
+            // filled with anything.
+            if index.wrapping_add(1) == self.parties() {
                 st.end_round(false);
                 return Ok(index);
             }
@@ -195,7 +202,7 @@ impl Barrier {
             }
             if checked.elapsed() >= LIVENESS_CHECK {
                 checked = Instant::now();
-                let st = self.state();
+                let st = self.state()?;
                 if st.gen_word().load(Ordering::Relaxed) == g && self.a_waiter_died(&st) {
                     st.break_it();
                     return Err(Error::BrokenBarrier);
@@ -211,7 +218,7 @@ impl Barrier {
                     );
                 }
                 None => {
-                    let st = self.state();
+                    let st = self.state()?;
                     if st.gen_word().load(Ordering::Relaxed) == g {
                         st.break_it();
                         return Err(Error::Timeout(timeout.unwrap_or_default()));
@@ -224,13 +231,19 @@ impl Barrier {
     /// Breaks the barrier: current and later waiters get [`Error::BrokenBarrier`] until
     /// [`reset`](Barrier::reset).
     pub fn abort(&self) {
-        self.state().break_it();
+        // A corrupt barrier (see `state`) cannot be broken further; its waiters get the
+        // error.
+        if let Ok(st) = self.state() {
+            st.break_it();
+        }
     }
 
     /// Returns the barrier to its initial state; current waiters get
     /// [`Error::BrokenBarrier`].
     pub fn reset(&self) {
-        let st = self.state();
+        let Ok(st) = self.state() else {
+            return; // corrupt (see `state`): nothing to reset
+        };
         if st.count().load(Ordering::Relaxed) > 0 {
             st.end_round(true);
         }
