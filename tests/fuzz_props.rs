@@ -4,6 +4,8 @@
 
 use multiproc::fuzzing::{self, Tally};
 
+mod common;
+
 // ---- regressions: inputs the fuzzers found ----------------------------------------------
 
 /// `fuzz/pool_ring`: a head 8 bytes below 2^64 (tail 0, so 8 bytes "published") made the
@@ -62,6 +64,16 @@ fn shm_header_barrier_with_an_unrecoverable_internal_lock() {
 #[test]
 fn shm_header_barrier_with_a_full_count() {
     assert_eq!(barrier_with_word(12, u32::MAX), Tally { ok: 1, refused: 0 });
+}
+
+/// `fuzz/shm_header` (a hang, libFuzzer's 10 s timeout): a barrier segment whose internal
+/// lock word names a live thread (here the test's own process) made `wait_timeout(0)` wait
+/// for that lock with no limit, forever.
+#[test]
+fn shm_header_barrier_whose_internal_lock_a_live_thread_holds() {
+    let pid = std::process::id();
+    let t = common::deadline(10, move || barrier_with_word(32, pid));
+    assert_eq!(t, Tally { ok: 1, refused: 0 });
 }
 
 // ---- the seeded generator ---------------------------------------------------------------

@@ -102,6 +102,14 @@ impl Drop for State<'_> {
     }
 }
 
+/// A timed-out internal lock as the caller's timeout.
+fn timed_out(e: Error, timeout: Option<Duration>) -> Error {
+    match e {
+        Error::Timeout(_) => Error::Timeout(timeout.unwrap_or_default()),
+        e => e,
+    }
+}
+
 impl Barrier {
     /// A barrier for `parties` callers (at least 1).
     pub fn new(parties: u32) -> Result<Barrier> {
@@ -139,16 +147,20 @@ impl Barrier {
         })
     }
 
-    fn state(&self) -> Result<State<'_>> {
+    /// Takes the internal lock, waiting at most until `deadline` (a live holder keeps it for
+    /// a few instructions; only a stopped process or foreign bytes keep it longer).
+    fn state(&self, deadline: Option<Instant>) -> Result<State<'_>> {
         let state = State { cell: &self.cell };
         // The internal lock is held only for a few instructions; if a process died inside
         // them, its round is in an unknown state: break the barrier (reset repairs it).
-        match raw_lock(self.cell.word(6), None) {
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match raw_lock(self.cell.word(6), timeout) {
             Ok(false) => {}
             Ok(true) => state.broken().store(1, Ordering::Relaxed),
-            // This barrier never marks it so (and never times it): the segment's bytes are
-            // not a barrier's, which only another process can have caused.
-            Err(RawError::NotRecoverable | RawError::Timeout) => {
+            Err(RawError::Timeout) => return Err(Error::Timeout(Duration::ZERO)),
+            // This barrier never marks it so: the segment's bytes are not a barrier's,
+            // which only another process can have caused.
+            Err(RawError::NotRecoverable) => {
                 return Err(Error::Protocol(
                     "the barrier's shared memory is corrupted (its internal lock is unusable)"
                         .into(),
@@ -172,7 +184,7 @@ impl Barrier {
     fn wait_inner(&self, timeout: Option<Duration>) -> Result<u32> {
         let deadline = deadline(timeout);
         let (g, index) = {
-            let st = self.state()?;
+            let st = self.state(deadline).map_err(|e| timed_out(e, timeout))?;
             if st.broken().load(Ordering::Relaxed) != 0 {
                 return Err(Error::BrokenBarrier);
             }
@@ -202,7 +214,7 @@ impl Barrier {
             }
             if checked.elapsed() >= LIVENESS_CHECK {
                 checked = Instant::now();
-                let st = self.state()?;
+                let st = self.state(deadline).map_err(|e| timed_out(e, timeout))?;
                 if st.gen_word().load(Ordering::Relaxed) == g && self.a_waiter_died(&st) {
                     st.break_it();
                     return Err(Error::BrokenBarrier);
@@ -218,7 +230,10 @@ impl Barrier {
                     );
                 }
                 None => {
-                    let st = self.state()?;
+                    // Past the deadline: one look at the lock, then give up.
+                    let st = self
+                        .state(Some(Instant::now()))
+                        .map_err(|e| timed_out(e, timeout))?;
                     if st.gen_word().load(Ordering::Relaxed) == g {
                         st.break_it();
                         return Err(Error::Timeout(timeout.unwrap_or_default()));
@@ -233,7 +248,7 @@ impl Barrier {
     pub fn abort(&self) {
         // A corrupt barrier (see `state`) cannot be broken further; its waiters get the
         // error.
-        if let Ok(st) = self.state() {
+        if let Ok(st) = self.state(None) {
             st.break_it();
         }
     }
@@ -241,7 +256,7 @@ impl Barrier {
     /// Returns the barrier to its initial state; current waiters get
     /// [`Error::BrokenBarrier`].
     pub fn reset(&self) {
-        let Ok(st) = self.state() else {
+        let Ok(st) = self.state(None) else {
             return; // corrupt (see `state`): nothing to reset
         };
         if st.count().load(Ordering::Relaxed) > 0 {
