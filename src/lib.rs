@@ -162,6 +162,9 @@ pub fn cpu_count() -> usize {
 mod process_pool;
 
 pub use process_pool::{ProcessPool, ProcessPoolBuilder};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "mpi")]
 mod mpi;
 #[cfg(feature = "mpi")]

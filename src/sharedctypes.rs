@@ -77,6 +77,12 @@ impl<T: Pod> Block<T> {
                 std::any::type_name::<T>()
             )));
         }
+        // A `Value` is one element; its methods read element 0 without asking.
+        if kind == Kind::Value && len != 1 {
+            return Err(Error::InvalidArgument(format!(
+                "segment {name:?} holds {len} values, not the one of a Value"
+            )));
+        }
         if len
             .checked_mul(size)
             .and_then(|b| b.checked_add(data_offset::<T>()))

@@ -4,7 +4,7 @@
 pub(crate) mod auth;
 pub mod connection;
 mod listener;
-mod pickle;
+pub(crate) mod pickle;
 mod pipe;
 mod queue;
 

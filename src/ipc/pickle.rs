@@ -68,7 +68,7 @@ impl Connection {
     }
 }
 
-fn unpickle<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn unpickle<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     // `Deserialize` impls are user code: a panic in one fails this message, not the caller.
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         serde_pickle::from_slice(bytes, serde_pickle::DeOptions::new())

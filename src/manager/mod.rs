@@ -3,12 +3,12 @@
 //! another (Python's `multiprocessing.Manager()`). See `README.md` beside this file for
 //! the protocol, authentication, atomicity and limits.
 
-mod client;
+pub(crate) mod client;
 mod dict;
 mod list;
 mod namespace;
 mod objects;
-mod protocol;
+pub(crate) mod protocol;
 mod queue;
 mod server;
 mod sync;

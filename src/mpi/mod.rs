@@ -13,7 +13,7 @@ mod local;
 mod root;
 mod serve;
 mod start;
-mod wire;
+pub(crate) mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};

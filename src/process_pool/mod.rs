@@ -3,7 +3,7 @@
 
 mod bell;
 mod dispatcher;
-mod layout;
+pub(crate) mod layout;
 pub(crate) mod sink;
 mod worker;
 

@@ -30,21 +30,21 @@ use crate::sys::lock::{Held, RawError};
 use crate::sys::ring_memory::{RingMemory, Side};
 use crate::sys::{EventCount, SharedMapping, Spin};
 
-const MAGIC: u64 = 0x6d70_7175_6575_6531; // "mpqueue1"
-const HEADER: usize = 4096;
+pub(crate) const MAGIC: u64 = 0x6d70_7175_6575_6531; // "mpqueue1"
+pub(crate) const HEADER: usize = 4096;
 
 // Header offsets: each group on its own 128-byte line (no false sharing between the
 // producer side and the consumer side).
-const OFF_MAGIC: usize = 0;
-const OFF_CAP: usize = 8;
-const OFF_MAXSIZE: usize = 16;
-const OFF_CLOSED: usize = 24;
-const OFF_PROD_LOCK: usize = 128;
+pub(crate) const OFF_MAGIC: usize = 0;
+pub(crate) const OFF_CAP: usize = 8;
+pub(crate) const OFF_MAXSIZE: usize = 16;
+pub(crate) const OFF_CLOSED: usize = 24;
+pub(crate) const OFF_PROD_LOCK: usize = 128;
 const OFF_PROD_CACHED_C: usize = 136;
-const OFF_P: usize = 256;
-const OFF_CONS_LOCK: usize = 384;
-const OFF_CONS_CACHED_P: usize = 392;
-const OFF_C: usize = 512;
+pub(crate) const OFF_P: usize = 256;
+pub(crate) const OFF_CONS_LOCK: usize = 384;
+pub(crate) const OFF_CONS_CACHED_P: usize = 392;
+pub(crate) const OFF_C: usize = 512;
 /// Event counts (seq, sleepers): items arrived; room freed.
 const OFF_NOT_EMPTY: usize = 640;
 const OFF_NOT_FULL: usize = 768;

@@ -97,12 +97,16 @@ impl<M: FrameMemory> Ring<M> {
         } else {
             total
         };
-        if (tail - head) as usize + need > self.cap {
+        // The head is the consumer's (another process's) to write: wrapping arithmetic and
+        // a bound before the sum, so a corrupt one reads as a full ring, never a panic.
+        let used = tail.wrapping_sub(head);
+        if used > self.cap as u64 || used as usize + need > self.cap {
             return false;
         }
         if total > to_end {
             self.map.write(self.data(tail), &frame::WRAP_MARKER);
-            tail += to_end as u64;
+            // The counters wrap (a corrupt consumer may leave them anywhere).
+            tail = tail.wrapping_add(to_end as u64);
         }
         let at = self.data(tail);
         self.map.write(at, &frame::header(len as u32, kind));
@@ -111,8 +115,11 @@ impl<M: FrameMemory> Ring<M> {
             self.map.write(off, p);
             off += p.len();
         }
-        self.map
-            .store(self.base + TAIL, tail + total as u64, Ordering::Release);
+        self.map.store(
+            self.base + TAIL,
+            tail.wrapping_add(total as u64),
+            Ordering::Release,
+        );
         true
     }
 
@@ -178,7 +185,8 @@ impl<M: FrameMemory> Ring<M> {
             .read_into_vec(self.base + RING_HEADER + f.at + frame::HEADER, f.len, out);
         self.map.store(
             self.base + HEAD,
-            head + f.consumed as u64,
+            // The counters wrap (a corrupt producer may start them anywhere).
+            head.wrapping_add(f.consumed as u64),
             Ordering::Release,
         );
         Ok(Some(f.kind))

@@ -2,7 +2,7 @@
 //! `sharedctypes.rs`, above this module and `sync`.
 //! See `README.md` beside this file for the layout and the owner registry.
 
-mod registry;
+pub(crate) mod registry;
 mod shared_memory;
 
 pub use crate::sys::SharedMapping;

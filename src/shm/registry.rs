@@ -25,7 +25,7 @@ const COMPACT_AT: usize = 64 << 10;
 
 /// What the registry says about one name.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Entry {
+pub(crate) enum Entry {
     /// A caller-named segment with this inode, to unlink if the owner dies.
     Owned(u64),
     /// A random-named segment its creator chose to keep.
@@ -208,13 +208,14 @@ pub(crate) fn keep(name: &str, registered: bool) -> io::Result<()> {
 }
 
 /// The entries of a registry file, last word wins.
-fn parse(text: &str) -> HashMap<&str, Entry> {
+pub(crate) fn parse(text: &str) -> HashMap<&str, Entry> {
     let mut entries = HashMap::new();
     for line in text.lines() {
         let Some((head, name)) = line.split_once(' ') else {
             continue;
         };
-        match head.split_at(head.len().min(1)) {
+        // The file is another process's: its first character may be anything (not ASCII).
+        match head.split_at_checked(1).unwrap_or((head, "")) {
             ("+", ino) => {
                 if let Ok(ino) = ino.parse() {
                     entries.insert(name, Entry::Owned(ino));
@@ -233,7 +234,7 @@ fn parse(text: &str) -> HashMap<&str, Entry> {
 }
 
 /// `(pid, start)` of an `mp-<pid>-<start>-...` name.
-fn owner_of(name: &str) -> Option<(u32, u64)> {
+pub(crate) fn owner_of(name: &str) -> Option<(u32, u64)> {
     let mut parts = name.strip_prefix("mp-")?.splitn(3, '-');
     let pid = parts.next()?.parse().ok()?;
     let start = parts.next()?.parse().ok()?;

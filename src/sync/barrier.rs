@@ -102,6 +102,14 @@ impl Drop for State<'_> {
     }
 }
 
+/// A timed-out internal lock as the caller's timeout.
+fn timed_out(e: Error, timeout: Option<Duration>) -> Error {
+    match e {
+        Error::Timeout(_) => Error::Timeout(timeout.unwrap_or_default()),
+        e => e,
+    }
+}
+
 impl Barrier {
     /// A barrier for `parties` callers (at least 1).
     pub fn new(parties: u32) -> Result<Barrier> {
@@ -139,18 +147,27 @@ impl Barrier {
         })
     }
 
-    fn state(&self) -> State<'_> {
+    /// Takes the internal lock, waiting at most until `deadline` (a live holder keeps it for
+    /// a few instructions; only a stopped process or foreign bytes keep it longer).
+    fn state(&self, deadline: Option<Instant>) -> Result<State<'_>> {
         let state = State { cell: &self.cell };
         // The internal lock is held only for a few instructions; if a process died inside
         // them, its round is in an unknown state: break the barrier (reset repairs it).
-        match raw_lock(self.cell.word(6), None) {
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match raw_lock(self.cell.word(6), timeout) {
             Ok(false) => {}
             Ok(true) => state.broken().store(1, Ordering::Relaxed),
-            Err(RawError::NotRecoverable | RawError::Timeout) => {
-                unreachable!("the internal lock is never made unrecoverable nor timed")
+            Err(RawError::Timeout) => return Err(Error::Timeout(Duration::ZERO)),
+            // This barrier never marks it so: the segment's bytes are not a barrier's,
+            // which only another process can have caused.
+            Err(RawError::NotRecoverable) => {
+                return Err(Error::Protocol(
+                    "the barrier's shared memory is corrupted (its internal lock is unusable)"
+                        .into(),
+                ));
             }
         }
-        state
+        Ok(state)
     }
 
     /// Waits until `parties` callers are waiting; returns this caller's arrival index
@@ -167,13 +184,15 @@ impl Barrier {
     fn wait_inner(&self, timeout: Option<Duration>) -> Result<u32> {
         let deadline = deadline(timeout);
         let (g, index) = {
-            let st = self.state();
+            let st = self.state(deadline).map_err(|e| timed_out(e, timeout))?;
             if st.broken().load(Ordering::Relaxed) != 0 {
                 return Err(Error::BrokenBarrier);
             }
             let g = st.gen_word().load(Ordering::Relaxed);
             let index = st.count().fetch_add(1, Ordering::Relaxed);
-            if index + 1 == self.parties() {
+            // Wrapping: the count is in shared memory, which another process may have
+            // filled with anything.
+            if index.wrapping_add(1) == self.parties() {
                 st.end_round(false);
                 return Ok(index);
             }
@@ -195,7 +214,7 @@ impl Barrier {
             }
             if checked.elapsed() >= LIVENESS_CHECK {
                 checked = Instant::now();
-                let st = self.state();
+                let st = self.state(deadline).map_err(|e| timed_out(e, timeout))?;
                 if st.gen_word().load(Ordering::Relaxed) == g && self.a_waiter_died(&st) {
                     st.break_it();
                     return Err(Error::BrokenBarrier);
@@ -211,7 +230,10 @@ impl Barrier {
                     );
                 }
                 None => {
-                    let st = self.state();
+                    // Past the deadline: one look at the lock, then give up.
+                    let st = self
+                        .state(Some(Instant::now()))
+                        .map_err(|e| timed_out(e, timeout))?;
                     if st.gen_word().load(Ordering::Relaxed) == g {
                         st.break_it();
                         return Err(Error::Timeout(timeout.unwrap_or_default()));
@@ -224,13 +246,19 @@ impl Barrier {
     /// Breaks the barrier: current and later waiters get [`Error::BrokenBarrier`] until
     /// [`reset`](Barrier::reset).
     pub fn abort(&self) {
-        self.state().break_it();
+        // A corrupt barrier (see `state`) cannot be broken further; its waiters get the
+        // error.
+        if let Ok(st) = self.state(None) {
+            st.break_it();
+        }
     }
 
     /// Returns the barrier to its initial state; current waiters get
     /// [`Error::BrokenBarrier`].
     pub fn reset(&self) {
-        let st = self.state();
+        let Ok(st) = self.state(None) else {
+            return; // corrupt (see `state`): nothing to reset
+        };
         if st.count().load(Ordering::Relaxed) > 0 {
             st.end_round(true);
         }
