@@ -107,12 +107,12 @@ impl HeapRing {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
     fn data_off(off: usize) -> usize {
-        off.checked_sub(crate::process_pool::ring::RING_HEADER)
+        off.checked_sub(crate::ring::spsc::RING_HEADER)
             .expect("the ring read its header as data")
     }
 }
 
-impl crate::process_pool::ring::FrameMemory for HeapRing {
+impl crate::ring::spsc::FrameMemory for HeapRing {
     fn load(&self, off: usize, order: Ordering) -> u64 {
         self.counter(off).load(order)
     }
@@ -137,7 +137,7 @@ impl crate::process_pool::ring::FrameMemory for HeapRing {
 /// `head` (u64), `tail` (u64), a capacity choice (u8), then the data area (zero-padded).
 /// Every frame popped is checked to lie inside the published bytes and the payload limit.
 pub fn pool_ring(bytes: &[u8]) -> Tally {
-    use crate::process_pool::ring::{Corrupt, Ring};
+    use crate::ring::{frame::Corrupt, spsc::Ring};
     let mut input = Input(bytes);
     let (head, tail) = (input.u64(), input.u64());
     let cap = 64usize << (input.u8() % 7);
@@ -250,7 +250,7 @@ pub fn pool_frames(bytes: &[u8]) -> Tally {
 /// lock words and `closed` (u32 each), `maxsize` (u64), [magic, capacity (u64 each)], then
 /// the data area.
 pub fn queue_ring(bytes: &[u8]) -> Tally {
-    use crate::ipc::ring::{self, HEADER, MAGIC};
+    use crate::ring::mpmc::{self as ring, HEADER, MAGIC};
     let mut input = Input(bytes);
     let flags = input.u8();
     let cap = 4096u64 << ((flags >> 1) % 3);
@@ -403,7 +403,7 @@ pub fn handshake(bytes: &[u8]) -> Tally {
 /// Exact decoding of a message as one value (`codec::decode_exact`, with its pickle
 /// detection): a type choice (u8), then the message.
 pub fn codec(bytes: &[u8]) -> Tally {
-    use crate::ipc::codec::decode_exact;
+    use crate::wire::codec::decode_exact;
     let mut input = Input(bytes);
     let which = input.u8();
     let msg = input.rest();
@@ -595,7 +595,7 @@ pub fn shm_header(bytes: &[u8]) -> Tally {
     let zero = Duration::ZERO;
     let mut tally = Tally::default();
     fn attach<T: serde::de::DeserializeOwned>(h: &[u8]) -> std::result::Result<T, String> {
-        crate::ipc::codec::decode_exact::<T>(h).map_err(|e| Error::from(e).to_string())
+        crate::wire::codec::decode_exact::<T>(h).map_err(|e| Error::from(e).to_string())
     }
     macro_rules! with {
         ($t:ty, |$v:ident| $op:expr) => {{
