@@ -188,7 +188,6 @@ pub fn __test_corrupt_result_ring(how: u32) {
 }
 
 mod sharedctypes;
-pub use sharedctypes::{Array, ArrayGuard, Value, ValueGuard};
 /// The ndarray that [`SharedMapping::as_array`]'s views come from (feature `ndarray`), so
 /// a program uses the very version multiproc was built with.
 ///
@@ -198,6 +197,7 @@ pub use sharedctypes::{Array, ArrayGuard, Value, ValueGuard};
 /// ```
 #[cfg(feature = "ndarray")]
 pub use ndarray;
+pub use sharedctypes::{Array, ArrayGuard, Value, ValueGuard};
 pub use shm::{SharedMapping, SharedMemory};
 pub use sync::{
     AcquireError, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard,

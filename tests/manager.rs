@@ -200,7 +200,10 @@ fn sync_proxies() {
         std::thread::sleep(Duration::from_millis(50));
         drop(g);
         let (was_busy, waited) = other.join().unwrap();
-        assert!(was_busy && waited >= Duration::from_millis(50), "{waited:?}");
+        assert!(
+            was_busy && waited >= Duration::from_millis(50),
+            "{waited:?}"
+        );
 
         // A thread that ends holding the lock: its connection closes, the server releases
         // the lock and tells the next holder.
