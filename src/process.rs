@@ -148,6 +148,16 @@ pub fn active_children() -> Vec<Process> {
     c.clone()
 }
 
+/// Drops the registry's copies of children that have ended, so a joined and dropped
+/// `Process` holds nothing (its pidfd) any more; without this they lived until the next
+/// start.
+fn forget_ended_children() {
+    CHILDREN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(Process::is_alive);
+}
+
 /// At exit (of the main program, or of a child's function): terminate daemonic children,
 /// then wait for every child, as Python does.
 fn join_children_at_exit() {
@@ -354,11 +364,16 @@ impl Process {
     /// Waits for the process to end.
     pub fn join(&self) {
         self.child.wait();
+        forget_ended_children();
     }
 
     /// Waits at most `timeout`; returns whether it has ended.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.child.wait_timeout(timeout).is_some()
+        let ended = self.child.wait_timeout(timeout).is_some();
+        if ended {
+            forget_ended_children();
+        }
+        ended
     }
 
     /// Whether it is still running.

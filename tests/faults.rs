@@ -723,9 +723,19 @@ fn assert_no_leftover(before: &Snapshot, seen: &[u32], cell: &str) {
             return;
         }
         if Instant::now() > end {
+            let fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| {
+                            let l = std::fs::read_link(e.path()).unwrap_or_default();
+                            format!("{}={}", e.file_name().to_string_lossy(), l.display())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             panic!(
-                "{cell} left behind: processes {procs:?}, live pids {alive:?}, fds {} -> {}, \
-                 segments {shm:?}",
+                "{cell} left behind: processes {procs:?}, live pids {alive:?}, fds {} -> {} \
+                 ({fds:?}), segments {shm:?}",
                 before.fds, now.fds
             );
         }

@@ -24,6 +24,7 @@ static HELPERS: extern "C" fn() = {
             Ok("exit_with_children") => helper_exit_with_children,
             Ok("start_children_and_wait") => helper_start_children_and_wait,
             Ok("children_read_stdin") => helper_children_read_stdin,
+            Ok("joined_children_hold_no_fd") => helper_joined_children_hold_no_fd,
             _ => return,
         };
         helper();
@@ -356,5 +357,45 @@ fn children_do_not_read_the_parents_stdin() {
         drop(stdin);
         let out = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out, "ForkServer Some(0)\nSpawn Some(0)\n");
+    });
+}
+
+fn fd_count_here() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Alone in its own process (fd counts are process-wide): starts and joins children, and
+/// exits 0 only if a joined child holds no fd of this process any more.
+fn helper_joined_children_hold_no_fd() {
+    // The first start opens what lives as long as the program (the fork server's socket,
+    // the manager thread's wakeup fds).
+    Process::start(exit_with, 0).unwrap().join();
+    let _ = multiproc::active_children();
+    let before = fd_count_here();
+    for code in [0, 3] {
+        let p = Process::start(exit_with, code).unwrap();
+        p.join();
+        assert_eq!(p.exitcode(), Some(code));
+        drop(p);
+    }
+    let after = fd_count_here();
+    if after != before {
+        eprintln!("fds {before} -> {after} after joining and dropping two children");
+        std::process::exit(1);
+    }
+}
+
+#[test]
+fn a_joined_and_dropped_child_holds_no_fd() {
+    deadline(60, || {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("MP_TEST_HELPER", "joined_children_hold_no_fd")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
 }
