@@ -285,7 +285,8 @@ pub enum TaskError {
         /// How the task failed there.
         error: Box<TaskError>,
     },
-    /// A remote rank (MPI) reported an error.
+    /// A `Manager` server reported a task error it could not describe as one of the
+    /// variants above (an update function's failure that did not decode).
     #[error("task{}: remote error: {message}", fmt_index(*index))]
     Remote {
         /// Index of the task in its input, if any.
