@@ -644,36 +644,9 @@ struct Snapshot {
 
 /// Every process below this one, zombies included.
 fn descendants() -> BTreeSet<u32> {
-    let mut parent = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        if let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok())
-        {
-            parent.push((pid, ppid));
-        }
-    }
-    let mut out = BTreeSet::from([std::process::id()]);
-    loop {
-        let n = out.len();
-        for &(pid, ppid) in &parent {
-            if out.contains(&ppid) {
-                out.insert(pid);
-            }
-        }
-        if out.len() == n {
-            break;
-        }
-    }
-    out.remove(&std::process::id());
-    out
+    common::descendants(std::process::id())
+        .into_iter()
+        .collect()
 }
 
 fn shm_entries() -> BTreeSet<String> {

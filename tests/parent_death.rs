@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use common::descendants;
 use multiproc::{Executor, Manager, Process, ProcessPool, SharedMemory, StartMethod};
 
 /// The programs the tests kill: run from `.init_array` when `MP_TEST_HELPER` is set, before
@@ -199,43 +200,6 @@ fn map_long(report: &Path) {
 }
 
 // ---- inspecting processes ------------------------------------------------------------
-
-/// `(pid, ppid, state)` of every process.
-fn all_processes() -> Vec<(u32, u32, char)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if let (Some(s), Some(Ok(ppid))) = (f.first(), f.get(1).map(|p| p.parse())) {
-            out.push((pid, ppid, s.chars().next().unwrap_or('?')));
-        }
-    }
-    out
-}
-
-/// Every descendant of `root`.
-fn descendants(root: u32) -> Vec<u32> {
-    let procs = all_processes();
-    let mut todo = vec![root];
-    let mut out = Vec::new();
-    while let Some(p) = todo.pop() {
-        for &(pid, ppid, _) in &procs {
-            if ppid == p {
-                out.push(pid);
-                todo.push(pid);
-            }
-        }
-    }
-    out
-}
 
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))

@@ -95,8 +95,19 @@ pub(crate) fn dead(pid: u32) -> bool {
     }
 }
 
-/// Live (non-zombie) processes in process group `pgid`.
-pub(crate) fn live_in_group(pgid: u32) -> Vec<u32> {
+/// One line of `/proc/<pid>/stat`: what the tests need of a process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Proc {
+    pub(crate) pid: u32,
+    pub(crate) ppid: u32,
+    pub(crate) pgrp: u32,
+    /// `R`, `S`, `Z` (a zombie), ...
+    pub(crate) state: char,
+}
+
+/// Every process on the machine, read from `/proc` (processes that end while it reads are
+/// left out).
+pub(crate) fn processes() -> Vec<Proc> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -105,16 +116,49 @@ pub(crate) fn live_in_group(pgid: u32) -> Vec<u32> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
+        // The name may hold spaces and parentheses: the fields start after the last ')'.
         let Some((_, rest)) = stat.rsplit_once(')') else {
             continue;
         };
-        // fields after the name: state ppid pgrp ...
+        // state ppid pgrp ...
         let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string() {
-            out.push(pid);
+        if let (Some(state), Some(Ok(ppid)), Some(Ok(pgrp))) = (
+            f.first().and_then(|s| s.chars().next()),
+            f.get(1).map(|p| p.parse()),
+            f.get(2).map(|p| p.parse()),
+        ) {
+            out.push(Proc {
+                pid,
+                ppid,
+                pgrp,
+                state,
+            });
         }
     }
     out
+}
+
+/// Every descendant of `root` (children, grandchildren, ...), zombies included.
+pub(crate) fn descendants(root: u32) -> Vec<u32> {
+    let procs = processes();
+    let mut todo = vec![root];
+    let mut out = Vec::new();
+    while let Some(p) = todo.pop() {
+        for q in procs.iter().filter(|q| q.ppid == p) {
+            out.push(q.pid);
+            todo.push(q.pid);
+        }
+    }
+    out
+}
+
+/// Live (non-zombie) processes in process group `pgid`.
+pub(crate) fn live_in_group(pgid: u32) -> Vec<u32> {
+    processes()
+        .into_iter()
+        .filter(|p| p.state != 'Z' && p.pgrp == pgid)
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// A task that starts `sleep 1000` and a shell pipeline, records `worker sleep sh` pids in
