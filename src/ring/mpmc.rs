@@ -64,6 +64,14 @@ const MAX_CAPACITY: u64 = 1 << 31;
 /// fits there, so a queue that is drained as fast as it is filled keeps to its first
 /// `HOT` bytes (cache-friendly, and the rest of the memfd is never allocated).
 const HOT: u64 = 512 << 10;
+/// Large messages get room for this many in the hot part (as a bare ring of 8 slots has):
+/// with only two, producer and consumer take turns instead of working side by side.
+const HOT_FRAMES: u64 = 8;
+
+/// The offset past which a producer of `s`-byte frames goes back to the start early.
+fn hot(s: u64) -> u64 {
+    HOT.max(s.saturating_mul(HOT_FRAMES))
+}
 
 /// Spins before yielding, yields before sleeping (the machine may have 2 cores); the spin
 /// is bounded in time too (`sys::wait`).
@@ -140,7 +148,7 @@ fn place(t: u64, h: u64, n: u32, s: u64, cap: u64) -> Option<(u64, bool)> {
         // Free: [t, cap) and [0, h). (n == 0 implies t == h.)
         let fits_here = t + s <= cap;
         let fits_start = s <= h;
-        if fits_start && (!fits_here || t >= HOT) {
+        if fits_start && (!fits_here || t >= hot(s)) {
             Some((0, true))
         } else if fits_here {
             Some((t, false))
@@ -383,9 +391,13 @@ impl Ring {
             if self.is_closed() {
                 return Err(Error::Closed("the queue is closed".into()));
             }
+            // The cached `C` first (no cache miss on the consumers' line). A fresh one when
+            // that says there is no room, and also when the frame would go past `HOT`: the
+            // consumers may well have freed the start by now, and going back there is what
+            // keeps a busy queue inside its first `HOT` bytes.
             let spot = match self.find_space(s, false)? {
-                Some(spot) => Some(spot),
-                None => self.find_space(s, true)?,
+                Some(spot) if spot.3 || spot.2 < hot(s) => Some(spot),
+                cached => self.find_space(s, true)?.or(cached),
             };
             if let Some((puts, t, pos, wrap)) = spot {
                 if wrap {
@@ -609,6 +621,36 @@ mod tests {
         assert_eq!(place(64, 64, 1, 8, cap), None);
         // Past HOT with room at the start: go back early.
         assert_eq!(place(HOT + 8, HOT, 1, 64, cap), Some((0, true)));
+    }
+
+    #[test]
+    fn a_queue_drained_as_fast_as_it_is_filled_keeps_to_its_hot_bytes() {
+        // Each put finds the ring empty (its last item was taken): the producer must go
+        // back to the start once past `HOT`, even though its cached view of `C` is old.
+        // Otherwise it walks the whole (virtual) ring, touching every page of it.
+        let r = Ring::create(DEFAULT_CAPACITY, 0).unwrap();
+        let msg = vec![7u8; 64];
+        let mut furthest = 0;
+        for _ in 0..20_000 {
+            r.put(&msg, None).unwrap();
+            let (_, t) = unpack(r.word64(OFF_P).load(Relaxed));
+            furthest = furthest.max(t);
+            assert_eq!(r.get::<Vec<u8>>(None).unwrap(), msg);
+        }
+        assert!(furthest <= HOT + 128, "the tail went to {furthest}");
+        // Frames larger than `HOT`: the hot part holds `HOT_FRAMES` of them.
+        let big = vec![1u8; 1 << 20];
+        let mut furthest = 0;
+        for _ in 0..64 {
+            r.put(&big, None).unwrap();
+            let (_, t) = unpack(r.word64(OFF_P).load(Relaxed));
+            furthest = furthest.max(t);
+            assert_eq!(r.get::<Vec<u8>>(None).unwrap().len(), big.len());
+        }
+        assert!(
+            furthest <= (HOT_FRAMES + 1) << 20,
+            "the tail went to {furthest}"
+        );
     }
 
     #[test]
