@@ -93,15 +93,19 @@ fn pipe_run(n: u64, cpu: Option<usize>) -> Result<f64> {
 pub(super) fn run(b: &mut Bench) -> Result<()> {
     if b.wants(&["queue.msgs_64B"]) {
         let n = b.size(20_000, 200_000);
-        let v = b.median(|| n as f64 / queue_run(64, n).unwrap());
-        let limit = b.median(|| n as f64 / limits::shm_ring(64, n).unwrap());
+        let (v, limit) = b.median2(
+            || n as f64 / queue_run(64, n).unwrap(),
+            || n as f64 / limits::shm_ring(64, n).unwrap(),
+        );
         b.push(Row::rate("queue.msgs_64B", "msgs/s", v).limit(limit).py(n));
     }
     if b.wants(&["queue.bw_1MiB"]) {
         let n = b.size(200, 2000);
         let gb = n as f64 * (1 << 20) as f64 / 1e9;
-        let v = b.median(|| gb / queue_run(1 << 20, n).unwrap());
-        let limit = b.median(|| gb / limits::shm_ring(1 << 20, n).unwrap());
+        let (v, limit) = b.median2(
+            || gb / queue_run(1 << 20, n).unwrap(),
+            || gb / limits::shm_ring(1 << 20, n).unwrap(),
+        );
         b.push(Row::rate("queue.bw_1MiB", "GB/s", v).limit(limit).py(n));
     }
     let n = b.size(2_000, 20_000);
@@ -110,8 +114,10 @@ pub(super) fn run(b: &mut Bench) -> Result<()> {
         ("pipe.roundtrip_unpinned", None),
     ] {
         if b.wants(&[name]) {
-            let v = b.median(|| pipe_run(n, cpu).unwrap());
-            let limit = b.median(|| limits::socketpair_pingpong(n, cpu).unwrap());
+            let (v, limit) = b.median2(
+                || pipe_run(n, cpu).unwrap(),
+                || limits::socketpair_pingpong(n, cpu).unwrap(),
+            );
             b.push(Row::time(name, "µs", v).limit(limit).py(n));
         }
     }

@@ -150,6 +150,21 @@ impl Bench {
         median((0..self.opts.repeat.max(1)).map(|_| f()).collect())
     }
 
+    /// Medians of `--repeat` runs of `f` and of `g`, taken alternately (f, g, f, g, ..), so
+    /// that a noisy neighbour's slow minute falls on both sides of a ratio alike.
+    pub(crate) fn median2(
+        &self,
+        mut f: impl FnMut() -> f64,
+        mut g: impl FnMut() -> f64,
+    ) -> (f64, f64) {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..self.opts.repeat.max(1) {
+            a.push(f());
+            b.push(g());
+        }
+        (median(a), median(b))
+    }
+
     /// Picks the quick or the full size.
     pub(crate) fn size(&self, quick: u64, full: u64) -> u64 {
         if self.opts.quick { quick } else { full }

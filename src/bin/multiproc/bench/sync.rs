@@ -44,8 +44,10 @@ fn lock_2proc(n: u64) -> Result<f64> {
 pub(super) fn run(b: &mut Bench) -> Result<()> {
     if b.wants(&["lock.incr_2proc"]) {
         let n = b.size(100_000, 1_000_000);
-        let v = b.median(|| lock_2proc(n).unwrap());
-        let limit = b.median(|| limits::pthread_2proc(n).unwrap());
+        let (v, limit) = b.median2(
+            || lock_2proc(n).unwrap(),
+            || limits::pthread_2proc(n).unwrap(),
+        );
         b.push(Row::rate("lock.incr_2proc", "incr/s", v).limit(limit).py(n));
     }
     if b.wants(&["lock.uncontended"]) {
