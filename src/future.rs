@@ -19,6 +19,7 @@ use crate::sys::{EventCount, Spin};
 const SPIN: Spin = Spin {
     spins: 200,
     rounds: 2000,
+    grow: false,
 };
 
 const PENDING: u32 = 0;

@@ -112,6 +112,7 @@ fn remaining(deadline: Option<Instant>) -> Option<Duration> {
 const RECV_SPIN: Spin = Spin {
     spins: 0,
     rounds: 64,
+    grow: false,
 };
 
 pub(crate) fn wait_fd(

@@ -15,11 +15,13 @@ pub(crate) const HEADER: usize = 8;
 pub(crate) const WRAP: u32 = u32::MAX;
 
 /// The bytes of a frame holding `len` payload bytes, header and padding included.
+#[inline]
 pub(crate) fn size(len: usize) -> usize {
     HEADER + len.div_ceil(8) * 8
 }
 
 /// A frame header.
+#[inline]
 pub(crate) fn header(len: u32, kind: u32) -> [u8; HEADER] {
     let mut h = [0; HEADER];
     h[..4].copy_from_slice(&len.to_le_bytes());

@@ -69,6 +69,7 @@ const HOT: u64 = 512 << 10;
 const HOT_FRAMES: u64 = 8;
 
 /// The offset past which a producer of `s`-byte frames goes back to the start early.
+#[inline]
 fn hot(s: u64) -> u64 {
     HOT.max(s.saturating_mul(HOT_FRAMES))
 }
@@ -78,18 +79,22 @@ fn hot(s: u64) -> u64 {
 const SPIN: Spin = Spin {
     spins: 256,
     rounds: 256 + 16,
+    grow: false,
 };
 /// Longest single futex sleep: waits re-check their condition (and closed) at least this
 /// often, so no wake-up is ever needed for progress.
 const SLICE: Duration = Duration::from_millis(50);
+#[inline]
 fn pack(count: u32, pos: u64) -> u64 {
     ((count as u64) << 32) | pos
 }
 
+#[inline]
 fn unpack(w: u64) -> (u32, u64) {
     ((w >> 32) as u32, w & 0xffff_ffff)
 }
 
+#[inline]
 fn frame_size(len: u64) -> u64 {
     frame::size(len as usize) as u64
 }
@@ -111,6 +116,7 @@ thread_local! {
 /// Takes the lock word `word` (the robust lock word of `sys::lock`), taking it over from a
 /// holder that died: the ring needs no repair after a death, since each side commits with
 /// one atomic store (see the module docs), so that is not reported.
+#[inline]
 fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Result<Held<'_>> {
     match crate::sys::lock::lock_until(word, deadline) {
         Ok((held, _owner_died)) => Ok(held),
@@ -143,6 +149,7 @@ fn wait_on(
 
 /// Where a frame of `s` bytes goes, given the ring state; `Some((pos, wrap))` where `wrap`
 /// means a wrap marker must first be written at `t`.
+#[inline]
 fn place(t: u64, h: u64, n: u32, s: u64, cap: u64) -> Option<(u64, bool)> {
     if n == 0 || t > h {
         // Free: [t, cap) and [0, h). (n == 0 implies t == h.)
@@ -234,15 +241,18 @@ impl Ring {
         &self.fd
     }
 
+    #[inline]
     fn word(&self, off: usize) -> &AtomicU32 {
         self.mem.header_u32(off)
     }
 
     /// The event count at header offset `off` (`seq`, then `sleepers`).
+    #[inline]
     fn event(&self, off: usize) -> EventCount<'_> {
         EventCount::new(self.word(off), self.word(off + 4))
     }
 
+    #[inline]
     fn word64(&self, off: usize) -> &AtomicU64 {
         self.mem.header_u64(off)
     }
@@ -256,6 +266,7 @@ impl Ring {
     }
 
     /// A ring position read from shared memory, checked: 8-aligned and inside the ring.
+    #[inline]
     fn checked_pos(&self, pos: u64, what: &str) -> Result<u64> {
         if !pos.is_multiple_of(8) || pos >= self.cap {
             return Err(corrupted(format!("{what} {pos} is not a frame boundary")));
@@ -278,6 +289,7 @@ impl Ring {
         self.maxsize
     }
 
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.word(OFF_CLOSED).load(Acquire) != 0
     }

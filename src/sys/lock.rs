@@ -13,14 +13,12 @@ use std::time::{Duration, Instant};
 
 use super::futex::futex_wake;
 use super::shm::{current_tid, task_alive};
-use super::wait::FutexWord;
+use super::wait::{Backoff, FutexWord, Spin};
 
 /// How long a blocked waiter sleeps at most before it re-checks that the holder it waits
 /// for is alive. Bounds how late a death is noticed.
 pub(crate) const LIVENESS_CHECK: Duration = Duration::from_millis(10);
 
-/// Spin iterations before sleeping in the kernel (each a `spin_loop` hint and a load).
-const SPIN: u32 = 64;
 
 /// Set while some thread may be sleeping on the word (it must be woken on release).
 pub(crate) const WAITERS: u32 = 1 << 31;
@@ -75,8 +73,8 @@ fn settle<W: FutexWord>(word: &W, v: u32, me: u32) -> Option<std::result::Result
 /// clock, `/proc`); the loom model below substitutes a deterministic one, so that the very
 /// protocol of [`lock_slow`] is model-checked.
 pub(crate) trait Patience {
-    /// Spins before the first sleep.
-    const SPIN: u32;
+    /// The spin before the first sleep.
+    const SPIN: Spin;
     /// Called each time round with the holder seen: whether to check that it lives now.
     fn check_due(&mut self, owner: u32) -> bool;
     /// Whether thread `tid` lives.
@@ -94,7 +92,7 @@ struct OsPatience {
 }
 
 impl Patience for OsPatience {
-    const SPIN: u32 = SPIN;
+    const SPIN: Spin = Spin::LOCK;
     fn check_due(&mut self, owner: u32) -> bool {
         let now = Instant::now();
         if owner != self.watched {
@@ -149,7 +147,8 @@ fn lock_slow<W: FutexWord, P: Patience>(
 ) -> std::result::Result<bool, RawError> {
     // A short spin: the holder of a short critical section on another core is usually
     // about to release.
-    for _ in 0..P::SPIN {
+    let mut backoff = Backoff::new(P::SPIN, None);
+    while backoff.snooze() {
         let v = word.load(Ordering::Relaxed);
         if v == 0 {
             if word
@@ -161,7 +160,6 @@ fn lock_slow<W: FutexWord, P: Patience>(
         } else if let Some(outcome) = settle(word, v, me) {
             return outcome;
         }
-        std::hint::spin_loop();
     }
     loop {
         let v = word.load(Ordering::Relaxed);
@@ -452,7 +450,7 @@ mod loom_tests {
     }
 
     impl Patience for ModelPatience {
-        const SPIN: u32 = 1;
+        const SPIN: Spin = Spin::rounds(1);
         fn check_due(&mut self, _owner: u32) -> bool {
             self.looked = !self.looked;
             !self.looked

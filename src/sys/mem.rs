@@ -89,6 +89,7 @@ impl SharedMapping {
     }
 
     /// Length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -108,10 +109,12 @@ impl SharedMapping {
     /// let shm = multiproc::SharedMemory::create(4096).unwrap();
     /// assert!(shm.as_ptr().cast::<u64>().is_aligned()); // page-aligned
     /// ```
+    #[inline]
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
+    #[inline]
     fn check(&self, off: usize, len: usize, align: usize) {
         assert!(
             off.checked_add(len).is_some_and(|end| end <= self.len),
@@ -133,6 +136,7 @@ impl SharedMapping {
     }
 
     /// The `AtomicU32` at byte offset `off` (4-aligned).
+    #[inline]
     pub(crate) fn atomic_u32(&self, off: usize) -> &AtomicU32 {
         self.check(off, 4, 4);
         // SAFETY: in bounds and aligned (checked); the mapping lives as long as `self`, and
@@ -141,6 +145,7 @@ impl SharedMapping {
     }
 
     /// The `AtomicU64` at byte offset `off` (8-aligned).
+    #[inline]
     pub(crate) fn atomic_u64(&self, off: usize) -> &AtomicU64 {
         self.check(off, 8, 8);
         // SAFETY: as for `atomic_u32`.

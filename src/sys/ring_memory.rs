@@ -49,11 +49,13 @@ pub(crate) struct RingMemory {
     lent: [CachePadded<AtomicU64>; 2],
 }
 
+#[inline]
 fn pack(first: usize, last: usize, mutable: bool) -> u64 {
     LIVE | if mutable { MUTABLE } else { 0 } | (first as u64) << 31 | last as u64
 }
 
 /// Whether two lent ranges may not coexist: both live, overlapping, one mutable.
+#[inline]
 fn conflict(a: u64, b: u64) -> bool {
     let range = |w: u64| ((w >> 31) & (MAX_DATA as u64 - 1), w & (MAX_DATA as u64 - 1));
     let ((a0, a1), (b0, b1)) = (range(a), range(b));
@@ -64,6 +66,7 @@ fn conflict(a: u64, b: u64) -> bool {
 struct Lent<'a>(&'a AtomicU64);
 
 impl Drop for Lent<'_> {
+    #[inline]
     fn drop(&mut self) {
         // `Release`: a lender that may touch these bytes next synchronizes with this side
         // first (the ring's `P`/`C` stores come after this one), so it sees the range
@@ -88,24 +91,28 @@ impl RingMemory {
     }
 
     /// The `AtomicU32` at header offset `off` (4-aligned, inside the header).
+    #[inline]
     pub(crate) fn header_u32(&self, off: usize) -> &AtomicU32 {
         assert!(off + 4 <= self.header, "ring header access out of bounds");
         self.map.atomic_u32(off)
     }
 
     /// The `AtomicU64` at header offset `off` (8-aligned, inside the header).
+    #[inline]
     pub(crate) fn header_u64(&self, off: usize) -> &AtomicU64 {
         assert!(off + 8 <= self.header, "ring header access out of bounds");
         self.map.atomic_u64(off)
     }
 
     /// Bytes in the data area.
+    #[inline]
     pub(crate) fn data_len(&self) -> usize {
         self.map.len() - self.header
     }
 
     /// Records that `side` borrows data bytes `off..off + len`; panics if that is out of
     /// bounds, if `side` already borrows, or if it conflicts with the other side's range.
+    #[inline]
     fn lend(&self, side: Side, off: usize, len: usize, mutable: bool) -> Lent<'_> {
         assert!(
             off.checked_add(len)
