@@ -48,7 +48,7 @@ pub(crate) trait PoolLink: Send + Sync {
 
 /// The outcome and callbacks of one task.
 ///
-/// User code (done-callbacks, wakers, a dropped `R`) never runs under `result` or `extras`:
+/// User code (done-callbacks, wakers, a dropped `R`) never runs under `inner`:
 /// a callback gets the outcome while it is moved out of the slot (`Slot::Delivering`), so it
 /// may call anything on this future, or on the pool, without deadlocking or poisoning.
 pub(crate) struct FutureState<R> {
@@ -57,8 +57,9 @@ pub(crate) struct FutureState<R> {
     seq: AtomicU32,
     sleepers: AtomicU32,
     outcome: AtomicU32,
-    result: Mutex<Slot<R>>,
-    extras: Mutex<Extras<R>>,
+    /// The outcome and what waits for it, under one lock (a task's completion takes it
+    /// once).
+    inner: Mutex<Inner<R>>,
     index: Option<usize>,
     link: std::sync::OnceLock<(std::sync::Weak<dyn PoolLink>, u64)>,
     /// A worker took the task (see [`TaskFuture::running`]).
@@ -73,7 +74,8 @@ enum Slot<R> {
     Taken,
 }
 
-struct Extras<R> {
+struct Inner<R> {
+    slot: Slot<R>,
     callbacks: Vec<Callback<R>>,
     waker: Option<Waker>,
 }
@@ -108,8 +110,8 @@ impl<R> FutureState<R> {
             seq: AtomicU32::new(0),
             sleepers: AtomicU32::new(0),
             outcome: AtomicU32::new(OUT_NONE),
-            result: Mutex::new(Slot::Empty),
-            extras: Mutex::new(Extras {
+            inner: Mutex::new(Inner {
+                slot: Slot::Empty,
                 callbacks: Vec::new(),
                 waker: None,
             }),
@@ -134,37 +136,34 @@ impl<R> FutureState<R> {
 
     /// Sets the outcome. Returns false (and drops `r`) if it was already set (cancelled).
     ///
-    /// Lock order: `result`, then `extras`. The transition out of PENDING happens under
-    /// both, so a callback added concurrently is either taken here or runs after.
+    /// The transition out of PENDING happens under `inner`, so a callback added
+    /// concurrently is either taken here or runs after.
     pub(crate) fn complete(&self, r: Result<R, TaskError>) -> bool {
-        let mut slot = self.result.lock().unwrap();
-        if !matches!(*slot, Slot::Empty) {
-            drop(slot);
+        let mut g = self.inner.lock().unwrap();
+        if !matches!(g.slot, Slot::Empty) {
+            drop(g);
             // The value is the user's: its `Drop` must not unwind through the pool.
             catch_loud("result's drop", || drop(r));
             return false;
         }
         self.outcome.store(outcome_of(&r), Ordering::Release);
-        let mut ex = self.extras.lock().unwrap();
-        if ex.callbacks.is_empty() {
-            *slot = Slot::Ready(r);
+        if g.callbacks.is_empty() {
+            g.slot = Slot::Ready(r);
             // Published before the event count's notify (whose fence orders it before the
             // look for sleepers), so a waiter that just announced itself sees it.
             self.state.swap(DONE, Ordering::SeqCst);
-            let waker = ex.waker.take();
-            drop(ex);
-            drop(slot);
+            let waker = g.waker.take();
+            drop(g);
             self.wake_sleepers();
             if let Some(w) = waker {
                 catch_loud("waker", || w.wake());
             }
             return true;
         }
-        let cbs = std::mem::take(&mut ex.callbacks);
-        *slot = Slot::Delivering(std::thread::current().id());
+        let cbs = std::mem::take(&mut g.callbacks);
+        g.slot = Slot::Delivering(std::thread::current().id());
         self.state.swap(DELIVERING, Ordering::SeqCst);
-        drop(ex);
-        drop(slot);
+        drop(g);
         self.deliver(cbs, r);
         true
     }
@@ -174,17 +173,15 @@ impl<R> FutureState<R> {
     fn deliver(&self, mut cbs: Vec<Callback<R>>, r: Result<R, TaskError>) {
         loop {
             run_callbacks(cbs, &r);
-            let mut slot = self.result.lock().unwrap();
-            let mut ex = self.extras.lock().unwrap();
-            if !ex.callbacks.is_empty() {
-                cbs = std::mem::take(&mut ex.callbacks);
+            let mut g = self.inner.lock().unwrap();
+            if !g.callbacks.is_empty() {
+                cbs = std::mem::take(&mut g.callbacks);
                 continue;
             }
-            *slot = Slot::Ready(r);
+            g.slot = Slot::Ready(r);
             self.state.swap(DONE, Ordering::SeqCst);
-            let waker = ex.waker.take();
-            drop(ex);
-            drop(slot);
+            let waker = g.waker.take();
+            drop(g);
             self.wake_sleepers();
             if let Some(w) = waker {
                 catch_loud("waker", || w.wake());
@@ -239,12 +236,12 @@ impl<R> FutureState<R> {
     /// for them (until `deadline`).
     fn take(&self, deadline: Option<Instant>) -> Took<R> {
         loop {
-            let mut slot = self.result.lock().unwrap();
-            match std::mem::replace(&mut *slot, Slot::Taken) {
+            let mut g = self.inner.lock().unwrap();
+            match std::mem::replace(&mut g.slot, Slot::Taken) {
                 Slot::Ready(r) => return Took::Value(r),
                 Slot::Delivering(t) => {
-                    *slot = Slot::Delivering(t);
-                    drop(slot);
+                    g.slot = Slot::Delivering(t);
+                    drop(g);
                     if t == std::thread::current().id() {
                         return Took::OwnCallback;
                     }
@@ -253,7 +250,7 @@ impl<R> FutureState<R> {
                     }
                 }
                 other => {
-                    *slot = other;
+                    g.slot = other;
                     return Took::AlreadyTaken;
                 }
             }
@@ -382,7 +379,7 @@ impl<R> TaskFuture<R> {
     /// ```
     pub fn exception(&self) -> Option<TaskError> {
         self.state.wait_until(None);
-        match &*self.state.result.lock().unwrap() {
+        match &self.state.inner.lock().unwrap().slot {
             Slot::Ready(Err(e)) => Some(e.clone()),
             Slot::Ready(Ok(_)) => None,
             _ => Some(already_taken(self.state.index)),
@@ -400,10 +397,10 @@ impl<R> TaskFuture<R> {
     /// submit to the pool. A panic in it is reported on stderr and costs only that callback.
     pub fn add_done_callback(&self, f: impl FnOnce(&Result<R, TaskError>) + Send + 'static) {
         {
-            let mut ex = self.state.extras.lock().unwrap();
+            let mut g = self.state.inner.lock().unwrap();
             if self.state.state.load(Ordering::Acquire) != DONE {
                 // Pending, or callbacks running: the thread delivering runs it too.
-                ex.callbacks.push(Box::new(f));
+                g.callbacks.push(Box::new(f));
                 return;
             }
         }
@@ -412,28 +409,26 @@ impl<R> TaskFuture<R> {
 
     fn run_now(&self, f: Callback<R>) {
         let st = &self.state;
-        let mut slot = st.result.lock().unwrap();
-        match std::mem::replace(&mut *slot, Slot::Taken) {
+        let mut g = st.inner.lock().unwrap();
+        match std::mem::replace(&mut g.slot, Slot::Taken) {
             Slot::Ready(r) => {
                 // Become the delivering thread for the length of the call.
-                let mut ex = st.extras.lock().unwrap();
-                *slot = Slot::Delivering(std::thread::current().id());
+                g.slot = Slot::Delivering(std::thread::current().id());
                 st.state.swap(DELIVERING, Ordering::SeqCst);
-                let mut cbs = std::mem::take(&mut ex.callbacks);
+                let mut cbs = std::mem::take(&mut g.callbacks);
                 cbs.push(f);
-                drop(ex);
-                drop(slot);
+                drop(g);
                 st.deliver(cbs, r);
             }
             Slot::Delivering(t) => {
                 // Another callback is running with it (maybe on this thread, one frame up):
                 // the delivering loop runs this one next.
-                *slot = Slot::Delivering(t);
-                st.extras.lock().unwrap().callbacks.push(f);
+                g.slot = Slot::Delivering(t);
+                g.callbacks.push(f);
             }
             other => {
-                *slot = other;
-                drop(slot);
+                g.slot = other;
+                drop(g);
                 let err = Err(already_taken(st.index));
                 catch_loud("done-callback", || f(&err));
             }
@@ -454,9 +449,9 @@ impl<R> Future for TaskFuture<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Pending, or its callbacks still running: the end of either wakes the waker.
         if self.state.state.load(Ordering::Acquire) != DONE {
-            let mut ex = self.state.extras.lock().unwrap();
+            let mut g = self.state.inner.lock().unwrap();
             if self.state.state.load(Ordering::Acquire) != DONE {
-                ex.waker = Some(cx.waker().clone());
+                g.waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }
         }

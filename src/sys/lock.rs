@@ -19,7 +19,6 @@ use super::wait::{Backoff, FutexWord, Spin};
 /// for is alive. Bounds how late a death is noticed.
 pub(crate) const LIVENESS_CHECK: Duration = Duration::from_millis(10);
 
-
 /// Set while some thread may be sleeping on the word (it must be woken on release).
 pub(crate) const WAITERS: u32 = 1 << 31;
 /// The holder's thread id (Linux tids are below 2^22).
