@@ -32,8 +32,11 @@
 //! `yield_now` (so the thread it waits for can run on a crowded 2-core machine). The spin is
 //! bounded by a round count *and* by wall-clock time ([`SPIN_BUDGET`], and never past the
 //! caller's deadline): under load each yield may take a whole scheduler time slice, and an
-//! unbounded spin there collapses. crossbeam-utils' `Backoff` is the model; it has no time
-//! bound, so this is a few lines of our own.
+//! unbounded spin there collapses. A single yield that took [`CROWDED`] (200 µs) ends the
+//! spin at once: it handed the CPU to another thread for a slice, and the next would too,
+//! while a futex sleeper, once woken, is scheduled promptly. The process remembers it for
+//! [`CROWD_MEMORY`] (50 ms), and its waiters skip their yields meanwhile. crossbeam-utils' `Backoff` is
+//! the model; it has no time bound, so this is a few lines of our own.
 //!
 //! # Model checking
 //!
@@ -42,13 +45,40 @@
 //! (the kernel's hash-bucket lock). Those models have no timeouts: a lost wake-up is a
 //! deadlock, which loom reports.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::futex::{futex_wait, futex_wake};
 
 /// The longest any waiter spins before it sleeps, whatever its round count.
 pub(crate) const SPIN_BUDGET: Duration = Duration::from_millis(2);
+
+/// A yield that took this long gave the CPU to another thread for a time slice: the
+/// machine is crowded, and every further yield hands a slice to someone else while the
+/// thread we wait for may be ready (under two CPU hogs, a manager client that yielded 64
+/// times made 1,300 calls a second instead of 250,000). A waiter that sees one stops
+/// spinning and sleeps on the futex: a woken thread is scheduled promptly. An uncrowded
+/// yield takes about a microsecond, a partner on the same CPU doing a short piece of
+/// work some tens.
+pub(crate) const CROWDED: Duration = Duration::from_micros(200);
+
+/// How long a slow yield is remembered, process-wide: meanwhile waiters skip their yields
+/// and sleep after their hints. A yield on a crowded CPU not only hands a slice away; under
+/// the kernel's EEVDF scheduler it also pushes the yielder's deadline out, so that once
+/// woken it waits behind the hogs too.
+const CROWD_MEMORY: Duration = Duration::from_millis(50);
+
+/// Until when this process deems the machine crowded: nanoseconds after [`epoch`].
+static CROWDED_UNTIL: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn nanos_since_epoch(t: Instant) -> u64 {
+    t.saturating_duration_since(epoch()).as_nanos() as u64
+}
 
 /// How long a waiter stays awake: `spins` rounds of `spin_loop`, then yields up to
 /// `rounds` rounds in all, and never longer than [`SPIN_BUDGET`] (nor past a deadline).
@@ -111,6 +141,13 @@ pub(crate) struct Backoff {
     deadline: Option<Instant>,
     /// When the spin must end; set at the first clock check (most waits end before one).
     end: Option<Instant>,
+    /// The clock at the last yield round's check, to see how long a yield took.
+    yielded: Option<Instant>,
+    /// Where slow yields are remembered ([`CROWDED_UNTIL`]; `None` in tests of the other
+    /// rules, a word of their own in tests of this one).
+    crowd: Option<&'static AtomicU64>,
+    /// The spin ended on a slow yield.
+    crowded: bool,
 }
 
 impl Backoff {
@@ -121,6 +158,29 @@ impl Backoff {
             round: 0,
             deadline,
             end: None,
+            yielded: None,
+            crowd: Some(&CROWDED_UNTIL),
+            crowded: false,
+        }
+    }
+
+    /// As [`new`](Self::new), without the [`CROWDED`] rule: a test of the other rules
+    /// must not depend on how loaded the machine is.
+    #[cfg(test)]
+    fn ignoring_crowds(spin: Spin, deadline: Option<Instant>) -> Backoff {
+        Backoff {
+            crowd: None,
+            ..Backoff::new(spin, deadline)
+        }
+    }
+
+    /// As [`new`](Self::new), remembering slow yields in `memory` (a test's own word, so
+    /// that tests running beside it neither see nor set it).
+    #[cfg(test)]
+    fn remembering_in(spin: Spin, memory: &'static AtomicU64) -> Backoff {
+        Backoff {
+            crowd: Some(memory),
+            ..Backoff::new(spin, None)
         }
     }
 
@@ -137,7 +197,7 @@ impl Backoff {
         }
         // The clock every 16 hints (a hint is nanoseconds) and at every yield (a yield is a
         // system call, and on a loaded machine may take a whole time slice).
-        if (r % 16 == 15 || r >= self.spin.spins) && self.out_of_time() {
+        if (r % 16 == 15 || r >= self.spin.spins) && self.out_of_time(r >= self.spin.spins) {
             self.round = self.spin.rounds;
             return false;
         }
@@ -152,13 +212,29 @@ impl Backoff {
         true
     }
 
-    fn out_of_time(&mut self) -> bool {
+    /// Whether the spin must end now: its time is up, or (`yielding`) the last yield took
+    /// [`CROWDED`] or more.
+    fn out_of_time(&mut self, yielding: bool) -> bool {
         let now = Instant::now();
         let end = *self.end.get_or_insert_with(|| {
             let end = now + SPIN_BUDGET;
             self.deadline.map_or(end, |d| d.min(end))
         });
-        now >= end
+        if yielding && let Some(memory) = self.crowd {
+            let at = nanos_since_epoch(now);
+            if memory.load(Ordering::Relaxed) > at {
+                self.crowded = true;
+            } else if self
+                .yielded
+                .replace(now)
+                .is_some_and(|then| now.duration_since(then) >= CROWDED)
+            {
+                self.crowded = true;
+                let until = at + CROWD_MEMORY.as_nanos() as u64;
+                memory.fetch_max(until, Ordering::Relaxed);
+            }
+        }
+        self.crowded || now >= end
     }
 }
 
@@ -379,7 +455,7 @@ mod tests {
     fn a_spin_ends_by_the_clock_even_with_rounds_left() {
         // A million yields would take far longer than the budget on any machine.
         let t0 = Instant::now();
-        let mut b = Backoff::new(Spin::rounds(u32::MAX), None);
+        let mut b = Backoff::ignoring_crowds(Spin::rounds(u32::MAX), None);
         let mut n = 0u64;
         while b.snooze() {
             n += 1;
@@ -388,6 +464,36 @@ mod tests {
         assert!(took >= SPIN_BUDGET, "{took:?}");
         assert!(took < Duration::from_secs(2), "{took:?}");
         assert!(n < u32::MAX as u64);
+    }
+
+    #[test]
+    fn a_slow_yield_ends_the_spin_with_rounds_and_time_left() {
+        // Only yields (no hints), so the clock is read at every round.
+        let spin = Spin {
+            spins: 0,
+            rounds: 1000,
+            grow: false,
+        };
+        static MEMORY: AtomicU64 = AtomicU64::new(0);
+        let mut b = Backoff::remembering_in(spin, &MEMORY);
+        let t0 = Instant::now();
+        assert!(
+            b.snooze(),
+            "the first round has no earlier yield to compare with"
+        );
+        // As if a CPU hog had run a time slice during the yield.
+        std::thread::sleep(CROWDED * 2);
+        assert!(!b.snooze());
+        assert!(b.crowded);
+        assert!(!b.snooze(), "an ended spin stays ended");
+        // Remembered for CROWD_MEMORY from the slow yield on: a new spin does not yield.
+        let seen = MEMORY.load(Ordering::Relaxed);
+        assert!(seen >= nanos_since_epoch(t0) + CROWD_MEMORY.as_nanos() as u64);
+        MEMORY.store(u64::MAX, Ordering::Relaxed); // (however slow this test thread is)
+        let mut c = Backoff::remembering_in(Spin { spins: 2, ..spin }, &MEMORY);
+        let rounds = std::iter::from_fn(|| c.snooze().then_some(())).count();
+        assert_eq!(rounds, 2, "the hints, then no yield");
+        assert!(c.crowded);
     }
 
     #[test]
