@@ -8,6 +8,8 @@
 use std::time::{Duration, Instant};
 
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+
+use crate::sys::wait::{self, Spin};
 use mpi::topology::{Communicator, SimpleCommunicator};
 
 /// Sends one frame to `rank` (blocks until MPI has taken the buffer).
@@ -51,37 +53,40 @@ pub(crate) fn recv_timeout(
     }
 }
 
-/// Between two empty polls: spin briefly (a message usually follows within microseconds
-/// while work streams), then yield, then sleep in growing steps up to 1 ms, so an idle
-/// rank costs almost no CPU (MPI's own blocking receive would spin at 100 %, which on an
-/// oversubscribed machine starves the workers doing the tasks).
+/// Between two empty polls: the crate's one spin (`sys::wait`: `spin_loop` hints for some
+/// tens of µs, while a message usually follows within microseconds as work streams; then
+/// yields, to 2 ms in all, and none at all on a crowded CPU), then sleeps in growing steps
+/// up to 1 ms, so an idle rank costs almost no CPU (MPI's own blocking receive would spin
+/// at 100 %, which on an oversubscribed machine starves the workers doing the tasks). MPI
+/// gives no word to sleep on, so this is the one wait in the crate that polls.
 pub(crate) struct Backoff {
-    since: Option<Instant>,
+    spin: wait::Backoff,
     sleep: Duration,
 }
+
+/// A poll after every hint for 1,024 hints (a message is seen the moment it lands), then
+/// yields until the spin's time is up.
+const POLL: Spin = Spin {
+    spins: 1024,
+    rounds: u32::MAX,
+    grow: false,
+};
 
 impl Backoff {
     pub(crate) fn new() -> Backoff {
         Backoff {
-            since: None,
+            spin: wait::Backoff::new(POLL, None),
             sleep: Duration::from_micros(20),
         }
     }
 
     /// Something arrived: the next wait starts from a spin again.
     pub(crate) fn reset(&mut self) {
-        self.since = None;
-        self.sleep = Duration::from_micros(20);
+        *self = Backoff::new();
     }
 
     pub(crate) fn wait(&mut self) {
-        let since = *self.since.get_or_insert_with(Instant::now);
-        let idle = since.elapsed();
-        if idle < Duration::from_micros(50) {
-            std::hint::spin_loop();
-        } else if idle < Duration::from_millis(2) {
-            std::thread::yield_now();
-        } else {
+        if !self.spin.snooze() {
             std::thread::sleep(self.sleep);
             self.sleep = (self.sleep * 2).min(Duration::from_millis(1));
         }
