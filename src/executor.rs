@@ -9,6 +9,16 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result, TaskError};
 use crate::future::TaskFuture;
+use crate::sys::Spin;
+use crate::sys::wait::Backoff;
+
+/// A map's collector waiting for the next batch while results stream: 100 hints, then
+/// yields, 2,000 rounds and 2 ms at most (`sys::wait`), then the condition variable.
+const COLLECT_SPIN: Spin = Spin {
+    spins: 100,
+    rounds: 2000,
+    grow: false,
+};
 
 /// Where finished results of one `map`/`imap` call gather until the caller takes them.
 ///
@@ -91,7 +101,8 @@ impl<R> MapState<R> {
     /// Blocks until the batch starting at `next` (ordered) or any batch (unordered) is in.
     fn take(&self, next: usize) -> (usize, Vec<Result<R, TaskError>>) {
         let mut g = self.inner.lock().unwrap();
-        let mut spins = 0u32;
+        // One spin per sleep: it goes on across batches that arrive while it lasts.
+        let (mut backoff, mut spent) = (Backoff::new(COLLECT_SPIN, None), false);
         loop {
             if self.ordered {
                 if let Some(b) = g.by_index.remove(&next) {
@@ -105,27 +116,22 @@ impl<R> MapState<R> {
             let streaming = g
                 .last
                 .is_some_and(|t| t.elapsed() < std::time::Duration::from_micros(500));
-            if spins < 2000 && streaming {
+            if streaming && !spent {
                 let seen = self.delivered.load(Ordering::Acquire);
                 drop(g);
-                let end = std::time::Instant::now() + std::time::Duration::from_millis(2);
-                while spins < 2000 && self.delivered.load(Ordering::Acquire) == seen {
-                    spins += 1;
-                    if spins.is_multiple_of(64) && std::time::Instant::now() >= end {
-                        spins = 2000;
-                    }
-                    if spins < 100 {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
+                while self.delivered.load(Ordering::Acquire) == seen {
+                    if !backoff.snooze() {
+                        spent = true;
+                        break;
                     }
                 }
+                // Look again under the lock either way: a batch may have landed since.
                 g = self.inner.lock().unwrap();
                 continue;
             }
             g.waiting = true;
             g = self.cv.wait(g).unwrap();
-            spins = 0;
+            (backoff, spent) = (Backoff::new(COLLECT_SPIN, None), false);
         }
     }
 }
