@@ -43,11 +43,124 @@ impl<R> std::fmt::Debug for MapState<R> {
     }
 }
 
+/// Decodes the next encoded outcome of item `index` from the front of the bytes, advancing
+/// past it (see `process_pool::sink`).
+pub(crate) type DecodeOne<R> = fn(usize, &mut &[u8]) -> Result<R, TaskError>;
+
+/// Decodes the outcomes of `count` items from `index` into `out` while they are values;
+/// returns the first error instead (what `map` wants: no `Result` per item on the way).
+pub(crate) type DecodeInto<R> = fn(usize, usize, &[u8], &mut Vec<R>) -> Result<(), TaskError>;
+
+/// How a process pool's batch is decoded: one item at a time, or all into a `Vec`.
+pub(crate) struct Decoders<R> {
+    pub(crate) one: DecodeOne<R>,
+    pub(crate) into: DecodeInto<R>,
+}
+
+impl<R> Clone for Decoders<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for Decoders<R> {}
+
+/// One delivery of the outcomes of consecutive items: values already (a thread pool), or
+/// still the bytes a worker wrote, decoded one by one as the caller takes them. Decoding
+/// there, not on the dispatcher thread, costs the map one pass over the outcomes instead
+/// of three (decode into a `Vec`, hand it over, move each out) and leaves the dispatcher
+/// free to feed the workers.
+pub(crate) enum Batch<R> {
+    Values(std::vec::IntoIter<Result<R, TaskError>>),
+    Encoded {
+        /// Index of the next item, and how many are left.
+        index: usize,
+        left: usize,
+        bytes: Vec<u8>,
+        /// Where in `bytes` the next item starts.
+        at: usize,
+        decode: Decoders<R>,
+    },
+}
+
+impl<R> Batch<R> {
+    /// The encoded outcomes of `count` items from `start` (`decode` reads each).
+    pub(crate) fn encoded(start: usize, count: usize, bytes: Vec<u8>, decode: Decoders<R>) -> Self {
+        Batch::Encoded {
+            index: start,
+            left: count,
+            bytes,
+            at: 0,
+            decode,
+        }
+    }
+
+    /// Items left in the batch.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Batch::Values(v) => v.len(),
+            Batch::Encoded { left, .. } => *left,
+        }
+    }
+
+    /// Moves every value into `out`, or stops at the first error and returns it.
+    pub(crate) fn drain_into(self, out: &mut Vec<R>) -> Result<(), TaskError> {
+        match self {
+            Batch::Values(v) => {
+                for r in v {
+                    out.push(r?);
+                }
+                Ok(())
+            }
+            Batch::Encoded {
+                index,
+                left,
+                bytes,
+                at,
+                decode,
+            } => (decode.into)(index, left, bytes.get(at..).unwrap_or_default(), out),
+        }
+    }
+}
+
+impl<R> Iterator for Batch<R> {
+    type Item = Result<R, TaskError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Result<R, TaskError>> {
+        match self {
+            Batch::Values(v) => v.next(),
+            Batch::Encoded {
+                index,
+                left,
+                bytes,
+                at,
+                decode,
+            } => {
+                if *left == 0 {
+                    return None;
+                }
+                let mut rest = bytes.get(*at..).unwrap_or_default();
+                let before = rest.len();
+                let r = (decode.one)(*index, &mut rest);
+                *at += before - rest.len();
+                *index += 1;
+                *left -= 1;
+                Some(r)
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len(), Some(self.len()))
+    }
+}
+
 struct MapInner<R> {
     /// Ordered mode: batches by first index.
-    by_index: BTreeMap<usize, Vec<Result<R, TaskError>>>,
+    by_index: BTreeMap<usize, Batch<R>>,
     /// Unordered mode: batches in completion order.
-    fifo: VecDeque<(usize, Vec<Result<R, TaskError>>)>,
+    fifo: VecDeque<(usize, Batch<R>)>,
     waiting: bool,
     /// When the last batch arrived: spinning only pays while results stream in.
     last: Option<std::time::Instant>,
@@ -71,7 +184,12 @@ impl<R> MapState<R> {
 
     /// Hands over the results of items `start..start + results.len()`.
     pub(crate) fn deliver(&self, start: usize, results: Vec<Result<R, TaskError>>) {
-        if results.is_empty() {
+        self.deliver_batch(start, Batch::Values(results.into_iter()));
+    }
+
+    /// Hands over the outcomes of items `start..start + results.len()`.
+    pub(crate) fn deliver_batch(&self, start: usize, results: Batch<R>) {
+        if results.len() == 0 {
             return;
         }
         let mut g = self.inner.lock().unwrap();
@@ -99,7 +217,7 @@ impl<R> MapState<R> {
     }
 
     /// Blocks until the batch starting at `next` (ordered) or any batch (unordered) is in.
-    fn take(&self, next: usize) -> (usize, Vec<Result<R, TaskError>>) {
+    fn take(&self, next: usize) -> (usize, Batch<R>) {
         let mut g = self.inner.lock().unwrap();
         // One spin per sleep: it goes on across batches that arrive while it lasts.
         let (mut backoff, mut spent) = (Backoff::new(COLLECT_SPIN, None), false);
@@ -153,7 +271,8 @@ pub struct Imap<'a, R> {
     yielded: usize,
     next: usize,
     exhausted: bool,
-    local: VecDeque<Result<R, TaskError>>,
+    /// The batch being yielded.
+    local: Batch<R>,
     bar: Option<indicatif::ProgressBar>,
 }
 
@@ -192,7 +311,7 @@ impl<'a, R> Imap<'a, R> {
             yielded: 0,
             next: 0,
             exhausted: false,
-            local: VecDeque::new(),
+            local: Batch::Values(Vec::new().into_iter()),
             bar,
         }
     }
@@ -220,11 +339,38 @@ impl<R> Imap<'_, R> {
     }
 }
 
+impl<R> Imap<'_, R> {
+    /// Takes every remaining outcome into `out` in order, or returns the first error (in
+    /// order). A batch at a time: `map`'s loop, without a `Result` per item.
+    pub(crate) fn take_all_into(&mut self, out: &mut Vec<R>) -> Result<(), TaskError> {
+        let mut batch = std::mem::replace(&mut self.local, Batch::Values(Vec::new().into_iter()));
+        loop {
+            let n = batch.len();
+            self.yielded += n;
+            if let Some(b) = &self.bar {
+                b.inc(n as u64);
+            }
+            batch.drain_into(out)?;
+            self.fill();
+            if self.yielded == self.submitted {
+                if let Some(b) = &self.bar {
+                    b.finish();
+                }
+                return Ok(());
+            }
+            let (start, next) = self.state.take(self.next);
+            debug_assert!(!self.state.ordered || start == self.next);
+            self.next = start + next.len();
+            batch = next;
+        }
+    }
+}
+
 impl<R> Iterator for Imap<'_, R> {
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Result<R, TaskError>> {
-        if self.local.is_empty() {
+        if self.local.len() == 0 {
             self.fill();
             if self.yielded == self.submitted {
                 if let Some(b) = &self.bar {
@@ -235,9 +381,9 @@ impl<R> Iterator for Imap<'_, R> {
             let (start, batch) = self.state.take(self.next);
             debug_assert!(!self.state.ordered || start == self.next);
             self.next = start + batch.len();
-            self.local.extend(batch);
+            self.local = batch;
         }
-        let r = self.local.pop_front()?;
+        let r = self.local.next()?;
         self.yielded += 1;
         if let Some(b) = &self.bar {
             b.inc(1);
@@ -588,14 +734,10 @@ pub trait Executor {
         let items: Vec<A> = iter.into_iter().collect();
         let n = items.len();
         let mut out = Vec::with_capacity(n);
-        let mut it = self.imap_chunked(f, items, chunksize);
-        for r in &mut it {
-            match r {
-                Ok(v) => out.push(v),
-                // Dropping the iterator cancels everything not yet started.
-                Err(e) => return Err(Error::Task(e)),
-            }
-        }
+        // On an error, dropping the iterator cancels everything not yet started.
+        self.imap_chunked(f, items, chunksize)
+            .take_all_into(&mut out)
+            .map_err(Error::Task)?;
         Ok(out)
     }
 
@@ -745,15 +887,10 @@ fn collect_all<R>(sink: &MapState<R>, fut: &crate::future::FutureState<Vec<R>>, 
             return;
         }
         let (_, batch) = sink.take(out.len());
-        for r in batch {
-            match r {
-                Ok(v) => out.push(v),
-                Err(e) => {
-                    sink.cancel();
-                    fut.complete(Err(e));
-                    return;
-                }
-            }
+        if let Err(e) = batch.drain_into(&mut out) {
+            sink.cancel();
+            fut.complete(Err(e));
+            return;
         }
     }
     fut.complete(Ok(out));

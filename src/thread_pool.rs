@@ -482,9 +482,8 @@ impl ThreadPool {
     {
         let items: Vec<A> = iter.into_iter().collect();
         let mut out = Vec::with_capacity(items.len());
-        for r in self.imap_arc(f, items.into_iter(), Chunksize::Auto, true) {
-            out.push(r?);
-        }
+        self.imap_arc(f, items.into_iter(), Chunksize::Auto, true)
+            .take_all_into(&mut out)?;
         Ok(out)
     }
 

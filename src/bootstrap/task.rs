@@ -27,8 +27,12 @@ thread_local! {
 /// Installs (once per process) a panic hook that records the message and location of the
 /// last panic on each thread, so a caught panic can be reported with both, then chains to
 /// the previous hook unless this thread is quiet (see [`set_quiet`]).
+#[inline]
 pub(crate) fn capture_panics() {
     static ONCE: Once = Once::new();
+    if ONCE.is_completed() {
+        return; // every call but the first: one load, inlined into each guard
+    }
     ONCE.call_once(|| {
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
@@ -66,6 +70,7 @@ pub(crate) fn take_panic(payload: &(dyn std::any::Any + Send)) -> (String, Optio
 
 /// Runs user code that may panic, silently (the panic becomes an error value): returns its
 /// value, or the panic's `(message, location)`.
+#[inline]
 pub(crate) fn catch_quiet<T>(f: impl FnOnce() -> T) -> Result<T, (String, Option<String>)> {
     capture_panics();
     let was = QUIET.with(|q| q.replace(true));
@@ -102,7 +107,7 @@ pub(crate) fn panic_message((message, location): (String, Option<String>)) -> St
 pub(crate) fn encode_framed<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), String> {
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
-    let r = match catch_quiet(|| postcard::to_io(v, &mut *out)) {
+    let r = match catch_quiet(|| crate::wire::codec::encode_append(v, out)) {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(crate::wire::fdctx::describe(&e)),
         Err(p) => Err(panic_message(p)),
@@ -150,7 +155,7 @@ pub(crate) fn decode_framed<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T,
 }
 
 fn encode_err(e: &TaskError, out: &mut Vec<u8>) -> bool {
-    postcard::to_io(e, &mut *out).expect("TaskError serializes");
+    crate::wire::codec::encode_append(e, out).expect("TaskError serializes");
     false
 }
 

@@ -208,7 +208,7 @@ impl Connection {
         let mut scratch = self.write.lock().unwrap_or_else(|e| e.into_inner());
         scratch.clear();
         scratch.extend_from_slice(&[0; 4]);
-        if let Err(e) = postcard::to_io(value, &mut *scratch) {
+        if let Err(e) = crate::wire::codec::encode_append(value, &mut scratch) {
             scratch.clear();
             return Err(Error::Serialize {
                 type_name: std::any::type_name::<T>(),

@@ -506,7 +506,10 @@ impl ProcessPool {
         R: Payload,
     {
         let thunk = crate::bootstrap::ship_task(f);
-        let mut data = Vec::new();
+        // Sized for the usual case (a frame's length, then postcard: at most about the
+        // value's size for plain data), so a chunk's buffer does not grow by copies.
+        let guess = 4 + std::mem::size_of::<A>().clamp(1, 64);
+        let mut data = Vec::with_capacity(items.len() * guess);
         let mut offsets = Vec::with_capacity(items.len());
         let mut run_start = start;
         let flush = |data: &mut Vec<u8>, offsets: &mut Vec<u32>, run_start: usize| {

@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 
 use crate::error::TaskError;
-use crate::executor::MapState;
+use crate::executor::{Batch, Decoders, MapState};
 use crate::future::FutureState;
 
 /// Receives results of consecutive items. Object-safe, so the dispatcher needs no types.
@@ -23,48 +23,67 @@ pub(crate) trait ByteSink: Send + Sync {
     }
 }
 
+/// The outcomes of `count` items from `start`, decoded.
 pub(crate) fn decode<R: DeserializeOwned>(
     start: usize,
     count: usize,
     mut bytes: &[u8],
     indexed: bool,
 ) -> Vec<Result<R, TaskError>> {
-    let mut out = Vec::with_capacity(count);
-    for i in 0..count {
-        let idx = start + i;
-        let bad = |what: &str, e: String| TaskError::Deserialize {
-            index: indexed.then_some(idx),
-            type_name: what.to_string(),
-            message: e,
-        };
-        let Some((&tag, rest)) = bytes.split_first() else {
-            out.push(Err(bad(
-                std::any::type_name::<R>(),
-                "result missing".into(),
-            )));
-            continue;
-        };
-        let r = if tag == 1 {
-            // Framed with its length: a `Deserialize` that fails or panics costs this item
-            // only, and the next one starts where it should.
-            bytes = rest;
-            crate::bootstrap::task::decode_framed::<R>(&mut bytes)
-                .map_err(|e| bad(std::any::type_name::<R>(), e))
-        } else {
-            match postcard::take_from_bytes::<TaskError>(rest) {
-                Ok((e, rest)) => {
-                    bytes = rest;
-                    Err(if indexed { e.with_index(idx) } else { e })
-                }
-                Err(e) => {
-                    bytes = &[];
-                    Err(bad("TaskError", e.to_string()))
-                }
+    (start..start + count)
+        .map(|idx| decode_one(idx, indexed, &mut bytes))
+        .collect()
+}
+
+/// How a map's batches decode (its items have indexes).
+fn map_decoders<R: DeserializeOwned>() -> Decoders<R> {
+    Decoders {
+        one: |idx, bytes| decode_one(idx, true, bytes),
+        into: |start, count, mut bytes, out| {
+            out.reserve(count);
+            for idx in start..start + count {
+                out.push(decode_one(idx, true, &mut bytes)?);
             }
-        };
-        out.push(r);
+            Ok(())
+        },
     }
-    out
+}
+
+/// Decodes the outcome of item `idx` from the front of `bytes`, advancing past it. A
+/// missing or malformed outcome is this item's `Deserialize` error; after one whose
+/// length cannot be trusted the rest of the bytes are dropped, so the following items say
+/// "result missing" rather than decode garbage.
+fn decode_one<R: DeserializeOwned>(
+    idx: usize,
+    indexed: bool,
+    bytes: &mut &[u8],
+) -> Result<R, TaskError> {
+    let bad = |what: &str, e: String| TaskError::Deserialize {
+        index: indexed.then_some(idx),
+        type_name: what.to_string(),
+        message: e,
+    };
+    let Some((&tag, rest)) = bytes.split_first() else {
+        return Err(bad(std::any::type_name::<R>(), "result missing".into()));
+    };
+    if tag == 1 {
+        // Framed with its length: a `Deserialize` that fails or panics costs this item
+        // only, and the next one starts where it should.
+        *bytes = rest;
+        crate::bootstrap::task::decode_framed::<R>(bytes)
+            .map_err(|e| bad(std::any::type_name::<R>(), e))
+    } else {
+        match postcard::take_from_bytes::<TaskError>(rest) {
+            Ok((e, rest)) => {
+                *bytes = rest;
+                Err(if indexed { e.with_index(idx) } else { e })
+            }
+            Err(e) => {
+                *bytes = &[];
+                Err(bad("TaskError", e.to_string()))
+            }
+        }
+    }
 }
 
 impl<R: DeserializeOwned + Send> ByteSink for FutureState<R> {
@@ -89,7 +108,9 @@ impl<R: DeserializeOwned + Send> ByteSink for FutureState<R> {
 
 impl<R: DeserializeOwned + Send> ByteSink for MapState<R> {
     fn deliver(&self, start: usize, count: usize, bytes: &[u8]) {
-        MapState::deliver(self, start, decode::<R>(start, count, bytes, true));
+        // Decoded by the caller as it takes them (see `Batch`), not on the dispatcher.
+        let batch = Batch::encoded(start, count, bytes.to_vec(), map_decoders::<R>());
+        MapState::deliver_batch(self, start, batch);
     }
 
     fn fail(&self, start: usize, err: TaskError) {
@@ -102,5 +123,74 @@ impl<R: DeserializeOwned + Send> ByteSink for MapState<R> {
 
     fn indexed(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bootstrap::task::encode_framed;
+
+    /// Outcomes as a worker writes them: a value, a task error, a value.
+    fn three() -> Vec<u8> {
+        let mut b = vec![1];
+        encode_framed(&10u64, &mut b).unwrap();
+        b.push(0);
+        let panicked = TaskError::Panicked {
+            index: None,
+            message: "boom".into(),
+            location: None,
+            pid: 9,
+        };
+        crate::wire::codec::encode_append(&panicked, &mut b).unwrap();
+        b.push(1);
+        encode_framed(&12u64, &mut b).unwrap();
+        b
+    }
+
+    #[test]
+    fn a_batch_decodes_item_by_item_with_each_error_at_its_index() {
+        let batch = Batch::encoded(5, 3, three(), map_decoders::<u64>());
+        assert_eq!(batch.len(), 3);
+        let got: Vec<_> = batch.collect();
+        assert_eq!(got[0], Ok(10));
+        assert!(matches!(
+            got[1],
+            Err(TaskError::Panicked {
+                index: Some(6),
+                pid: 9,
+                ..
+            })
+        ));
+        assert_eq!(got[2], Ok(12));
+    }
+
+    #[test]
+    fn draining_a_batch_stops_at_its_first_error() {
+        let mut out = vec![1u64];
+        let e = Batch::encoded(0, 3, three(), map_decoders::<u64>())
+            .drain_into(&mut out)
+            .unwrap_err();
+        assert!(matches!(e, TaskError::Panicked { index: Some(1), .. }));
+        assert_eq!(out, vec![1, 10]);
+    }
+
+    #[test]
+    fn a_batch_cut_short_says_result_missing_for_the_items_it_lacks() {
+        let mut bytes = three();
+        bytes.truncate(3); // the first item's frame is cut
+        let got: Vec<_> = Batch::encoded(0, 3, bytes, map_decoders::<u64>()).collect();
+        assert_eq!(got.len(), 3);
+        for (i, r) in got.iter().enumerate() {
+            match r {
+                Err(TaskError::Deserialize { index, .. }) => assert_eq!(*index, Some(i)),
+                other => panic!("item {i}: {other:?}"),
+            }
+        }
+        // A batch claiming more items than its bytes hold: the extra one is missing.
+        let got: Vec<_> = Batch::encoded(0, 4, three(), map_decoders::<u64>()).collect();
+        assert!(
+            matches!(&got[3], Err(TaskError::Deserialize { message, .. }) if message.contains("missing"))
+        );
     }
 }

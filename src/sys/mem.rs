@@ -195,8 +195,16 @@ impl SharedMapping {
                 let w = i & !7;
                 let bytes = self.atomic_u64(w).load(Relaxed).to_ne_bytes();
                 let (from, to) = (i - w, (end - w).min(8));
-                for (d, s) in dst[i - off..w + to - off].iter_mut().zip(&bytes[from..to]) {
-                    d.write(*s);
+                if from == 0 && to == 8 {
+                    // A whole word: one 8-byte store (a loop of bytes becomes a `memcpy`
+                    // call per word).
+                    let d: &mut [MaybeUninit<u8>; 8] =
+                        (&mut dst[i - off..i - off + 8]).try_into().expect("8");
+                    *d = bytes.map(MaybeUninit::new);
+                } else {
+                    for (d, s) in dst[i - off..w + to - off].iter_mut().zip(&bytes[from..to]) {
+                        d.write(*s);
+                    }
                 }
                 i = w + to;
             } else {
