@@ -215,7 +215,9 @@ impl<R> FutureState<R> {
             if self.is_done() {
                 return true;
             }
-            if backoff.round().is_multiple_of(16) {
+            // Every yield round too: a yield is a system call anyway, and on a CPU shared
+            // with the worker the result is in as soon as the worker has run.
+            if backoff.round().is_multiple_of(16) || backoff.yielding() {
                 self.help();
             }
             if !backoff.snooze() {

@@ -84,6 +84,28 @@ fn pinned_to_one_cpu() -> bool {
     rustix::thread::sched_getaffinity(None).is_ok_and(|set| set.count() == 1)
 }
 
+/// [`pinned_to_one_cpu`], asked again every [`PINNED_RECHECK`] spins of this thread that
+/// reach a snooze (a system call per wait would cost more than many waits do; a thread's
+/// affinity rarely changes, and a stale answer only costs a spin its best order).
+fn pinned_cached() -> bool {
+    thread_local! {
+        static PINNED: std::cell::Cell<(u32, bool)> = const { std::cell::Cell::new((0, false)) };
+    }
+    PINNED.with(|c| {
+        let (left, pinned) = c.get();
+        if left > 0 {
+            c.set((left - 1, pinned));
+            return pinned;
+        }
+        let pinned = pinned_to_one_cpu();
+        c.set((PINNED_RECHECK, pinned));
+        pinned
+    })
+}
+
+/// How many snoozing spins reuse one answer of [`pinned_cached`].
+const PINNED_RECHECK: u32 = 64;
+
 fn nanos_since_epoch(t: Instant) -> u64 {
     t.saturating_duration_since(epoch()).as_nanos() as u64
 }
@@ -197,10 +219,22 @@ impl Backoff {
         self.round
     }
 
+    /// Whether the hints are over: each further round yields the CPU.
+    pub(crate) fn yielding(&self) -> bool {
+        self.round >= self.spin.spins
+    }
+
     /// Waits a moment (a hint or a yield). `false` once the spin is spent: time to sleep.
     pub(crate) fn snooze(&mut self) -> bool {
-        let r = self.round;
+        let mut r = self.round;
+        if r == 0 && self.spin.spins > 0 && pinned_cached() {
+            // Alone on one CPU, a hint only delays what it waits for: the thread that
+            // would publish cannot run until this one yields or sleeps. (A pool pinned to
+            // one CPU spent most of each round trip in its parties' hint rounds.)
+            r = self.spin.spins;
+        }
         if r >= self.spin.rounds {
+            self.round = r;
             return false;
         }
         // The clock every 16 hints (a hint is nanoseconds) and at every yield (a yield is a
@@ -477,6 +511,43 @@ mod tests {
         );
         assert!(!crowded);
         assert_eq!(MEMORY.load(Ordering::Relaxed), 0, "nothing remembered");
+    }
+
+    #[test]
+    fn a_thread_alone_on_one_cpu_skips_its_hints() {
+        use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+        let spin = Spin {
+            spins: 100,
+            rounds: 200,
+            grow: false,
+        };
+        // A fresh thread each, so each asks its affinity at its first snooze.
+        let first_round = |pinned: bool| {
+            std::thread::spawn(move || {
+                if pinned {
+                    let all = sched_getaffinity(None).unwrap();
+                    let cpu = (0..CpuSet::MAX_CPU).find(|&c| all.is_set(c)).unwrap();
+                    let mut one = CpuSet::new();
+                    one.set(cpu);
+                    sched_setaffinity(None, &one).unwrap();
+                }
+                let mut b = Backoff::ignoring_crowds(spin, None);
+                assert!(b.snooze());
+                // A spin of hints only is spent at once there: the waiter sleeps.
+                let mut lock = Backoff::ignoring_crowds(Spin::LOCK, None);
+                (b.round(), b.yielding(), lock.snooze())
+            })
+            .join()
+            .unwrap()
+        };
+        assert_eq!(
+            first_round(true),
+            (101, true, false),
+            "straight to the yields"
+        );
+        if !pinned_to_one_cpu() {
+            assert_eq!(first_round(false), (1, false, true), "hints first");
+        }
     }
 
     #[test]
