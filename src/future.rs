@@ -51,7 +51,7 @@ pub(crate) trait PoolLink: Send + Sync {
 /// User code (done-callbacks, wakers, a dropped `R`) never runs under `inner`:
 /// a callback gets the outcome while it is moved out of the slot (`Slot::Delivering`), so it
 /// may call anything on this future, or on the pool, without deadlocking or poisoning.
-pub(crate) struct FutureState<R> {
+pub(crate) struct FutureState<R, J: ?Sized = ()> {
     state: AtomicU32,
     /// The event count waiters sleep on (`seq`, `sleepers`): notified on every state change.
     seq: AtomicU32,
@@ -64,7 +64,13 @@ pub(crate) struct FutureState<R> {
     link: std::sync::OnceLock<(std::sync::Weak<dyn PoolLink>, u64)>,
     /// A worker took the task (see [`TaskFuture::running`]).
     running: std::sync::atomic::AtomicBool,
+    /// What runs to complete it, in the same allocation: a thread pool's submitted call
+    /// (one allocation per task, not two). `()` elsewhere.
+    pub(crate) job: J,
 }
+
+/// The type of [`FutureState::job`] a [`TaskFuture`] sees: any.
+pub(crate) type AnyJob = dyn Send + Sync;
 
 enum Slot<R> {
     Empty,
@@ -105,6 +111,13 @@ fn run_callbacks<R>(cbs: Vec<Callback<R>>, r: &Result<R, TaskError>) {
 
 impl<R> FutureState<R> {
     pub(crate) fn new(index: Option<usize>) -> Arc<FutureState<R>> {
+        FutureState::with_job(index, ())
+    }
+}
+
+impl<R, J> FutureState<R, J> {
+    /// A pending future whose allocation also holds `job`.
+    pub(crate) fn with_job(index: Option<usize>, job: J) -> Arc<FutureState<R, J>> {
         Arc::new(FutureState {
             state: AtomicU32::new(PENDING),
             seq: AtomicU32::new(0),
@@ -118,9 +131,12 @@ impl<R> FutureState<R> {
             index,
             link: std::sync::OnceLock::new(),
             running: std::sync::atomic::AtomicBool::new(false),
+            job,
         })
     }
+}
 
+impl<R, J: ?Sized> FutureState<R, J> {
     /// Done (also while its callbacks run).
     pub(crate) fn is_done(&self) -> bool {
         self.state.load(Ordering::Acquire) != PENDING
@@ -281,7 +297,7 @@ fn own_callback(index: Option<usize>) -> TaskError {
 /// assert_eq!(fut.result().unwrap(), 42);
 /// ```
 pub struct TaskFuture<R> {
-    pub(crate) state: Arc<FutureState<R>>,
+    pub(crate) state: Arc<FutureState<R, AnyJob>>,
 }
 
 impl<R> fmt::Debug for TaskFuture<R> {
@@ -293,7 +309,9 @@ impl<R> fmt::Debug for TaskFuture<R> {
 }
 
 impl<R> TaskFuture<R> {
-    pub(crate) fn from_state(state: Arc<FutureState<R>>) -> TaskFuture<R> {
+    pub(crate) fn from_state<J: Send + Sync + 'static>(
+        state: Arc<FutureState<R, J>>,
+    ) -> TaskFuture<R> {
         TaskFuture { state }
     }
 

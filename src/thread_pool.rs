@@ -22,7 +22,38 @@ type Task = Box<dyn FnOnce(bool, &Ran<'_>) + Send>;
 
 enum Job {
     Run(Task),
+    /// A `submit`: the call lives in its future's allocation.
+    Call(Arc<dyn Submitted>),
     Stop,
+}
+
+/// A submitted call, kept in its future (`FutureState::job`) until a thread takes it.
+type Call<F, A> = Mutex<Option<(F, A)>>;
+
+/// A future that holds its own call: what a thread runs for a `submit`.
+trait Submitted: Send + Sync {
+    /// As [`Task`]: `cancelled` means "complete without running".
+    fn run(&self, cancelled: bool, ran: &Ran<'_>);
+}
+
+impl<F, A, R> Submitted for FutureState<R, Call<F, A>>
+where
+    F: FnOnce(A) -> R + Send + 'static,
+    A: Send + 'static,
+    R: Send + 'static,
+{
+    fn run(&self, cancelled: bool, ran: &Ran<'_>) {
+        let call = self.job.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some((f, arg)) = call else { return };
+        if cancelled {
+            self.complete(Err(TaskError::Cancelled { index: None }));
+        } else if !self.is_done() {
+            self.set_running();
+            let out = run_one(f, arg, None);
+            ran.record(1, None);
+            self.complete(out);
+        }
+    }
 }
 
 /// One thread's account for `insights`, written by that thread alone (relaxed loads and
@@ -225,13 +256,22 @@ impl ThreadPoolBuilder {
                 log.starting_ns
                     .store(asked.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 log.ready_at.store(shared.since_epoch(), Ordering::Relaxed);
-                while let Ok(Job::Run(job)) = rx.recv() {
+                loop {
+                    let job = match rx.recv() {
+                        Ok(Job::Run(job)) => Ok(job),
+                        Ok(Job::Call(call)) => Err(call),
+                        Ok(Job::Stop) | Err(_) => break,
+                    };
                     let ran = Ran {
                         shared: &shared,
                         slot: i,
                         t0: shared.timed.then(Instant::now),
                     };
-                    job(shared.cancel_pending.load(Ordering::Relaxed), &ran);
+                    let cancelled = shared.cancel_pending.load(Ordering::Relaxed);
+                    match job {
+                        Ok(job) => job(cancelled, &ran),
+                        Err(call) => call.run(cancelled, &ran),
+                    }
                 }
                 ended();
             });
@@ -350,11 +390,11 @@ impl ThreadPool {
         Insights { workers, slowest }
     }
 
-    fn send(&self, job: Task) -> Result<()> {
+    fn send(&self, job: Job) -> Result<()> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(Error::ShutDown);
         }
-        self.tx.send(Job::Run(job)).map_err(|_| Error::ShutDown)
+        self.tx.send(job).map_err(|_| Error::ShutDown)
     }
 
     /// Schedules `f(arg)`; `f` may capture anything `Send`.
@@ -364,18 +404,8 @@ impl ThreadPool {
         A: Send + 'static,
         R: Send + 'static,
     {
-        let state = FutureState::new(None);
-        let st = state.clone();
-        self.send(Box::new(move |cancelled, ran: &Ran<'_>| {
-            if cancelled {
-                st.complete(Err(TaskError::Cancelled { index: None }));
-            } else if !st.is_done() {
-                st.set_running();
-                let out = run_one(f, arg, None);
-                ran.record(1, None);
-                st.complete(out);
-            }
-        }))?;
+        let state = FutureState::<R, Call<F, A>>::with_job(None, Mutex::new(Some((f, arg))));
+        self.send(Job::Call(state.clone()))?;
         Ok(TaskFuture::from_state(state))
     }
 
@@ -408,7 +438,7 @@ impl ThreadPool {
             };
             sink2.deliver(start, out);
         });
-        if self.send(job).is_err() {
+        if self.send(Job::Run(job)).is_err() {
             let reason = "the pool is shut down".to_string();
             sink.deliver(
                 start,

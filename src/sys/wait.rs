@@ -35,7 +35,9 @@
 //! unbounded spin there collapses. A single yield that took [`CROWDED`] (200 µs) ends the
 //! spin at once: it handed the CPU to another thread for a slice, and the next would too,
 //! while a futex sleeper, once woken, is scheduled promptly. The process remembers it for
-//! [`CROWD_MEMORY`] (50 ms), and its waiters skip their yields meanwhile. crossbeam-utils' `Backoff` is
+//! [`CROWD_MEMORY`] (50 ms), and its waiters skip their yields meanwhile. A thread that may
+//! run on one CPU only skips the hints instead: there the thread it waits for cannot run
+//! until it yields. crossbeam-utils' `Backoff` is
 //! the model; it has no time bound, so this is a few lines of our own.
 //!
 //! # Model checking
