@@ -72,34 +72,43 @@ impl<R> Copy for Decoders<R> {}
 /// free to feed the workers.
 pub(crate) enum Batch<R> {
     Values(std::vec::IntoIter<Result<R, TaskError>>),
-    Encoded {
-        /// Index of the next item, and how many are left.
-        index: usize,
-        left: usize,
-        bytes: Vec<u8>,
-        /// Where in `bytes` the next item starts.
-        at: usize,
-        decode: Decoders<R>,
-    },
+    Encoded(Encoded<R>),
+}
+
+/// The bytes of a [`Batch`] not yet decoded.
+pub(crate) struct Encoded<R> {
+    /// Index of the next item, and how many are left.
+    index: usize,
+    left: usize,
+    bytes: Vec<u8>,
+    /// Where in `bytes` the next item starts.
+    at: usize,
+    decode: Decoders<R>,
+}
+
+impl<R> Encoded<R> {
+    fn rest(&self) -> &[u8] {
+        self.bytes.get(self.at..).unwrap_or_default()
+    }
 }
 
 impl<R> Batch<R> {
     /// The encoded outcomes of `count` items from `start` (`decode` reads each).
     pub(crate) fn encoded(start: usize, count: usize, bytes: Vec<u8>, decode: Decoders<R>) -> Self {
-        Batch::Encoded {
+        Batch::Encoded(Encoded {
             index: start,
             left: count,
             bytes,
             at: 0,
             decode,
-        }
+        })
     }
 
     /// Items left in the batch.
     pub(crate) fn len(&self) -> usize {
         match self {
             Batch::Values(v) => v.len(),
-            Batch::Encoded { left, .. } => *left,
+            Batch::Encoded(e) => e.left,
         }
     }
 
@@ -112,13 +121,7 @@ impl<R> Batch<R> {
                 }
                 Ok(())
             }
-            Batch::Encoded {
-                index,
-                left,
-                bytes,
-                at,
-                decode,
-            } => (decode.into)(index, left, bytes.get(at..).unwrap_or_default(), out),
+            Batch::Encoded(e) => (e.decode.into)(e.index, e.left, e.rest(), out),
         }
     }
 }
@@ -128,27 +131,20 @@ impl<R> Iterator for Batch<R> {
 
     #[inline]
     fn next(&mut self) -> Option<Result<R, TaskError>> {
-        match self {
-            Batch::Values(v) => v.next(),
-            Batch::Encoded {
-                index,
-                left,
-                bytes,
-                at,
-                decode,
-            } => {
-                if *left == 0 {
-                    return None;
-                }
-                let mut rest = bytes.get(*at..).unwrap_or_default();
-                let before = rest.len();
-                let r = (decode.one)(*index, &mut rest);
-                *at += before - rest.len();
-                *index += 1;
-                *left -= 1;
-                Some(r)
-            }
+        let e = match self {
+            Batch::Values(v) => return v.next(),
+            Batch::Encoded(e) => e,
+        };
+        if e.left == 0 {
+            return None;
         }
+        let mut rest = e.rest();
+        let before = rest.len();
+        let r = (e.decode.one)(e.index, &mut rest);
+        e.at += before - rest.len();
+        e.index += 1;
+        e.left -= 1;
+        Some(r)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
