@@ -268,9 +268,21 @@ impl ThreadPoolBuilder {
                         t0: shared.timed.then(Instant::now),
                     };
                     let cancelled = shared.cancel_pending.load(Ordering::Relaxed);
-                    match job {
+                    // Tasks catch their own panics. One that gets here is a user's `Drop`
+                    // run by this thread: of a cancelled call's function and argument, of
+                    // a result whose future is gone, of a cancelled chunk's items. Each
+                    // runs after its outcome was handed out, so only that value is lost,
+                    // not the thread.
+                    let run = AssertUnwindSafe(|| match job {
                         Ok(job) => job(cancelled, &ran),
                         Err(call) => call.run(cancelled, &ran),
+                    });
+                    if let Err(p) = catch_unwind(run) {
+                        let (message, _) = take_panic(&*p);
+                        eprintln!(
+                            "multiproc: a value's Drop panicked on a pool thread ({message}); \
+                             the thread goes on"
+                        );
                     }
                 }
                 ended();

@@ -116,6 +116,51 @@ fn thread_pool_survives_a_panicking_task() {
     });
 }
 
+/// A value whose `Drop` panics: dropping a user's value is a call into user code too.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("drop panics");
+        }
+    }
+}
+
+/// What a pool thread drops for the user (the call of a task cancelled before it ran, the
+/// result of a task whose future was already dropped, the items of a cancelled map) is
+/// dropped under a guard: a panicking `Drop` costs that value, not the thread.
+#[test]
+fn thread_pool_survives_a_panicking_drop_of_what_it_holds() {
+    deadline(60, || {
+        let pool = ThreadPool::new(1).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let busy = pool.submit(move |_: ()| rx.recv().is_ok(), ()).unwrap();
+        // Queued behind `busy` on the one thread, then cancelled: the thread drops the call.
+        let held = PanicsOnDrop;
+        let cancelled = pool
+            .submit(
+                move |_: ()| {
+                    let _keep = &held;
+                },
+                (),
+            )
+            .unwrap();
+        assert!(cancelled.cancel());
+        // Its future dropped before it runs: the thread drops the result, the last owner.
+        drop(pool.submit(|_: ()| PanicsOnDrop, ()).unwrap());
+        // A map whose items are dropped unrun (the pool shuts its queue with them in it).
+        let lazy = pool.imap(drop::<PanicsOnDrop>, (0..3).map(|_| PanicsOnDrop));
+        drop(lazy);
+        tx.send(()).unwrap();
+        assert!(busy.result().unwrap());
+        // The one thread is still there.
+        for i in 0..3 {
+            assert_eq!(pool.submit(double, i).unwrap().result().unwrap(), 2 * i);
+        }
+    });
+}
+
 /// A callback that asks its own future whether it is done, takes its result, or submits to
 /// the same pool must not deadlock.
 fn reentrant_callbacks(pool: &'static (impl Executor + Sync)) {
