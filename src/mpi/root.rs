@@ -299,6 +299,8 @@ pub(super) fn spawn_receiver(shared: Arc<Shared>) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("multiproc-mpi-recv".into())
         .spawn(move || {
+            // Polls and passes messages on: see `sys::sched`.
+            crate::sys::sched::short_slices();
             let world = comm::world();
             let mut idle = comm::Backoff::new();
             let mut last_scan = Instant::now();
@@ -331,6 +333,8 @@ pub(super) fn spawn_sender(rx: Receiver<(i32, Vec<u8>)>) -> Result<JoinHandle<()
     std::thread::Builder::new()
         .name("multiproc-mpi-send".into())
         .spawn(move || {
+            // Polls and passes messages on: see `sys::sched`.
+            crate::sys::sched::short_slices();
             let world = comm::world();
             for (rank, frame) in rx {
                 if rank < 0 {

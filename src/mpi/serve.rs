@@ -14,6 +14,11 @@ pub(super) fn serve(
     rank: i32,
     hello: Hello,
 ) {
+    // A serving rank only passes messages on between MPI and its local pool, polling with
+    // short sleeps: a short slice lets each wake-up run at once beside a busy CPU (see
+    // `sys::sched`). Its pool's dispatcher inherits it; its workers, forked by the fork
+    // server, keep the default for the user's tasks.
+    crate::sys::sched::short_slices();
     comm::send(world, 0, TAG_START, &wire::frame(&hello, &[]));
     // Rank 0 answers at once unless it is slow to start: wait for it, politely, but not
     // forever (a rank 0 that never answers has died, and then mpirun ends the job).

@@ -14,6 +14,7 @@ pub(crate) mod mem;
 #[cfg(feature = "ndarray")]
 pub(crate) mod ndarray_view;
 pub(crate) mod process;
+pub(crate) mod sched;
 pub(crate) mod shm;
 pub(crate) mod signal;
 mod startup;
