@@ -106,6 +106,30 @@ fn byte_capacity_and_oversized_items() {
     }
 }
 
+/// A producer blocked on a full queue spins for room for several frames (so that it does
+/// not read the consumer's line after every get), but its `put` still completes once room
+/// for its one frame is there and stays so: the slack never turns into a timeout.
+#[test]
+fn a_put_on_a_full_queue_needs_room_for_its_own_frame_only() {
+    deadline(30, || {
+        let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(64 << 10).build().unwrap();
+        while q.try_put(&vec![1; 1 << 10]).is_ok() {}
+        let q2 = q.clone();
+        let blocked = std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            let r = q2.put_timeout(&vec![2; 1 << 10], Duration::from_millis(500));
+            (r, t0.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        // Room for exactly one more 1 KiB frame, and the consumer stops.
+        assert_eq!(q.get().unwrap(), vec![1; 1 << 10]);
+        let (r, took) = blocked.join().unwrap();
+        assert!(r.is_ok(), "{r:?} after {took:?}");
+        assert!(took < Duration::from_millis(500));
+        assert!(matches!(q.try_put(&vec![3; 1 << 10]), Err(Error::Full)));
+    });
+}
+
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq)]
 #[serde(try_from = "u32")]
 struct Even(u32);

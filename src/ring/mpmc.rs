@@ -28,6 +28,7 @@ use super::frame::{self, Corrupt};
 use crate::error::{Error, Result};
 use crate::sys::lock::{Held, RawError};
 use crate::sys::ring_memory::{RingMemory, Side};
+use crate::sys::wait::Backoff;
 use crate::sys::{EventCount, SharedMapping, Spin};
 
 pub(crate) const MAGIC: u64 = 0x6d70_7175_6575_6531; // "mpqueue1"
@@ -81,6 +82,14 @@ const SPIN: Spin = Spin {
     rounds: 256 + 16,
     grow: false,
 };
+/// How a producer waits for room while it spins: growing hint rounds (see `wait_space`).
+const FULL_SPIN: Spin = Spin {
+    spins: 32,
+    rounds: 32 + 16,
+    grow: true,
+};
+/// Frames of room a spinning producer waits for (`wait_space`).
+const SLACK: u64 = 16;
 /// Longest single futex sleep: waits re-check their condition (and closed) at least this
 /// often, so no wake-up is ever needed for progress.
 const SLICE: Duration = Duration::from_millis(50);
@@ -461,7 +470,18 @@ impl Ring {
     }
 
     fn wait_space(&self, s: u64, deadline: Option<Instant>) -> Result<()> {
-        wait_on(self, OFF_NOT_FULL, SPIN, deadline, || {
+        // A producer that keeps the queue full would otherwise read the consumers' line
+        // after every get (and each get's commit store would then miss): while it spins,
+        // it waits for room for `SLACK` frames, looking less and less often. The sleep
+        // after the spin waits for room for one, as `put` promises.
+        let room = s.saturating_mul(SLACK).min(self.cap / 4).max(s);
+        let mut backoff = Backoff::new(FULL_SPIN, deadline);
+        while !(self.is_closed() || self.has_space(room)) {
+            if !backoff.snooze() {
+                break;
+            }
+        }
+        wait_on(self, OFF_NOT_FULL, Spin::NONE, deadline, || {
             self.is_closed() || self.has_space(s)
         })?;
         if self.is_closed() {
