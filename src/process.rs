@@ -158,12 +158,25 @@ fn forget_ended_children() {
         .retain(Process::is_alive);
 }
 
+/// How long a daemonic child has, after the SIGTERM its parent's exit sends it, before a
+/// SIGKILL: time to run a handler, not enough to hold the exit.
+const DAEMON_GRACE: Duration = Duration::from_secs(1);
+
 /// At exit (of the main program, or of a child's function): terminate daemonic children,
-/// then wait for every child, as Python does.
+/// then wait for every child, as Python does, except that a daemon still running
+/// [`DAEMON_GRACE`] after its SIGTERM is killed (Python would wait for it forever).
 fn join_children_at_exit() {
     let children = std::mem::take(&mut *CHILDREN.lock().unwrap_or_else(|e| e.into_inner()));
-    for p in children.iter().filter(|p| p.daemon && p.is_alive()) {
+    let daemons: Vec<&Process> = children.iter().filter(|p| p.daemon).collect();
+    for p in daemons.iter().filter(|p| p.is_alive()) {
         let _ = p.terminate();
+    }
+    let grace_ends = std::time::Instant::now() + DAEMON_GRACE;
+    for p in daemons {
+        let left = grace_ends.saturating_duration_since(std::time::Instant::now());
+        if !p.join_timeout(left) {
+            let _ = p.kill();
+        }
     }
     for p in &children {
         p.join();
@@ -186,8 +199,9 @@ impl ProcessBuilder {
     }
 
     /// A daemon process is terminated, not waited for, when its parent exits (default:
-    /// not a daemon; the parent waits for it at exit). Either way a child dies with its
-    /// parent if the parent is killed.
+    /// not a daemon; the parent waits for it at exit): it gets SIGTERM, and SIGKILL if it
+    /// is still running a second later. Either way a child dies with its parent if the
+    /// parent is killed.
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
         self

@@ -25,6 +25,7 @@ static HELPERS: extern "C" fn() = {
             Ok("start_children_and_wait") => helper_start_children_and_wait,
             Ok("children_read_stdin") => helper_children_read_stdin,
             Ok("joined_children_hold_no_fd") => helper_joined_children_hold_no_fd,
+            Ok("exit_with_stubborn_daemon") => helper_exit_with_stubborn_daemon,
             _ => return,
         };
         helper();
@@ -170,6 +171,24 @@ fn unserializable_argument_is_an_error() {
     }
 }
 
+/// A SIGTERM sent the moment a child starts ends it: the fork server's own SIGTERM handler
+/// (which turns the signal into a wake-up for the server) must never run in the child, even
+/// in the instant between `fork` and the child's reset of its signals.
+#[test]
+fn terminate_right_after_start_ends_the_child() {
+    deadline(60, || {
+        for _ in 0..40 {
+            let p = Process::start(sleep_long, ()).unwrap();
+            p.terminate().unwrap();
+            assert!(
+                p.join_timeout(Duration::from_secs(10)),
+                "a child terminated at its start lived on"
+            );
+            assert_eq!(p.exitcode(), Some(-libc::SIGTERM));
+        }
+    });
+}
+
 // ---- behaviour at exit, checked by running this test binary as a subprocess ----
 
 fn touch_later(path: String) {
@@ -230,6 +249,51 @@ fn at_exit_non_daemon_children_are_joined_daemons_stopped() {
         }
         let _ = std::fs::remove_file(&file);
         let _ = std::fs::remove_file(format!("{}.pids", file.display()));
+    });
+}
+
+fn ignore_sigterm_and_sleep(_: ()) {
+    // SAFETY: SIG_IGN is a valid disposition; this child runs nothing else.
+    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn helper_exit_with_stubborn_daemon() {
+    let path = std::env::var("MP_TEST_FILE").unwrap();
+    let d = Process::builder()
+        .daemon(true)
+        .start(ignore_sigterm_and_sleep, ())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // it has ignored SIGTERM by now
+    std::fs::write(&path, d.pid().to_string()).unwrap();
+}
+
+/// A daemon that ignores SIGTERM cannot hold its parent's exit: after a grace period the
+/// exit hook kills it (Python's would wait for it forever).
+#[test]
+fn at_exit_a_daemon_that_ignores_sigterm_is_killed() {
+    deadline(60, || {
+        let file = std::env::temp_dir().join(format!("mp-stubborn-{}", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let t0 = Instant::now();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("MP_TEST_HELPER", "exit_with_stubborn_daemon")
+            .env("MP_TEST_FILE", &file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the exit waited {:?} for a daemon",
+            t0.elapsed()
+        );
+        let daemon: u32 = std::fs::read_to_string(&file).unwrap().parse().unwrap();
+        let _ = std::fs::remove_file(&file);
+        let end = Instant::now() + Duration::from_secs(5);
+        while running(daemon) {
+            assert!(Instant::now() < end, "daemon child still running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     });
 }
 

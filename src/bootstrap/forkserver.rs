@@ -136,9 +136,6 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
                 std::mem::forget(children);
                 std::mem::forget(sock);
                 std::mem::forget(death);
-                // Default SIGTERM first: the server's handler writes to a pipe this child
-                // just closed.
-                sp::reset_signals();
                 sp::die_with_parent(me);
                 super::run_entry(start.entry, &payload, fds);
             }

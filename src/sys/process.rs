@@ -13,19 +13,41 @@ pub(crate) enum Forked {
     Child,
 }
 
-/// Forks the calling process.
+/// Forks the calling process. The child starts with default signal dispositions
+/// ([`reset_signals`]) and the caller's signal mask.
 ///
 /// Only the fork server calls this, and it is single-threaded by construction (a fresh
 /// exec of the program that entered its loop before any other code ran), so the child
 /// inherits no lock held by another thread.
+///
+/// Every signal is blocked from just before the fork until the child has reset its
+/// dispositions: a signal sent to the child in that instant (a `terminate` the moment
+/// `start` returns) stays pending and then acts by default. Without the block it would run
+/// the server's SIGTERM handler in the child, which writes to the *server's* death pipe
+/// (its fd is still open there) and so makes the server kill every child it has.
 pub(crate) fn fork() -> io::Result<Forked> {
+    let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset initialises `all`; pthread_sigmask reads `all` and writes `old`,
+    // both live locals. Neither can fail with these valid arguments.
+    unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
+    }
     // SAFETY: see above: the caller is single-threaded, so the child's copy of memory is
     // consistent (no other thread was mid-way through a lock or an allocation).
-    match unsafe { libc::fork() } {
+    let r = match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
-        0 => Ok(Forked::Child),
+        0 => {
+            reset_signals();
+            Ok(Forked::Child)
+        }
         pid => Ok(Forked::Parent(pid as u32)),
-    }
+    };
+    // SAFETY: `old` was initialised by the pthread_sigmask above; restoring it delivers
+    // whatever arrived meanwhile (in the child, under the default dispositions).
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut()) };
+    r
 }
 
 /// Asks the kernel to SIGKILL this process when the thread that created it exits.
