@@ -29,6 +29,13 @@ pub(crate) fn header(len: u32, kind: u32) -> [u8; HEADER] {
     h
 }
 
+/// A frame header's `(len, kind)`.
+#[inline]
+pub(crate) fn parse(h: [u8; HEADER]) -> (usize, u32) {
+    let word = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+    (word(&h[..4]) as usize, word(&h[4..]))
+}
+
 /// A wrap marker.
 pub(crate) const WRAP_MARKER: [u8; HEADER] = {
     let k = WRAP.to_le_bytes();

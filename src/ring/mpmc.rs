@@ -491,17 +491,40 @@ impl Ring {
     }
 
     /// Decodes one item's payload, catching a panic of its `Deserialize` impl (resumed once
-    /// the item is consumed: a panicking impl must not leave it stuck at the head). `None`:
-    /// the frame is not of the queue's kind (foreign bytes; nothing is decoded).
-    fn decode_caught<T: DeserializeOwned>(
-        kind: u32,
-        body: &[u8],
-    ) -> Option<std::thread::Result<Result<T>>> {
-        (kind == KIND_DATA).then(|| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                crate::wire::codec::decode_exact::<T>(body).map_err(Error::from)
-            }))
+    /// the item is consumed: a panicking impl must not leave it stuck at the head).
+    #[inline]
+    fn decode_caught<T: DeserializeOwned>(body: &[u8]) -> std::thread::Result<Result<T>> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::wire::codec::decode_exact::<T>(body).map_err(Error::from)
+        }))
+    }
+
+    /// The item at `h` when it is not a data frame right there: the checked walk of
+    /// `frame::next` (through a wrap marker), which names whatever is wrong. Returns where
+    /// the item ends and its decoding.
+    #[cold]
+    fn take_unusual<T: DeserializeOwned>(
+        &self,
+        h: usize,
+        t: usize,
+    ) -> Result<(usize, std::thread::Result<Result<T>>)> {
+        let cap = self.cap as usize;
+        // Published: `[h, t)`, or through the end when `t <= h` (`t == h` is full).
+        let avail = if t > h { t - h } else { cap - h + t };
+        let found = frame::next(h, cap - h, avail, cap - frame::HEADER, |off| {
+            self.frame_header(off)
         })
+        .map_err(|Corrupt(why)| corrupted(why))?;
+        let f = found.ok_or_else(|| corrupted("items counted, no bytes published"))?;
+        if f.kind != KIND_DATA {
+            return Err(corrupted(format!("a frame of unknown kind {:#x}", f.kind)));
+        }
+        let r = self
+            .mem
+            .with_bytes(Side::Consumer, f.at + frame::HEADER, f.len, |b| {
+                Self::decode_caught::<T>(b)
+            });
+        Ok((f.at + frame::size(f.len), r))
     }
 
     /// Removes the oldest item. `Err(Timeout)` after `deadline`; `Err(Closed)` once the
@@ -521,51 +544,26 @@ impl Ring {
                 let h = self.checked_pos(h, "the head")? as usize;
                 let t = self.checked_pos(t, "the tail")? as usize;
                 let cap = self.cap as usize;
-                // Published: `[h, t)`, or through the end when `t <= h` (`t == h` is full).
-                let avail = if t > h { t - h } else { cap - h + t };
-                // Usually the frame is at `h`: one borrow of the published bytes there holds
-                // its header and payload. Behind a wrap marker, the checked walk below.
+                // The published bytes from `h` to `t`, or to the end when `t <= h`.
                 let contig = if t > h { t - h } else { cap - h };
+                // The usual case, checked in three comparisons: a data frame at `h`, whole
+                // inside those bytes. One borrow holds its header and payload, and the
+                // result stays small (no frame record, no error text).
                 let max_len = cap - frame::HEADER;
-                let here = self.mem.with_bytes(Side::Consumer, h, contig, |b| {
-                    let head: [u8; frame::HEADER] = b[..frame::HEADER].try_into().expect("8");
-                    if u32::from_le_bytes(head[4..].try_into().expect("4")) == frame::WRAP {
-                        return None;
-                    }
-                    let found = frame::next(h, cap - h, avail, max_len, |_| head).and_then(|f| {
-                        f.ok_or_else(|| Corrupt("items counted, no bytes published".into()))
-                    });
-                    Some(found.map(|f| {
-                        // `next` checked that the frame lies in the published bytes, which
-                        // from `h` on are `b` (no wrap).
-                        let body = &b[frame::HEADER..frame::HEADER + f.len];
-                        (f, Self::decode_caught::<T>(f.kind, body))
-                    }))
+                let quick = self.mem.with_bytes(Side::Consumer, h, contig, |b| {
+                    let (len, kind) = frame::parse(b.get(..frame::HEADER)?.try_into().ok()?);
+                    let s = frame::size(len);
+                    (kind == KIND_DATA && len <= max_len && s <= contig).then(|| {
+                        let body = &b[frame::HEADER..frame::HEADER + len];
+                        (h + s, Self::decode_caught::<T>(body))
+                    })
                 });
-                let (f, r) = match here {
-                    Some(found) => found.map_err(|Corrupt(why)| corrupted(why))?,
-                    None => {
-                        let found =
-                            frame::next(h, cap - h, avail, max_len, |off| self.frame_header(off))
-                                .map_err(|Corrupt(why)| corrupted(why))?;
-                        let f =
-                            found.ok_or_else(|| corrupted("items counted, no bytes published"))?;
-                        let r =
-                            self.mem
-                                .with_bytes(Side::Consumer, f.at + frame::HEADER, f.len, |b| {
-                                    Self::decode_caught::<T>(f.kind, b)
-                                });
-                        (f, r)
-                    }
+                // Anything else (a wrap marker, foreign bytes) takes the checked walk.
+                let (end, r) = match quick {
+                    Some(x) => x,
+                    None => self.take_unusual::<T>(h, t)?,
                 };
-                let Some(r) = r else {
-                    return Err(corrupted(format!("a frame of unknown kind {:#x}", f.kind)));
-                };
-                let (pos, s) = (f.at as u64, frame_size(f.len as u64));
-                let mut new_h = pos + s;
-                if new_h == self.cap {
-                    new_h = 0;
-                }
+                let new_h = if end == cap { 0 } else { end as u64 };
                 // The commit point for the consumer side (the item is ours from here);
                 // `Release` as for `P` (the notify below fences).
                 self.word64(OFF_C)
@@ -789,7 +787,25 @@ mod untrusted_tests {
         head.extend_from_slice(&KIND_DATA.to_le_bytes());
         scribble(&r, 0, &head, pack(1, 16), pack(0, 0));
         let got = r.get::<Vec<u8>>(Some(Instant::now()));
-        assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");
+        assert!(
+            matches!(&got, Err(Error::Protocol(m)) if m.contains("overruns")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_whole_frame_of_a_foreign_kind_is_corruption_and_not_decoded() {
+        let r = Ring::create(1 << 16, 0).unwrap();
+        // A well-formed frame (8 payload bytes that would decode as a u8 and more), of a
+        // kind no queue writes.
+        let mut frame = frame::header(1, 0x1234).to_vec();
+        frame.extend_from_slice(&[7; 8]);
+        scribble(&r, 0, &frame, pack(1, 16), pack(0, 0));
+        let got = r.get::<u8>(Some(Instant::now()));
+        assert!(
+            matches!(&got, Err(Error::Protocol(m)) if m.contains("unknown kind 0x1234")),
+            "{got:?}"
+        );
     }
 
     #[test]
