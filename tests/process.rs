@@ -191,6 +191,21 @@ fn terminate_right_after_start_ends_the_child() {
 
 // ---- behaviour at exit, checked by running this test binary as a subprocess ----
 
+/// Runs this binary as the helper program `helper` (see `HELPERS`) with `MP_TEST_FILE` a
+/// fresh temp path named after `tag`; returns that path, the helper's output and how long
+/// it ran.
+fn run_helper(helper: &str, tag: &str) -> (std::path::PathBuf, std::process::Output, Duration) {
+    let file = std::env::temp_dir().join(format!("mp-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let t0 = Instant::now();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("MP_TEST_HELPER", helper)
+        .env("MP_TEST_FILE", &file)
+        .output()
+        .unwrap();
+    (file, out, t0.elapsed())
+}
+
 fn touch_later(path: String) {
     std::thread::sleep(Duration::from_millis(300));
     std::fs::write(path, b"done").unwrap();
@@ -215,19 +230,9 @@ fn helper_exit_with_children() {
 #[test]
 fn at_exit_non_daemon_children_are_joined_daemons_stopped() {
     deadline(60, || {
-        let file = std::env::temp_dir().join(format!("mp-exit-{}", std::process::id()));
-        let _ = std::fs::remove_file(&file);
-        let t0 = Instant::now();
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .env("MP_TEST_HELPER", "exit_with_children")
-            .env("MP_TEST_FILE", &file)
-            .output()
-            .unwrap();
+        let (file, out, took) = run_helper("exit_with_children", "exit");
         assert!(out.status.success(), "{out:?}");
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the daemon was waited for"
-        );
+        assert!(took < Duration::from_secs(30), "the daemon was waited for");
         assert_eq!(
             std::fs::read(&file).unwrap(),
             b"done",
@@ -273,19 +278,11 @@ fn helper_exit_with_stubborn_daemon() {
 #[test]
 fn at_exit_a_daemon_that_ignores_sigterm_is_killed() {
     deadline(60, || {
-        let file = std::env::temp_dir().join(format!("mp-stubborn-{}", std::process::id()));
-        let _ = std::fs::remove_file(&file);
-        let t0 = Instant::now();
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .env("MP_TEST_HELPER", "exit_with_stubborn_daemon")
-            .env("MP_TEST_FILE", &file)
-            .output()
-            .unwrap();
+        let (file, out, took) = run_helper("exit_with_stubborn_daemon", "stubborn");
         assert!(out.status.success(), "{out:?}");
         assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the exit waited {:?} for a daemon",
-            t0.elapsed()
+            took < Duration::from_secs(10),
+            "the exit waited {took:?} for a daemon"
         );
         let daemon: u32 = std::fs::read_to_string(&file).unwrap().parse().unwrap();
         let _ = std::fs::remove_file(&file);
