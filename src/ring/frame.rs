@@ -85,8 +85,8 @@ pub(crate) fn next(
     }
     let (mut at, mut avail, mut skipped) = (at, avail, 0);
     let mut h = read_header(at);
-    let kind = |h: &[u8; HEADER]| u32::from_le_bytes(h[4..].try_into().expect("4 bytes"));
-    if kind(&h) == WRAP {
+    let kind = |h: [u8; HEADER]| parse(h).1;
+    if kind(h) == WRAP {
         // A marker is written only where the next frame did not fit (or, in the queue, went
         // back early), and that frame is published with it: more data follows the end.
         if to_end >= avail {
@@ -97,11 +97,11 @@ pub(crate) fn next(
         // From the start, `avail` (now less than the data area) bounds the frame alone.
         (skipped, avail, at) = (to_end, avail - to_end, 0);
         h = read_header(0);
-        if kind(&h) == WRAP {
+        if kind(h) == WRAP {
             return Err(Corrupt("two wrap markers in a row".into()));
         }
     }
-    let len = u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) as usize;
+    let (len, kind) = parse(h);
     if len > max_len {
         return Err(Corrupt(format!(
             "frame length {len} exceeds the ring's limit of {max_len}"
@@ -116,7 +116,7 @@ pub(crate) fn next(
     }
     Ok(Some(Frame {
         at,
-        kind: kind(&h),
+        kind,
         len,
         consumed: skipped + total,
     }))
