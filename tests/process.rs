@@ -257,19 +257,21 @@ fn at_exit_non_daemon_children_are_joined_daemons_stopped() {
     });
 }
 
-fn ignore_sigterm_and_sleep(_: ()) {
+fn ignore_sigterm_and_sleep(ready: Connection) {
     // SAFETY: SIG_IGN is a valid disposition; this child runs nothing else.
     unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    ready.send(&1u8).unwrap();
     std::thread::sleep(Duration::from_secs(60));
 }
 
 fn helper_exit_with_stubborn_daemon() {
     let path = std::env::var("MP_TEST_FILE").unwrap();
+    let (ready, theirs) = Pipe::duplex().unwrap();
     let d = Process::builder()
         .daemon(true)
-        .start(ignore_sigterm_and_sleep, ())
+        .start(ignore_sigterm_and_sleep, theirs)
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200)); // it has ignored SIGTERM by now
+    let _: u8 = ready.recv().unwrap(); // it ignores SIGTERM from here on
     std::fs::write(&path, d.pid().to_string()).unwrap();
 }
 
@@ -283,6 +285,11 @@ fn at_exit_a_daemon_that_ignores_sigterm_is_killed() {
         assert!(
             took < Duration::from_secs(10),
             "the exit waited {took:?} for a daemon"
+        );
+        // It outlived its SIGTERM: what ended it is the SIGKILL after the grace.
+        assert!(
+            took >= Duration::from_millis(900),
+            "the exit took only {took:?}: the daemon did not ignore SIGTERM"
         );
         let daemon: u32 = std::fs::read_to_string(&file).unwrap().parse().unwrap();
         let _ = std::fs::remove_file(&file);
