@@ -552,3 +552,54 @@ fn no_fd_is_leaked_by_a_pool() {
         );
     });
 }
+
+/// The voluntary context switches of process `pid` so far: how often it went to sleep.
+fn sleeps_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_task_wakes_only_the_worker_it_is_given_to() {
+    // A lone caller's round trips all go to one worker. The other must stay asleep: waking
+    // it costs the dispatcher a system call per task, and on two cores the woken worker's
+    // spin takes a CPU from the three threads doing the work (the unpinned round trip cost
+    // 15-25 µs that way).
+    deadline(60, || {
+        let pool = ProcessPool::new(2).unwrap();
+        pool.map(fib, 0..20).unwrap();
+        let pids = pool.initial_pids().to_vec();
+        let tasks = |p: &ProcessPool| -> Vec<u64> {
+            p.insights().workers.iter().map(|w| w.tasks).collect()
+        };
+        let before_tasks = tasks(&pool);
+        let before: Vec<u64> = pids.iter().map(|&p| sleeps_of(p)).collect();
+        let n = 100;
+        for i in 0..n {
+            // Longer than any waiter's spin (2 ms), so an idle worker is asleep by the
+            // next task: each wake-up it gets is then a context switch.
+            std::thread::sleep(Duration::from_millis(3));
+            assert_eq!(
+                pool.submit(fib, i % 10).unwrap().result().unwrap(),
+                fib(i % 10)
+            );
+        }
+        let ran: Vec<u64> = tasks(&pool)
+            .iter()
+            .zip(&before_tasks)
+            .map(|(a, b)| a - b)
+            .collect();
+        let idle = (0..2)
+            .find(|&s| ran[s] == 0)
+            .unwrap_or_else(|| panic!("one worker should have run every round trip, ran {ran:?}"));
+        let woke = sleeps_of(pids[idle]) - before[idle];
+        assert!(
+            woke < n / 4,
+            "the idle worker woke {woke} times for {n} tasks given to the other"
+        );
+    });
+}

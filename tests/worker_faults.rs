@@ -224,23 +224,32 @@ fn cancelling_running_futures_fails_exactly_the_cancelled_ones() {
 
 /// Allocates `mb` MiB in one of a few ways: 0 `vec![1; n]`, 1 `Vec::with_capacity`, 2 a
 /// `String` that grows, 3 `vec!` on a thread the task starts.
+/// Each result goes through `black_box`: an optimizer that sees the bytes unused removes
+/// the allocation (the release build returned 1024 from under a 512 MiB limit).
 fn hog((how, mb): (u32, usize)) -> usize {
+    use std::hint::black_box;
     let n = mb << 20;
     match how {
-        0 => vec![1u8; n].iter().map(|&b| b as usize).sum::<usize>() >> 20,
+        0 => {
+            black_box(vec![1u8; n])
+                .iter()
+                .map(|&b| b as usize)
+                .sum::<usize>()
+                >> 20
+        }
         1 => {
             let mut v: Vec<u8> = Vec::with_capacity(n);
             v.resize(n, 1);
-            v.len() >> 20
+            black_box(v).len() >> 20
         }
         2 => {
             let (mut s, piece) = (String::new(), "x".repeat(1 << 20));
             for _ in 0..mb {
                 s.push_str(&piece);
             }
-            s.len() >> 20
+            black_box(s).len() >> 20
         }
-        _ => std::thread::spawn(move || vec![1u8; n].len() >> 20)
+        _ => std::thread::spawn(move || black_box(vec![1u8; n]).len() >> 20)
             .join()
             .unwrap(),
     }

@@ -137,6 +137,8 @@ pub(crate) struct Dispatcher {
     broken: Option<String>,
     buf: Vec<u8>,
     slowest: Slowest,
+    /// `dispatch`'s scratch: per slot, whether it was given a job (kept to not allocate).
+    given: Vec<bool>,
 }
 
 fn base(slot: usize) -> usize {
@@ -260,6 +262,7 @@ impl Dispatcher {
             broken: None,
             buf: Vec::new(),
             slowest: Slowest::default(),
+            given: Vec::new(),
         }
     }
 
@@ -578,6 +581,12 @@ impl Dispatcher {
 
     fn dispatch(&mut self) -> bool {
         let mut any = false;
+        // Which slots got work this round: only their workers are rung. Ringing an idle,
+        // sleeping worker costs a system call here and, on two cores, a CPU taken from the
+        // threads doing the work while it spins and finds nothing.
+        let mut given = std::mem::take(&mut self.given);
+        given.clear();
+        given.resize(self.slots.len(), false);
         let depth = self.depth();
         while let Some(job) = self.pending.front() {
             if job.sink.is_cancelled() {
@@ -607,13 +616,13 @@ impl Dispatcher {
             let s = &mut self.slots[i];
             s.inflight_items += n;
             s.inflight.push_back(Inflight { job, done: 0 });
+            given[i] = true;
             any = true;
         }
-        if any {
-            for s in &self.slots {
-                s.task_bell.ring();
-            }
+        for (s, _) in self.slots.iter().zip(&given).filter(|(_, g)| **g) {
+            s.task_bell.ring();
         }
+        self.given = given;
         any
     }
 
