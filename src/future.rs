@@ -44,6 +44,28 @@ pub(crate) trait PoolLink: Send + Sync {
     /// Does a round of the pool's own work on this thread, if nobody else is: a waiting
     /// caller that collects its own result saves a cross-CPU wake-up.
     fn help(&self);
+    /// A caller starts spinning on a future and will [`help`](Self::help) while it does:
+    /// the pool need not wake its own thread for results meanwhile.
+    fn start_helping(&self) {}
+    /// That caller stops spinning (done, or going to sleep): the pool's own thread must
+    /// see to whatever it left.
+    fn stop_helping(&self) {}
+}
+
+/// A caller spinning on a future, announced to its pool for as long as this lives.
+struct Helping<'a>(&'a dyn PoolLink);
+
+impl<'a> Helping<'a> {
+    fn new(link: &'a dyn PoolLink) -> Helping<'a> {
+        link.start_helping();
+        Helping(link)
+    }
+}
+
+impl Drop for Helping<'_> {
+    fn drop(&mut self) {
+        self.0.stop_helping();
+    }
 }
 
 /// What a future's allocation holds beside its outcome ([`FutureState::job`]): a thread
@@ -300,31 +322,34 @@ impl<R, J: Attached + ?Sized> FutureState<R, J> {
         self.running.store(true, Ordering::Release);
     }
 
-    fn help(&self) {
-        if let Some(l) = self.job.link().and_then(|(l, _)| l.upgrade()) {
-            l.help();
-        }
-    }
-
     /// Waits until done or the deadline passes; returns whether it is done.
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
         // Spin briefly: a cross-CPU wake-up costs far more than a short task here.
         // While spinning, help the pool collect results: then no other thread has to wake.
         // The spin is bounded in time too, and never outlasts the caller's deadline.
         let mut backoff = Backoff::new(SPIN, deadline);
+        if self.is_done() {
+            return true;
+        }
+        let link = self.job.link().and_then(|(l, _)| l.upgrade());
+        let helping = link.as_deref().map(Helping::new);
         loop {
             if self.is_done() {
                 return true;
             }
             // Every yield round too: a yield is a system call anyway, and on a CPU shared
             // with the worker the result is in as soon as the worker has run.
-            if backoff.round().is_multiple_of(16) || backoff.yielding() {
-                self.help();
+            if let Some(l) = &link
+                && (backoff.round().is_multiple_of(16) || backoff.yielding())
+            {
+                l.help();
             }
             if !backoff.snooze() {
                 break;
             }
         }
+        drop(helping);
+        drop(link);
         self.sleep_while(PENDING, deadline)
     }
 

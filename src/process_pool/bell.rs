@@ -2,6 +2,7 @@
 //! (see "Sleeping and waking" in `README.md` beside this file).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use crate::sys::{EventCount, SharedMapping, Spin};
@@ -31,6 +32,28 @@ impl Bell {
     /// Tells the consumer something was published (call after publishing).
     pub(crate) fn ring(&self) {
         self.event().notify_all();
+    }
+
+    /// Whether the consumer is asleep on this bell, or about to be (a hint).
+    pub(crate) fn has_sleeper(&self) -> bool {
+        self.event().has_sleepers()
+    }
+
+    /// Rings unless `helpers` is non-zero: then a caller spinning on a future collects what
+    /// was published, and rings itself when it stops if anything is left
+    /// ([`stop_helping`](Self::stop_helping); "Helpers" in `README.md`).
+    pub(crate) fn ring_unless_helped(&self, helpers: &AtomicU32) {
+        self.event().notify_all_unless(helpers);
+    }
+
+    /// A caller starts collecting what is published itself (counted in `helpers`).
+    pub(crate) fn start_helping(helpers: &AtomicU32) {
+        EventCount::cover(helpers);
+    }
+
+    /// That caller stops, and rings if `left()` says something is still to collect.
+    pub(crate) fn stop_helping(&self, helpers: &AtomicU32, left: impl FnOnce() -> bool) {
+        self.event().uncover(helpers, left);
     }
 
     /// Waits until `ready()` is true or `timeout` passes: a bounded spin of `spin` rounds

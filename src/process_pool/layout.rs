@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! 0          pool bell (seq u32, sleeping u32): the dispatcher sleeps here
+//! 8          helpers u32: callers collecting results themselves (workers then don't ring)
 //! 4096 + i·S slot i: header page | task ring (parent → worker) | result ring (worker → parent)
 //! ```
 
@@ -11,6 +12,10 @@ use crate::ring::spsc::RING_HEADER;
 
 pub(crate) const PAGE: usize = 4096;
 pub(crate) const POOL_BELL: usize = 0;
+/// How many callers are spinning on a future and collecting results themselves
+/// (`Link::help`): while non-zero, a worker that published a result does not ring the
+/// pool bell (see "Helpers" in `README.md`).
+pub(crate) const POOL_HELPERS: usize = 8;
 
 // Slot header fields (offsets inside the slot's header page).
 /// `READY` once the initializer ran, `INIT_FAILED` if it failed.

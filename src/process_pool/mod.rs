@@ -61,6 +61,11 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The count of callers collecting results themselves (`POOL_HELPERS`).
+    fn helpers(&self) -> &std::sync::atomic::AtomicU32 {
+        self.map.atomic_u32(POOL_HELPERS)
+    }
+
     pub(crate) fn send(&self, msg: Msg) -> Result<()> {
         self.tx.send(msg).map_err(|_| Error::ShutDown)?;
         self.bell.ring();
@@ -95,11 +100,31 @@ impl PoolLink for Link {
     }
 
     fn help(&self) {
-        if let Ok(mut d) = self.core.try_lock() {
-            let guard = AbortIfPanic("a process pool's dispatcher round");
-            d.round();
-            guard.disarm();
-        }
+        self.try_round();
+    }
+
+    fn start_helping(&self) {
+        Bell::start_helping(self.inner.helpers());
+    }
+
+    fn stop_helping(&self) {
+        let inner = &self.inner;
+        inner
+            .bell
+            .stop_helping(inner.helpers(), || inner.has_work());
+    }
+}
+
+impl Link {
+    /// Runs a dispatcher round on this thread unless another thread is running one.
+    /// Returns the round's timeout (`Some` while something must be watched: task timeouts,
+    /// closing), or `None` too when it did not run.
+    fn try_round(&self) -> Option<Option<Duration>> {
+        let mut d = self.core.try_lock().ok()?;
+        let guard = AbortIfPanic("a process pool's dispatcher round");
+        let (_, timeout) = d.round();
+        guard.disarm();
+        Some(timeout)
     }
 }
 
@@ -495,7 +520,7 @@ impl ProcessPool {
             sink: state.clone(),
             attempts: 0,
         };
-        self.inner.send(Msg::Job(job))?;
+        self.send_job(job)?;
         Ok(TaskFuture::from_state(state))
     }
 
@@ -588,7 +613,26 @@ impl ProcessPool {
             sink,
             attempts,
         };
-        self.inner.send(Msg::Job(job))
+        self.send_job(job)
+    }
+
+    /// Hands a job to the dispatcher. While the dispatcher's thread sleeps, this thread
+    /// runs the round that places the job: waking that thread would cost a system call
+    /// here and a wake-up there (tens of µs on a small VM), more than a short task. The
+    /// bell still rings when the round leaves something to watch (a task timeout, a
+    /// close): a sleeping dispatcher does not know of the new deadline. A job the round
+    /// could not place waits for what frees room (a result, a worker turning ready), and
+    /// each of those rings.
+    fn send_job(&self, job: Job) -> Result<()> {
+        self.inner
+            .tx
+            .send(Msg::Job(job))
+            .map_err(|_| Error::ShutDown)?;
+        if self.inner.bell.has_sleeper() && self._link.try_round() == Some(None) {
+            return Ok(());
+        }
+        self.inner.bell.ring();
+        Ok(())
     }
 
     /// Stops taking tasks. With `cancel_pending`, tasks not yet started fail as

@@ -63,7 +63,8 @@ impl Worker {
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
-        self.pool_bell.ring();
+        self.pool_bell
+            .ring_unless_helped(self.map.atomic_u32(POOL_HELPERS));
     }
 
     /// Reads an out-of-band payload announced by a frame.

@@ -379,6 +379,12 @@ impl<'a, W: FutexWord> EventCount<'a, W> {
         Token(self.seq.load(Ordering::Acquire))
     }
 
+    /// Whether a waiter is announced (asleep, or about to be): a hint, stale at once.
+    #[inline]
+    pub(crate) fn has_sleepers(&self) -> bool {
+        self.sleepers.load(Ordering::Relaxed) != 0
+    }
+
     /// Withdraws a waiter whose condition held after all.
     #[inline]
     pub(crate) fn cancel_wait(&self, token: Token) {
@@ -415,6 +421,39 @@ impl<'a, W: FutexWord> EventCount<'a, W> {
     pub(crate) fn notify_all(&self) {
         // The kernel reads the count as an int.
         self.notify(i32::MAX as u32)
+    }
+
+    /// As [`notify_all`](Self::notify_all), unless `covered` is non-zero: some other party
+    /// has promised to look for what was published, and to notify when it stops looking if
+    /// anything is left ([`uncover`](Self::uncover)). (A process pool's caller spinning on a
+    /// future collects results itself; the worker then need not wake the dispatcher.)
+    /// The one fence orders the publication before both reads.
+    #[inline]
+    pub(crate) fn notify_all_unless(&self, covered: &W) {
+        W::fence(Ordering::SeqCst);
+        if covered.load(Ordering::Relaxed) == 0 && self.sleepers.load(Ordering::Relaxed) != 0 {
+            self.seq.fetch_add(1, Ordering::SeqCst);
+            self.seq.wake(i32::MAX as u32);
+        }
+    }
+
+    /// Starts covering for notifiers (see [`notify_all_unless`](Self::notify_all_unless)).
+    #[inline]
+    pub(crate) fn cover(covered: &W) {
+        covered.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Stops covering, then notifies if `left()` (what the waiter's condition looks at)
+    /// says something published is still there. Against a notifier's publish, fence, read
+    /// of `covered`: either it saw this decrement and notified, or `left()` sees what it
+    /// published.
+    #[inline]
+    pub(crate) fn uncover(&self, covered: &W, left: impl FnOnce() -> bool) {
+        covered.fetch_sub(1, Ordering::SeqCst);
+        W::fence(Ordering::SeqCst);
+        if left() {
+            self.notify_all();
+        }
     }
 
     /// Waits until `ready()` (checked first), spinning by `spin`, then sleeping in slices
@@ -864,6 +903,48 @@ pub(crate) mod loom_tests {
             for w in waiters {
                 w.join().unwrap();
             }
+        });
+    }
+
+    #[test]
+    fn loom_a_notify_skipped_for_a_covering_party_is_never_lost() {
+        // The process pool's helpers: a worker publishes a result and notifies unless a
+        // caller covers (spins, collecting results itself). The caller may collect the
+        // result (`took`) or leave before it sees it; the dispatcher sleeps until there is
+        // a result, or the caller took it (a model-only notify, so that it may end). A
+        // notify skipped and not made up for leaves the dispatcher asleep: a deadlock.
+        model(|| {
+            let s = shared();
+            let (covered, took) = (Arc::new(ModelWord::new(0)), Arc::new(LoomU32::new(0)));
+            let (s2, c2) = (s.clone(), covered.clone());
+            let worker = loom::thread::spawn(move || {
+                s2.data.store(1, Ordering::Relaxed);
+                EventCount::new(&s2.seq, &s2.sleepers).notify_all_unless(&*c2);
+            });
+            let (s3, c3, t3) = (s.clone(), covered.clone(), took.clone());
+            let helper = loom::thread::spawn(move || {
+                let ec = EventCount::new(&s3.seq, &s3.sleepers);
+                EventCount::cover(&*c3);
+                // Takes the result if it is there. (A `swap(0)` here, which writes even when
+                // it finds nothing, made loom 0.7 let the dispatcher read the value before
+                // the worker's store after synchronizing with it: a deadlock of the model,
+                // not of the protocol.)
+                let take = s3
+                    .data
+                    .compare_exchange(1, 0, Ordering::Relaxed, Ordering::Relaxed);
+                if take.is_ok() {
+                    t3.store(1, Ordering::Relaxed);
+                }
+                ec.uncover(&*c3, || {
+                    s3.data.load(Ordering::Relaxed) != 0 || t3.load(Ordering::Relaxed) != 0
+                });
+            });
+            let ec = EventCount::new(&s.seq, &s.sleepers);
+            assert!(ec.sleep_until(None, None, || {
+                s.data.load(Ordering::Relaxed) != 0 || took.load(Ordering::Relaxed) != 0
+            }));
+            worker.join().unwrap();
+            helper.join().unwrap();
         });
     }
 }
