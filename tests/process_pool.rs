@@ -603,3 +603,57 @@ fn a_task_wakes_only_the_worker_it_is_given_to() {
         );
     });
 }
+
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn results_reach_callbacks_and_sleepers_while_another_caller_helps() {
+    // While a caller spins on a future it collects every result itself, and workers skip
+    // the ring (the "Helpers" protocol in src/process_pool/README.md). Futures nobody spins
+    // on must still complete: those seen by callbacks only, and those whose waiter sleeps.
+    // (The narrow race, a result landing just as a helper stops, is too rare to hit from
+    // here; the loom model `loom_a_notify_skipped_for_a_covering_party_is_never_lost` in
+    // src/sys/wait.rs checks that protocol.)
+    deadline(120, || {
+        let pool = ProcessPool::new(2).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let helper = s.spawn(|| {
+                for i in 0..3000u64 {
+                    assert_eq!(
+                        pool.submit(fib, i % 12).unwrap().result().unwrap(),
+                        fib(i % 12)
+                    );
+                }
+            });
+            let sleeper = s.spawn(|| {
+                for _ in 0..40 {
+                    // 5 ms: past the waiter's 2 ms spin, so it sleeps on the future.
+                    assert_eq!(pool.submit(nap, 5).unwrap().result().unwrap(), 5);
+                }
+            });
+            for i in 0..400u64 {
+                let tx = tx.clone();
+                pool.submit(fib, i % 15)
+                    .unwrap()
+                    .add_done_callback(move |r| tx.send((i, r.clone().unwrap())).unwrap());
+                if i % 8 == 0 {
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+            }
+            helper.join().unwrap();
+            sleeper.join().unwrap();
+        });
+        drop(tx);
+        // Every callback fires even though no caller is spinning any more.
+        let mut seen: Vec<(u64, u64)> = rx.iter().collect();
+        seen.sort();
+        assert_eq!(seen.len(), 400);
+        for (i, r) in seen {
+            assert_eq!(r, fib(i % 15), "task {i}");
+        }
+    });
+}
