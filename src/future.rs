@@ -339,9 +339,7 @@ impl<R, J: Attached + ?Sized> FutureState<R, J> {
             }
             // Every yield round too: a yield is a system call anyway, and on a CPU shared
             // with the worker the result is in as soon as the worker has run.
-            if let Some(l) = &link
-                && (backoff.round().is_multiple_of(16) || backoff.yielding())
-            {
+            if let Some(l) = &link {
                 l.help();
             }
             if !backoff.snooze() {

@@ -333,40 +333,47 @@ impl Dispatcher {
         idle && self.slots.iter().all(|s| s.child.is_none())
     }
 
-    fn intake(&mut self) -> bool {
+    /// Takes every message waiting in the channel, in order.
+    pub(crate) fn intake(&mut self) -> bool {
         let mut any = false;
         while let Ok(msg) = self.inner.rx.try_recv() {
             any = true;
-            match msg {
-                Msg::Job(job) => {
-                    if let Some(why) = &self.broken {
-                        job.fail_from(0, || TaskError::PoolClosed {
-                            index: None,
-                            reason: why.clone(),
-                        });
-                    } else {
-                        self.pending.push_back(job)
-                    }
-                }
-                Msg::Cancel(id) => self.cancel(id),
-                Msg::Died {
-                    slot,
-                    generation,
-                    pid,
-                    status,
-                } => self.died(slot, generation, pid, status),
-                Msg::Shutdown { cancel_pending } => {
-                    self.closing = true;
-                    if cancel_pending {
-                        for job in std::mem::take(&mut self.pending) {
-                            job.fail_from(0, || TaskError::Cancelled { index: None });
-                        }
-                    }
-                }
-                Msg::Terminate => self.terminate(),
-            }
+            self.take(msg);
         }
         any
+    }
+
+    /// Handles one message: from the channel, or a job handed over under the lock
+    /// (`ProcessPool::send_job`, after an [`intake`](Self::intake) so order holds).
+    pub(crate) fn take(&mut self, msg: Msg) {
+        match msg {
+            Msg::Job(job) => {
+                if let Some(why) = &self.broken {
+                    job.fail_from(0, || TaskError::PoolClosed {
+                        index: None,
+                        reason: why.clone(),
+                    });
+                } else {
+                    self.pending.push_back(job)
+                }
+            }
+            Msg::Cancel(id) => self.cancel(id),
+            Msg::Died {
+                slot,
+                generation,
+                pid,
+                status,
+            } => self.died(slot, generation, pid, status),
+            Msg::Shutdown { cancel_pending } => {
+                self.closing = true;
+                if cancel_pending {
+                    for job in std::mem::take(&mut self.pending) {
+                        job.fail_from(0, || TaskError::Cancelled { index: None });
+                    }
+                }
+            }
+            Msg::Terminate => self.terminate(),
+        }
     }
 
     fn terminate(&mut self) {

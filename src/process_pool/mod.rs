@@ -100,7 +100,9 @@ impl PoolLink for Link {
     }
 
     fn help(&self) {
-        self.try_round();
+        if self.inner.has_work() {
+            self.try_round(&mut None);
+        }
     }
 
     fn start_helping(&self) {
@@ -116,12 +118,17 @@ impl PoolLink for Link {
 }
 
 impl Link {
-    /// Runs a dispatcher round on this thread unless another thread is running one.
-    /// Returns the round's timeout (`Some` while something must be watched: task timeouts,
-    /// closing), or `None` too when it did not run.
-    fn try_round(&self) -> Option<Option<Duration>> {
+    /// Runs a dispatcher round on this thread unless another thread is running one,
+    /// taking `job` first (after the messages already sent, so order holds; it stays in
+    /// `job` if the round did not run). Returns the round's timeout (`Some` while something
+    /// must be watched: task timeouts, closing), or `None` when it did not run.
+    fn try_round(&self, job: &mut Option<Job>) -> Option<Option<Duration>> {
         let mut d = self.core.try_lock().ok()?;
         let guard = AbortIfPanic("a process pool's dispatcher round");
+        if let Some(job) = job.take() {
+            d.intake();
+            d.take(Msg::Job(job));
+        }
         let (_, timeout) = d.round();
         guard.disarm();
         Some(timeout)
@@ -617,19 +624,29 @@ impl ProcessPool {
     }
 
     /// Hands a job to the dispatcher. While the dispatcher's thread sleeps, this thread
-    /// runs the round that places the job: waking that thread would cost a system call
-    /// here and a wake-up there (tens of µs on a small VM), more than a short task. The
-    /// bell still rings when the round leaves something to watch (a task timeout, a
-    /// close): a sleeping dispatcher does not know of the new deadline. A job the round
-    /// could not place waits for what frees room (a result, a worker turning ready), and
-    /// each of those rings.
+    /// runs the round that places the job, and hands it over under the lock rather than
+    /// through the channel: waking that thread would cost a system call here and a wake-up
+    /// there (tens of µs on a small VM), more than a short task. The bell still rings when
+    /// the round leaves something to watch (a task timeout, a close): a sleeping
+    /// dispatcher does not know of the new deadline. A job the round could not place waits
+    /// for what frees room (a result, a worker turning ready), and each of those rings.
     fn send_job(&self, job: Job) -> Result<()> {
-        self.inner
-            .tx
-            .send(Msg::Job(job))
-            .map_err(|_| Error::ShutDown)?;
-        if self.inner.bell.has_sleeper() && self._link.try_round() == Some(None) {
-            return Ok(());
+        let mut job = Some(job);
+        if self.inner.bell.has_sleeper() {
+            match self._link.try_round(&mut job) {
+                Some(None) => return Ok(()),
+                Some(Some(_)) => {
+                    self.inner.bell.ring();
+                    return Ok(());
+                }
+                None => {}
+            }
+        }
+        if let Some(job) = job {
+            self.inner
+                .tx
+                .send(Msg::Job(job))
+                .map_err(|_| Error::ShutDown)?;
         }
         self.inner.bell.ring();
         Ok(())

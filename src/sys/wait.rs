@@ -217,16 +217,6 @@ impl Backoff {
         }
     }
 
-    /// Rounds done so far.
-    pub(crate) fn round(&self) -> u32 {
-        self.round
-    }
-
-    /// Whether the hints are over: each further round yields the CPU.
-    pub(crate) fn yielding(&self) -> bool {
-        self.round >= self.spin.spins
-    }
-
     /// Waits a moment (a hint or a yield). `false` once the spin is spent: time to sleep.
     pub(crate) fn snooze(&mut self) -> bool {
         let mut r = self.round;
@@ -594,7 +584,7 @@ mod tests {
                 assert!(b.snooze());
                 // A spin of hints only is spent at once there: the waiter sleeps.
                 let mut lock = Backoff::ignoring_crowds(Spin::LOCK, None);
-                (b.round(), b.yielding(), lock.snooze())
+                (b.round, b.round >= b.spin.spins, lock.snooze())
             })
             .join()
             .unwrap()
