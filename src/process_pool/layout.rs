@@ -3,6 +3,7 @@
 //! ```text
 //! 0          pool bell (seq u32, sleeping u32): the dispatcher sleeps here
 //! 8          helpers u32: callers collecting results themselves (workers then don't ring)
+//! 12         helper cpu u32: the CPU of the latest of them
 //! 4096 + i·S slot i: header page | task ring (parent → worker) | result ring (worker → parent)
 //! ```
 
@@ -16,6 +17,11 @@ pub(crate) const POOL_BELL: usize = 0;
 /// (`Link::help`): while non-zero, a worker that published a result does not ring the
 /// pool bell (see "Helpers" in `README.md`).
 pub(crate) const POOL_HELPERS: usize = 8;
+/// The CPU of the caller that last started helping (read only while `POOL_HELPERS` is not
+/// zero; a hint, as callers move and several may help): a worker on
+/// that CPU sleeps between tasks instead of spinning, so that its wake-up moves it to the
+/// other CPU (see "Helpers" in `README.md`).
+pub(crate) const POOL_HELPER_CPU: usize = 12;
 
 // Slot header fields (offsets inside the slot's header page).
 /// `READY` once the initializer ran, `INIT_FAILED` if it failed.

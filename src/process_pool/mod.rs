@@ -106,6 +106,8 @@ impl PoolLink for Link {
     }
 
     fn start_helping(&self) {
+        let cpu = self.inner.map.atomic_u32(POOL_HELPER_CPU);
+        cpu.store(crate::sys::sched::current_cpu(), Ordering::Relaxed);
         Bell::start_helping(self.inner.helpers());
     }
 

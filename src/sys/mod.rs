@@ -14,8 +14,6 @@ pub(crate) mod mem;
 #[cfg(feature = "ndarray")]
 pub(crate) mod ndarray_view;
 pub(crate) mod process;
-// Only the MPI backend asks for short slices (its tests run without the feature too).
-#[cfg(any(feature = "mpi", test))]
 pub(crate) mod sched;
 pub(crate) mod shm;
 pub(crate) mod signal;
