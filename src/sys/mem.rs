@@ -302,14 +302,35 @@ impl SharedMapping {
 
     /// Reads the `T` at `off` (atomic copy: may be torn by a concurrent writer; every
     /// bit pattern is a valid `T`).
+    #[inline]
     pub(crate) fn read_pod<T: Pod>(&self, off: usize) -> T {
+        // An aligned word is one load (a `Value<u64>` counted under a contended lock spent
+        // most of its critical section in the general byte loop, which made the lock look
+        // half as fast as a pthread mutex).
+        if size_of::<T>() == 8 && off.is_multiple_of(8) {
+            let word = self.atomic_u64(off).load(Relaxed);
+            return bytemuck::pod_read_unaligned(&word.to_ne_bytes());
+        }
+        if size_of::<T>() == 4 && off.is_multiple_of(4) {
+            let word = self.atomic_u32(off).load(Relaxed);
+            return bytemuck::pod_read_unaligned(&word.to_ne_bytes());
+        }
         let mut v = T::zeroed();
         self.read(off, bytemuck::bytes_of_mut(&mut v));
         v
     }
 
     /// Writes `v` at `off` (atomic copy).
+    #[inline]
     pub(crate) fn write_pod<T: Pod>(&self, off: usize, v: T) {
+        if size_of::<T>() == 8 && off.is_multiple_of(8) {
+            let word = u64::from_ne_bytes(bytemuck::bytes_of(&v).try_into().expect("8 bytes"));
+            return self.atomic_u64(off).store(word, Relaxed);
+        }
+        if size_of::<T>() == 4 && off.is_multiple_of(4) {
+            let word = u32::from_ne_bytes(bytemuck::bytes_of(&v).try_into().expect("4 bytes"));
+            return self.atomic_u32(off).store(word, Relaxed);
+        }
         self.write(off, bytemuck::bytes_of(&v));
     }
 
@@ -432,4 +453,45 @@ pub(crate) fn sealed_memfd(name: &str, size: u64) -> Result<OwnedFd> {
     rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
         .map_err(|e| Error::io("seal memfd", e))?;
     Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_round_trip_at_every_offset_and_leave_their_neighbours_alone() {
+        // Aligned words take one load or store, everything else the byte loop: both must
+        // give the same bytes, and neither may touch a byte beside the value.
+        let fd = memfd("mem-test", 64).unwrap();
+        let map = SharedMapping::map(&fd, 64).unwrap();
+        let check = |off: usize, bytes: &[u8], put: &dyn Fn(), got: &dyn Fn() -> Vec<u8>| {
+            map.write(0, &[0xEE; 64]);
+            put();
+            let mut all = [0u8; 64];
+            map.read(0, &mut all);
+            let mut want = [0xEE; 64];
+            want[off..off + bytes.len()].copy_from_slice(bytes);
+            assert_eq!(all, want, "write at {off}");
+            assert_eq!(got(), bytes, "read at {off}");
+        };
+        for off in 0..=48 {
+            let a = 0x0102_0304_0506_0708u64;
+            check(off, &a.to_ne_bytes(), &|| map.write_pod(off, a), &|| {
+                map.read_pod::<u64>(off).to_ne_bytes().to_vec()
+            });
+            let b = -1.5f32;
+            check(off, &b.to_ne_bytes(), &|| map.write_pod(off, b), &|| {
+                map.read_pod::<f32>(off).to_ne_bytes().to_vec()
+            });
+            let c = [9u8, 8, 7, 6, 5, 4, 3, 2];
+            check(off, &c, &|| map.write_pod(off, c), &|| {
+                map.read_pod::<[u8; 8]>(off).to_vec()
+            });
+            let d = 0xABCDu16;
+            check(off, &d.to_ne_bytes(), &|| map.write_pod(off, d), &|| {
+                map.read_pod::<u16>(off).to_ne_bytes().to_vec()
+            });
+        }
+    }
 }
