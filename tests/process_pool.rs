@@ -657,3 +657,64 @@ fn results_reach_callbacks_and_sleepers_while_another_caller_helps() {
         }
     });
 }
+
+/// The slice the kernel reports for a thread (`se.slice` in its `sched` file; kernels with
+/// scheduler debugging only).
+fn slice_of(task: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("{task}/sched")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("se.slice"))?;
+    line.split(':').nth(1)?.trim().parse().ok()
+}
+
+#[test]
+fn the_dispatcher_gets_a_short_slice_and_workers_keep_the_default() {
+    // Beside busy CPUs a sleeping caller's result waits on the dispatcher's wake-up, which
+    // a short slice makes prompt (`sys::sched`); the user's tasks keep the default slice,
+    // in replacement workers too (started while the dispatcher runs).
+    deadline(60, || {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut v = release
+            .split(['.', '-'])
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let custom_slices = (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 12);
+        let mine = slice_of("/proc/thread-self");
+        for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+            let pool = ProcessPool::builder()
+                .workers(1)
+                .start_method(method)
+                .max_tasks_per_child(1)
+                .build()
+                .unwrap();
+            pool.map(fib, 0..3).unwrap();
+            let dispatcher = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|t| {
+                    std::fs::read_to_string(t.join("comm"))
+                        .is_ok_and(|c| c.trim() == "multiproc-dispa")
+                })
+                .expect("the dispatcher thread");
+            // The latest worker, started by the dispatcher, once it is up.
+            let started = Instant::now();
+            let w = loop {
+                let pids = pool.insights().workers[0].pids.clone();
+                assert!(pids.len() >= 3, "recycled after each task: {pids:?}");
+                let w = slice_of(&format!("/proc/{}", pids.last().unwrap()));
+                if w.is_some() || mine.is_none() || started.elapsed() > Duration::from_secs(10) {
+                    break w;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            let d = slice_of(dispatcher.to_str().unwrap());
+            match mine {
+                Some(default) => {
+                    assert_eq!(w, Some(default), "{method:?}: a replacement worker's slice");
+                    let want = if custom_slices { 100_000 } else { default };
+                    assert_eq!(d, Some(want), "the dispatcher's slice");
+                }
+                None => assert_eq!((d, w), (None, None), "no kernel reports for one only"),
+            }
+        }
+    });
+}

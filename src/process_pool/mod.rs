@@ -386,7 +386,11 @@ impl ProcessPool {
         let i2 = inner.clone();
         let handle = std::thread::Builder::new()
             .name("multiproc-dispatcher".into())
-            .spawn(move || dispatcher_loop(i2, core))
+            .spawn(move || {
+                // It passes results on to sleeping callers: see `sys::sched`.
+                crate::sys::sched::short_slices();
+                dispatcher_loop(i2, core)
+            })
             .map_err(|e| Error::io("spawn the dispatcher thread", e))?;
         let weak_link: std::sync::Weak<dyn PoolLink> = Arc::downgrade(&link) as _;
         Ok(ProcessPool {
