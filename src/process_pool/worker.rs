@@ -67,15 +67,14 @@ impl Worker {
             .ring_unless_helped(self.map.atomic_u32(POOL_HELPERS));
     }
 
-    /// How long to spin for the next task; first, off the CPU of a helping caller, if on
-    /// it: spinning there keeps both on one CPU (see "Helpers" in `README.md`).
-    fn task_spin(&self) -> u32 {
+    /// Moves this worker off the CPU of a helping caller, if it is on it: two spinners on
+    /// one CPU stay there (see "Helpers" in `README.md`).
+    fn leave_the_helpers_cpu(&self) {
         let helped = self.map.atomic_u32(POOL_HELPERS).load(Ordering::Relaxed) != 0;
         let cpu = self.map.atomic_u32(POOL_HELPER_CPU).load(Ordering::Relaxed);
         if helped && crate::sys::wait::shares_cpu_with(cpu) {
             crate::sys::sched::move_off(cpu);
         }
-        2000
     }
 
     /// Reads an out-of-band payload announced by a frame.
@@ -102,8 +101,8 @@ impl Worker {
                 if let Some(k) = self.tasks.pop(&mut frame) {
                     break k;
                 }
-                self.task_bell
-                    .wait(self.task_spin(), None, || self.tasks.has_data());
+                self.leave_the_helpers_cpu();
+                self.task_bell.wait(2000, None, || self.tasks.has_data());
             };
             if kind == K_STOP {
                 return 0;

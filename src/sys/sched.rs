@@ -10,7 +10,7 @@
 //! of its wake-ups: `multiproc bench --hogs 2 --filter mpi`, 4.4–5.6 µs a task instead of
 //! 0.8–1.6. A process pool's dispatcher is such a thread once callers sleep on their
 //! futures (beside hogs they do): `pool.roundtrip_unpinned` beside two hogs took 12–66 µs
-//! without, 3.1–3.7 with. Workers keep the default: their slices are the user's tasks (the
+//! without, 2.5–9.8 with (runs of `--filter pool.roundtrip_unpinned`). Workers keep the default: their slices are the user's tasks (the
 //! fork server and the manager thread start them, not the dispatcher).
 //!
 //! Older kernels ignore the slice of a normal thread; other policies (real-time, batch,

@@ -106,12 +106,11 @@ fn pinned_cached() -> bool {
     })
 }
 
-/// Whether the party that publishes `cpu` as its own ([`current_cpu`](super::sched::current_cpu)) runs on this
-/// thread's CPU while this thread could run elsewhere. Then spinning or yielding for it
-/// keeps both on one CPU: the scheduler rarely moves a thread that never sleeps (a pool's
-/// unpinned round trip stayed at 11-17 µs for tens of milliseconds that way, against 1 µs
-/// on two CPUs). Sleeping on the futex instead lets the wake-up place this thread on an
-/// idle CPU.
+/// Whether the party that publishes `cpu` as its own (from
+/// [`current_cpu`](super::sched::current_cpu)) runs on this thread's CPU while this thread
+/// could run elsewhere. Then spinning or yielding for it keeps both on one CPU, and one of
+/// them should move ([`move_off`](super::sched::move_off)): the scheduler rarely moves a
+/// thread that never sleeps, and a futex wake-up put a sleeping one back beside the other.
 pub(crate) fn shares_cpu_with(cpu: u32) -> bool {
     super::sched::current_cpu() == cpu && !pinned_cached()
 }
