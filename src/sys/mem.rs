@@ -304,15 +304,13 @@ impl SharedMapping {
     /// bit pattern is a valid `T`).
     #[inline]
     pub(crate) fn read_pod<T: Pod>(&self, off: usize) -> T {
-        // An aligned word is one load (a `Value<u64>` counted under a contended lock spent
-        // most of its critical section in the general byte loop, which made the lock look
-        // half as fast as a pthread mutex).
+        // A whole aligned word is one load of the very `AtomicU64` the copies use (the
+        // README's one-access-size rule), not the byte loop: a `Value<u64>` counted under a
+        // contended lock spent most of its critical section in that loop, which made the
+        // lock look half as fast as a pthread mutex. (A smaller value shares its word with
+        // others and goes through the loop's merge.)
         if size_of::<T>() == 8 && off.is_multiple_of(8) {
             let word = self.atomic_u64(off).load(Relaxed);
-            return bytemuck::pod_read_unaligned(&word.to_ne_bytes());
-        }
-        if size_of::<T>() == 4 && off.is_multiple_of(4) {
-            let word = self.atomic_u32(off).load(Relaxed);
             return bytemuck::pod_read_unaligned(&word.to_ne_bytes());
         }
         let mut v = T::zeroed();
@@ -326,10 +324,6 @@ impl SharedMapping {
         if size_of::<T>() == 8 && off.is_multiple_of(8) {
             let word = u64::from_ne_bytes(bytemuck::bytes_of(&v).try_into().expect("8 bytes"));
             return self.atomic_u64(off).store(word, Relaxed);
-        }
-        if size_of::<T>() == 4 && off.is_multiple_of(4) {
-            let word = u32::from_ne_bytes(bytemuck::bytes_of(&v).try_into().expect("4 bytes"));
-            return self.atomic_u32(off).store(word, Relaxed);
         }
         self.write(off, bytemuck::bytes_of(&v));
     }
