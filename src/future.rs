@@ -337,8 +337,8 @@ impl<R, J: Attached + ?Sized> FutureState<R, J> {
             if self.is_done() {
                 return true;
             }
-            // Every yield round too: a yield is a system call anyway, and on a CPU shared
-            // with the worker the result is in as soon as the worker has run.
+            // Each round: `help` first looks whether the pool has anything to collect (a
+            // few loads), and runs a round only then.
             if let Some(l) = &link {
                 l.help();
             }
@@ -346,6 +346,8 @@ impl<R, J: Attached + ?Sized> FutureState<R, J> {
                 break;
             }
         }
+        // Off the helpers' count before sleeping (the pool's thread collects from here
+        // on), and without the pool alive in this frame (a sleeper must not keep it).
         drop(helping);
         drop(link);
         self.sleep_while(PENDING, deadline)

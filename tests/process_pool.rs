@@ -686,6 +686,8 @@ fn the_dispatcher_gets_a_short_slice_and_workers_keep_the_default() {
                 .build()
                 .unwrap();
             pool.map(fib, 0..3).unwrap();
+            // A dispatcher thread (tests beside this one may have pools too: every
+            // dispatcher asks the same slice).
             let dispatcher = std::fs::read_dir("/proc/self/task")
                 .unwrap()
                 .flatten()
@@ -695,7 +697,8 @@ fn the_dispatcher_gets_a_short_slice_and_workers_keep_the_default() {
                         .is_ok_and(|c| c.trim() == "multiproc-dispa")
                 })
                 .expect("the dispatcher thread");
-            // The latest worker, started by the dispatcher, once it is up.
+            // The latest worker, started (through the manager thread) while the dispatcher
+            // runs, once it is up.
             let started = Instant::now();
             let w = loop {
                 let pids = pool.insights().workers[0].pids.clone();

@@ -18,9 +18,8 @@ pub(crate) const POOL_BELL: usize = 0;
 /// pool bell (see "Helpers" in `README.md`).
 pub(crate) const POOL_HELPERS: usize = 8;
 /// The CPU of the caller that last started helping (read only while `POOL_HELPERS` is not
-/// zero; a hint, as callers move and several may help): a worker on
-/// that CPU sleeps between tasks instead of spinning, so that its wake-up moves it to the
-/// other CPU (see "Helpers" in `README.md`).
+/// zero; a hint, as callers move and several may help): a worker that finds itself on
+/// that CPU before it waits for a task moves off it (see "Helpers" in `README.md`).
 pub(crate) const POOL_HELPER_CPU: usize = 12;
 
 // Slot header fields (offsets inside the slot's header page).

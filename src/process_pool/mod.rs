@@ -648,15 +648,9 @@ impl ProcessPool {
     /// for what frees room (a result, a worker turning ready), and each of those rings.
     fn send_job(&self, job: Job) -> Result<()> {
         let mut job = Some(job);
-        if self.inner.bell.has_sleeper() {
-            match self._link.try_round(&mut job) {
-                Some(None) => return Ok(()),
-                Some(Some(_)) => {
-                    self.inner.bell.ring();
-                    return Ok(());
-                }
-                None => {}
-            }
+        // A round that ran took the job; one that left a deadline to watch still rings.
+        if self.inner.bell.has_sleeper() && self._link.try_round(&mut job) == Some(None) {
+            return Ok(());
         }
         if let Some(job) = job {
             self.inner

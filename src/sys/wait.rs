@@ -409,6 +409,13 @@ impl<'a, W: FutexWord> EventCount<'a, W> {
     #[inline]
     pub(crate) fn notify(&self, n: u32) {
         W::fence(Ordering::SeqCst);
+        self.wake_sleepers(n);
+    }
+
+    /// The second half of a notify, after its fence: bumps `seq` and wakes, if anyone is
+    /// announced.
+    #[inline]
+    fn wake_sleepers(&self, n: u32) {
         if self.sleepers.load(Ordering::Relaxed) != 0 {
             self.seq.fetch_add(1, Ordering::SeqCst);
             self.seq.wake(n);
@@ -430,9 +437,8 @@ impl<'a, W: FutexWord> EventCount<'a, W> {
     #[inline]
     pub(crate) fn notify_all_unless(&self, covered: &W) {
         W::fence(Ordering::SeqCst);
-        if covered.load(Ordering::Relaxed) == 0 && self.sleepers.load(Ordering::Relaxed) != 0 {
-            self.seq.fetch_add(1, Ordering::SeqCst);
-            self.seq.wake(i32::MAX as u32);
+        if covered.load(Ordering::Relaxed) == 0 {
+            self.wake_sleepers(i32::MAX as u32);
         }
     }
 
@@ -450,8 +456,9 @@ impl<'a, W: FutexWord> EventCount<'a, W> {
     pub(crate) fn uncover(&self, covered: &W, left: impl FnOnce() -> bool) {
         covered.fetch_sub(1, Ordering::SeqCst);
         W::fence(Ordering::SeqCst);
+        // That fence is the notify's too: nothing is published between it and the wake.
         if left() {
-            self.notify_all();
+            self.wake_sleepers(i32::MAX as u32);
         }
     }
 
