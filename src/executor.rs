@@ -725,15 +725,24 @@ pub trait Executor {
         I: IntoIterator<Item = A>,
         Self: Sized,
     {
-        // Like Python, `map` takes the whole input first (so the chunk size can be chosen);
-        // `imap` is the lazy form.
-        let items: Vec<A> = iter.into_iter().collect();
-        let n = items.len();
-        let mut out = Vec::with_capacity(n);
+        // Like Python, `map` needs the input's length first (so the chunk size can be
+        // chosen): an iterator that knows it exactly (a range, a `Vec`) is taken one chunk
+        // at a time, any other is collected first. `imap` is the lazy form.
+        let iter = iter.into_iter();
         // On an error, dropping the iterator cancels everything not yet started.
-        self.imap_chunked(f, items, chunksize)
-            .take_all_into(&mut out)
-            .map_err(Error::Task)?;
+        let mut out;
+        let r = match exact_len(&iter) {
+            Some(n) => {
+                out = Vec::with_capacity(n);
+                make_imap(self, f, iter, chunksize, true).take_all_into(&mut out)
+            }
+            None => {
+                let items: Vec<A> = iter.collect();
+                out = Vec::with_capacity(items.len());
+                make_imap(self, f, items.into_iter(), chunksize, true).take_all_into(&mut out)
+            }
+        };
+        r.map_err(Error::Task)?;
         Ok(out)
     }
 

@@ -151,6 +151,32 @@ fn map_returns_the_first_error_in_input_order() {
 }
 
 #[test]
+fn map_over_a_sized_input_stops_taking_it_after_an_error() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    deadline(60, || {
+        let pool = ProcessPool::new(2).unwrap();
+        // `inspect` keeps the range's exact length, so map streams it one window at a
+        // time: after item 0 fails, the rest of the million is never taken.
+        let taken = AtomicUsize::new(0);
+        let input = (0..1_000_000u32).inspect(|_| {
+            taken.fetch_add(1, Ordering::Relaxed);
+        });
+        let e = pool
+            .map_chunked(faulty, input, Chunksize::Fixed(1))
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Task(TaskError::Panicked { index: Some(0), .. })),
+            "{e:?}"
+        );
+        let taken = taken.load(Ordering::Relaxed);
+        assert!(
+            taken < 100_000,
+            "map took {taken} items after the first failed"
+        );
+    });
+}
+
+#[test]
 fn a_worker_killed_from_outside_fails_only_its_task() {
     deadline(60, || {
         let pool = ProcessPool::new(2).unwrap();
