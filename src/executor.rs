@@ -161,7 +161,8 @@ struct MapInner<R> {
     /// Unordered mode: batches in completion order.
     fifo: VecDeque<(usize, Batch<R>)>,
     waiting: bool,
-    /// When the last batch arrived: spinning only pays while results stream in.
+    /// When the consumer last began to wait: spinning only pays while results stream in,
+    /// that is while it waits again moments after its last wait.
     last: Option<std::time::Instant>,
 }
 
@@ -198,7 +199,6 @@ impl<R> MapState<R> {
             g.fifo.push_back((start, results));
         }
         self.delivered.fetch_add(1, Ordering::Release);
-        g.last = Some(std::time::Instant::now());
         if g.waiting {
             g.waiting = false;
             drop(g);
@@ -230,9 +230,14 @@ impl<R> MapState<R> {
             }
             // A short bounded spin first: a cross-CPU wake-up costs tens of µs, more than
             // the next batch usually takes to arrive while a map is streaming.
+            // The clock is read here, once per wait, not at each delivery: in a map of
+            // small tasks the dispatcher's clock read per delivered batch was a cost of
+            // every task.
+            let now = std::time::Instant::now();
             let streaming = g
                 .last
-                .is_some_and(|t| t.elapsed() < std::time::Duration::from_micros(500));
+                .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_micros(500));
+            g.last = Some(now);
             if streaming && !spent {
                 let seen = self.delivered.load(Ordering::Acquire);
                 drop(g);

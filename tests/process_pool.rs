@@ -747,3 +747,33 @@ fn the_dispatcher_gets_a_short_slice_and_workers_keep_the_default() {
         }
     });
 }
+
+/// The CPU time this thread has used, in ms (`se.sum_exec_runtime`: exact, unlike the
+/// 10 ms ticks of `/proc/.../stat`).
+fn thread_cpu_ms() -> f64 {
+    let s = std::fs::read_to_string("/proc/thread-self/sched").unwrap();
+    s.lines()
+        .find(|l| l.starts_with("se.sum_exec_runtime"))
+        .and_then(|l| l.rsplit(':').next())
+        .map(|v| v.trim().parse().unwrap())
+        .expect("se.sum_exec_runtime")
+}
+
+#[test]
+fn a_map_of_slow_tasks_lets_its_caller_sleep() {
+    // The caller spins for the next result only while results stream in. One worker
+    // running tasks of 25 ms brings a result every 25 ms: a spin (up to 2 ms) after each
+    // would take a CPU the workers may need for a tenth of the time.
+    deadline(60, || {
+        let pool = ProcessPool::new(1).unwrap();
+        pool.map(nap, vec![0]).unwrap();
+        let (cpu, t) = (thread_cpu_ms(), Instant::now());
+        pool.map_chunked(nap, vec![25; 20], Chunksize::Fixed(1))
+            .unwrap();
+        let (cpu, wall) = (thread_cpu_ms() - cpu, t.elapsed().as_secs_f64() * 1e3);
+        assert!(
+            cpu < wall * 0.03,
+            "the caller used {cpu:.1} ms of CPU in {wall:.0} ms of waiting"
+        );
+    });
+}

@@ -190,6 +190,10 @@ pub(crate) struct Backoff {
     crowd: Option<&'static AtomicU64>,
     /// The spin ended on a slow yield.
     crowded: bool,
+    /// The clock read just after the last yield, for the next round's check: the waiter
+    /// only looks at its condition in between, so reading it again would measure nothing
+    /// new (and a clock read costs tens of ns on a VM: half of an idle worker's time).
+    after: Option<Instant>,
 }
 
 impl Backoff {
@@ -203,6 +207,7 @@ impl Backoff {
             yield_from: None,
             crowd: Some(&CROWDED_UNTIL),
             crowded: false,
+            after: None,
         }
     }
 
@@ -251,7 +256,9 @@ impl Backoff {
             }
         } else {
             std::thread::yield_now();
-            self.after_yield(Instant::now());
+            let now = Instant::now();
+            self.after_yield(now);
+            self.after = Some(now);
         }
         self.round = r + 1;
         true
@@ -273,7 +280,7 @@ impl Backoff {
     /// Whether the spin must end now: its time is up, the last yield took [`CROWDED`] or
     /// more, or (`yielding`, about to yield) the process saw a crowd lately.
     fn out_of_time(&mut self, yielding: bool) -> bool {
-        let now = Instant::now();
+        let now = self.after.take().unwrap_or_else(Instant::now);
         let end = *self.end.get_or_insert_with(|| {
             let end = now + SPIN_BUDGET;
             self.deadline.map_or(end, |d| d.min(end))
