@@ -10,20 +10,28 @@
 //! Two 32-bit words, anywhere (a struct field, or shared memory between processes): `seq`,
 //! the futex word, and `sleepers`. A waiter
 //!
-//! 1. announces itself: `sleepers += 1`, a `SeqCst` fence, then reads `seq` (the *token*);
+//! 1. announces itself: `sleepers += 1`, then reads `seq` and *flags* it (sets its low
+//!    bit, [`FLAGGED`], unless set), a `SeqCst` fence; the flagged value is its *token*;
 //! 2. re-checks its condition; if it holds, it leaves (`sleepers -= 1`);
 //! 3. otherwise sleeps on `seq` while it still equals the token, then `sleepers -= 1`.
 //!
-//! A notifier publishes (any store), then a `SeqCst` fence, then reads `sleepers`; only if
-//! it is non-zero does it bump `seq` (`SeqCst`) and `FUTEX_WAKE`. By the two fences, either
-//! the waiter's re-check sees the publication, or the notifier sees the waiter and changes
-//! `seq`, so the waiter's sleep returns at once or is woken. The token is read with
-//! `Acquire` after the fence so that a token which already includes a bump also sees
-//! what was published before that bump. Nobody asleep means no system call: a notify is one
-//! fence and one load.
+//! A notifier publishes (any store), then a `SeqCst` fence, then reads `sleepers` and
+//! `seq`; only if someone is announced and `seq` is flagged does it add 1 (a new value,
+//! the flag cleared) and `FUTEX_WAKE` everyone. By the two fences, either the waiter's
+//! re-check sees the publication, or the notifier sees the waiter's count and flag (or a
+//! later value of `seq`: a notify since then has woken every sleeper on the earlier one),
+//! so the waiter's sleep returns at once or is woken. The token is read with `Acquire` so
+//! that a token which already includes a notifier's change also sees what was published
+//! before it. Nobody asleep means no system call: a notify is one fence and two loads.
 //!
-//! A waiter that dies (SIGKILL) while announced leaves `sleepers` one too high. That costs
-//! each later notify one `FUTEX_WAKE` that wakes nobody, never a missed wake-up.
+//! The flag is what lets a notify skip the wake of a sleeper that is already woken but
+//! not yet running (still counted in `sleepers`): beside CPU hogs that can take a time
+//! slice, and a queue's producer made a `FUTEX_WAKE` per message meanwhile. A wake of
+//! only `n` sleepers (a semaphore's, a condition's `notify(n)`) adds 2 instead: the value
+//! changes, and the flag stays for those it did not wake.
+//!
+//! A waiter that dies (SIGKILL) while announced leaves `sleepers` one too high and `seq`
+//! perhaps flagged. That costs one `FUTEX_WAKE` that wakes nobody, never a missed wake-up.
 //!
 //! # The spin policy
 //!
@@ -54,6 +62,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::futex::{futex_wait, futex_wake};
+
+/// The low bit of `seq`: a waiter is about to sleep on this value (see the module docs).
+const FLAGGED: u32 = 1;
+
+/// A wake of every sleeper (the kernel reads the count as an int).
+const ALL: u32 = i32::MAX as u32;
 
 /// The longest any waiter spins before it sleeps, whatever its round count.
 pub(crate) const SPIN_BUDGET: Duration = Duration::from_millis(2);
@@ -381,8 +395,23 @@ impl<'a, W: FutexWord> EventCount<'a, W> {
     #[inline]
     pub(crate) fn prepare_wait(&self) -> Token {
         self.sleepers.fetch_add(1, Ordering::SeqCst);
+        // Flag the value this waiter will sleep on (see the module docs). Written even when
+        // another waiter has flagged it already: a notifier's read after its fence must
+        // see this waiter's own write (or a later one), as the fences promise only for
+        // writes made before a fence in the same thread.
+        let mut seen = self.seq.load(Ordering::Relaxed);
+        let token = loop {
+            let flagged = seen | FLAGGED;
+            match self
+                .seq
+                .compare_exchange(seen, flagged, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => break flagged,
+                Err(now) => seen = now,
+            }
+        };
         W::fence(Ordering::SeqCst);
-        Token(self.seq.load(Ordering::Acquire))
+        Token(token)
     }
 
     /// Whether a waiter is announced (asleep, or about to be): a hint, stale at once.
@@ -419,12 +448,23 @@ impl<'a, W: FutexWord> EventCount<'a, W> {
         self.wake_sleepers(n);
     }
 
-    /// The second half of a notify, after its fence: bumps `seq` and wakes, if anyone is
-    /// announced.
+    /// The second half of a notify, after its fence: changes `seq` and wakes, if anyone is
+    /// announced and (for a wake of all) has flagged the value since the last one.
     #[inline]
     fn wake_sleepers(&self, n: u32) {
-        if self.sleepers.load(Ordering::Relaxed) != 0 {
-            self.seq.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if n >= ALL {
+            // Every waiter asleep on an earlier value was woken by the notify that
+            // changed it; one that sleeps on this value has flagged it.
+            if self.seq.load(Ordering::Relaxed) & FLAGGED != 0 {
+                self.seq.fetch_add(1, Ordering::SeqCst); // the flag cleared
+                self.seq.wake(ALL);
+            }
+        } else {
+            // Sleepers this does not wake stay asleep, so the flag stays for the next.
+            self.seq.fetch_add(2, Ordering::SeqCst);
             self.seq.wake(n);
         }
     }
@@ -432,8 +472,7 @@ impl<'a, W: FutexWord> EventCount<'a, W> {
     /// Wakes every waiter (as [`notify`](Self::notify)).
     #[inline]
     pub(crate) fn notify_all(&self) {
-        // The kernel reads the count as an int.
-        self.notify(i32::MAX as u32)
+        self.notify(ALL)
     }
 
     /// As [`notify_all`](Self::notify_all), unless `covered` is non-zero: some other party
@@ -445,7 +484,7 @@ impl<'a, W: FutexWord> EventCount<'a, W> {
     pub(crate) fn notify_all_unless(&self, covered: &W) {
         W::fence(Ordering::SeqCst);
         if covered.load(Ordering::Relaxed) == 0 {
-            self.wake_sleepers(i32::MAX as u32);
+            self.wake_sleepers(ALL);
         }
     }
 
@@ -465,7 +504,7 @@ impl<'a, W: FutexWord> EventCount<'a, W> {
         W::fence(Ordering::SeqCst);
         // That fence is the notify's too: nothing is published between it and the wake.
         if left() {
-            self.wake_sleepers(i32::MAX as u32);
+            self.wake_sleepers(ALL);
         }
     }
 
@@ -705,13 +744,48 @@ mod tests {
         assert_eq!(w[0].load(Ordering::SeqCst), 0, "no sleeper: seq untouched");
         let t = ec.prepare_wait();
         assert_eq!(w[1].load(Ordering::SeqCst), 1);
+        let flagged = w[0].load(Ordering::SeqCst);
+        assert_eq!(flagged, 1, "the sleeper flags the value it sleeps on");
         ec.notify(1);
-        assert_eq!(w[0].load(Ordering::SeqCst), 1, "a sleeper: seq bumped");
+        assert_ne!(
+            w[0].load(Ordering::SeqCst),
+            flagged,
+            "a sleeper: seq changed"
+        );
         // The token predates the bump: this wait returns at once.
         let t0 = Instant::now();
         assert!(ec.wait(t, Some(Instant::now() + Duration::from_secs(10))));
         assert!(t0.elapsed() < Duration::from_secs(5));
         assert_eq!(w[1].load(Ordering::SeqCst), 0, "the waiter withdrew");
+    }
+
+    #[test]
+    fn a_second_notify_before_the_sleeper_is_back_skips_the_wake() {
+        // Beside CPU hogs a woken sleeper may wait a whole time slice to run, still
+        // counted in `sleepers`: every notify meanwhile made a `FUTEX_WAKE` that woke
+        // nobody (a queue's producer made one per message, 13 per consumer sleep).
+        let w = words();
+        let ec = EventCount::new(&w[0], &w[1]);
+        let t = ec.prepare_wait();
+        let before = w[0].load(Ordering::SeqCst);
+        ec.notify_all();
+        let woken = w[0].load(Ordering::SeqCst);
+        assert_ne!(woken, before, "the first notify wakes the sleeper");
+        ec.notify_all();
+        ec.notify_all_unless(&AtomicU32::new(0));
+        assert_eq!(
+            w[0].load(Ordering::SeqCst),
+            woken,
+            "nobody new asleep: no wake"
+        );
+        assert!(ec.wait(t, None), "the sleeper sees it was notified");
+        // Asleep again: the next notify wakes it.
+        let t = ec.prepare_wait();
+        let again = w[0].load(Ordering::SeqCst);
+        ec.notify_all();
+        assert_ne!(w[0].load(Ordering::SeqCst), again);
+        assert!(ec.wait(t, None));
+        assert_eq!(w[1].load(Ordering::SeqCst), 0);
     }
 
     #[test]
@@ -912,6 +986,48 @@ pub(crate) mod loom_tests {
             for _ in 0..2 {
                 s.data.fetch_add(1, Ordering::Release);
                 EventCount::new(&s.seq, &s.sleepers).notify(1);
+            }
+            for w in waiters {
+                w.join().unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn loom_a_wake_skipped_for_an_unflagged_value_is_never_lost() {
+        // The queue's use: two items published one at a time, each with `notify_all`, two
+        // waiters that each take one. A notify that finds `seq` unflagged skips its wake
+        // (the sleepers it could wake were woken by an earlier one): in no interleaving
+        // may that leave a waiter asleep with an item there for it.
+        model(|| {
+            let s = shared();
+            let take = |s: &Shared| {
+                let ec = EventCount::new(&s.seq, &s.sleepers);
+                ec.sleep_until(None, None, || {
+                    let mut c = s.data.load(Ordering::Relaxed);
+                    while c > 0 {
+                        match s.data.compare_exchange(
+                            c,
+                            c - 1,
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        ) {
+                            Ok(_) => return true,
+                            Err(now) => c = now,
+                        }
+                    }
+                    false
+                })
+            };
+            let waiters: Vec<_> = (0..2)
+                .map(|_| {
+                    let s = s.clone();
+                    loom::thread::spawn(move || assert!(take(&s)))
+                })
+                .collect();
+            for _ in 0..2 {
+                s.data.fetch_add(1, Ordering::Release);
+                EventCount::new(&s.seq, &s.sleepers).notify_all();
             }
             for w in waiters {
                 w.join().unwrap();
