@@ -10,8 +10,9 @@
 //! Two 32-bit words, anywhere (a struct field, or shared memory between processes): `seq`,
 //! the futex word, and `sleepers`. A waiter
 //!
-//! 1. announces itself: `sleepers += 1`, then reads `seq` and *flags* it (sets its low
-//!    bit, [`FLAGGED`], unless set), a `SeqCst` fence; the flagged value is its *token*;
+//! 1. announces itself: `sleepers += 1`, then *flags* `seq` (a compare-and-swap that sets
+//!    its low bit, [`FLAGGED`], written even if another waiter set it), a `SeqCst` fence;
+//!    the flagged value is its *token*;
 //! 2. re-checks its condition; if it holds, it leaves (`sleepers -= 1`);
 //! 3. otherwise sleeps on `seq` while it still equals the token, then `sleepers -= 1`.
 //!
@@ -20,9 +21,9 @@
 //! the flag cleared) and `FUTEX_WAKE` everyone. By the two fences, either the waiter's
 //! re-check sees the publication, or the notifier sees the waiter's count and flag (or a
 //! later value of `seq`: a notify since then has woken every sleeper on the earlier one),
-//! so the waiter's sleep returns at once or is woken. The token is read with `Acquire` so
-//! that a token which already includes a notifier's change also sees what was published
-//! before it. Nobody asleep means no system call: a notify is one fence and two loads.
+//! so the waiter's sleep returns at once or is woken. The token comes from a `SeqCst`
+//! compare-and-swap, which acquires: a token that already includes a notifier's change
+//! also sees what was published before it. Nobody asleep means no system call: a notify is one fence and two loads.
 //!
 //! The flag is what lets a notify skip the wake of a sleeper that is already woken but
 //! not yet running (still counted in `sleepers`): beside CPU hogs that can take a time
