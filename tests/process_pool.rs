@@ -150,6 +150,13 @@ fn map_returns_the_first_error_in_input_order() {
     });
 }
 
+/// Panics on 0, else returns its input (no abort or endless loop, as `faulty` has: a
+/// map's later items may start before the error is seen).
+fn panics_at_zero(x: u32) -> u32 {
+    assert_ne!(x, 0, "item zero panics");
+    x
+}
+
 #[test]
 fn map_over_a_sized_input_stops_taking_it_after_an_error() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -162,7 +169,7 @@ fn map_over_a_sized_input_stops_taking_it_after_an_error() {
             taken.fetch_add(1, Ordering::Relaxed);
         });
         let e = pool
-            .map_chunked(faulty, input, Chunksize::Fixed(1))
+            .map_chunked(panics_at_zero, input, Chunksize::Fixed(1))
             .unwrap_err();
         assert!(
             matches!(e, Error::Task(TaskError::Panicked { index: Some(0), .. })),
