@@ -188,7 +188,8 @@ impl SharedMapping {
     fn copy_out(&self, off: usize, dst: &mut [MaybeUninit<u8>]) {
         self.check(off, dst.len(), 1);
         let end = off + dst.len();
-        // One part word or byte at a time, by the one-access-size rule.
+        // One part word or byte at a time, by the one-access-size rule (whole words are
+        // the body's, below).
         let step = |i: usize, dst: &mut [MaybeUninit<u8>]| -> usize {
             if i < self.words_end() {
                 let w = i & !7;
@@ -235,23 +236,19 @@ impl SharedMapping {
     fn copy_in(&self, off: usize, src: &[u8]) {
         self.check(off, src.len(), 1);
         let end = off + src.len();
+        // One part word or byte at a time (whole words are the body's, below).
         let step = |i: usize| -> usize {
             if i < self.words_end() {
                 let w = i & !7;
                 let (from, to) = (i - w, (end - w).min(8));
                 let part = &src[i - off..w + to - off];
-                let word = self.atomic_u64(w);
-                if from == 0 && to == 8 {
-                    word.store(u64::from_ne_bytes(part.try_into().expect("8")), Relaxed);
-                } else {
-                    // Only part of the word is ours: merge, keeping the other bytes as
-                    // they are at the instant of the swap.
-                    let _ = word.fetch_update(Relaxed, Relaxed, |v| {
-                        let mut b = v.to_ne_bytes();
-                        b[from..to].copy_from_slice(part);
-                        Some(u64::from_ne_bytes(b))
-                    });
-                }
+                // Only part of the word is ours: merge, keeping the other bytes as they
+                // are at the instant of the swap.
+                let _ = self.atomic_u64(w).fetch_update(Relaxed, Relaxed, |v| {
+                    let mut b = v.to_ne_bytes();
+                    b[from..to].copy_from_slice(part);
+                    Some(u64::from_ne_bytes(b))
+                });
                 w + to
             } else {
                 self.atomic_u8(i).store(src[i - off], Relaxed);
