@@ -104,53 +104,86 @@ pub(crate) fn panic_message((message, location): (String, Option<String>)) -> St
 /// anywhere inside its bytes; the length lets the reader skip exactly that value, so the
 /// values after it in the same chunk stay exact. Returns the error message on failure
 /// (nothing is appended then).
+#[inline]
 pub(crate) fn encode_framed<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), String> {
+    // Small enough to inline (a map encodes every item through here): the failures are
+    // described out of line.
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
-    let r = match catch_quiet(|| crate::wire::codec::encode_append(v, out)) {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(crate::wire::fdctx::describe(&e)),
-        Err(p) => Err(panic_message(p)),
-    };
-    let len = out.len() - at - 4;
-    match (r, u32::try_from(len)) {
-        (Ok(()), Ok(n)) => {
-            out[at..at + 4].copy_from_slice(&n.to_le_bytes());
-            Ok(())
-        }
-        (Ok(()), Err(_)) => {
+    match catch_quiet(|| crate::wire::codec::encode_append(v, out)) {
+        Ok(Ok(())) => {
+            let len = out.len() - at - 4;
+            if let Ok(n) = u32::try_from(len) {
+                out[at..at + 4].copy_from_slice(&n.to_le_bytes());
+                return Ok(());
+            }
             out.truncate(at);
-            Err(format!("a value of {len} bytes is too large"))
+            Err(encode_failure(Ok(Ok(())), len))
         }
-        (Err(e), _) => {
+        r => {
             out.truncate(at);
-            Err(e)
+            Err(encode_failure(r, 0))
         }
+    }
+}
+
+/// What went wrong in [`encode_framed`] (`r` the encoding's outcome, `len` its size).
+#[cold]
+#[inline(never)]
+fn encode_failure(
+    r: Result<Result<(), postcard::Error>, (String, Option<String>)>,
+    len: usize,
+) -> String {
+    match r {
+        Ok(Ok(())) => format!("a value of {len} bytes is too large"),
+        Ok(Err(e)) => crate::wire::fdctx::describe(&e),
+        Err(p) => panic_message(p),
     }
 }
 
 /// Reads one value framed by [`encode_framed`] from the front of `input`, advancing past it
 /// whatever happens to the decoding (unless the frame itself is cut short: then `input` is
 /// emptied, since nothing after it can be trusted).
+#[inline]
 pub(crate) fn decode_framed<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T, String> {
+    // Small enough to inline, as `encode_framed`: the failures are described out of line.
     let Some((len, rest)) = input.split_first_chunk::<4>() else {
         *input = &[];
-        return Err("value missing".into());
+        return Err(decode_failure(DecodeFailure::Missing));
     };
     let len = u32::from_le_bytes(*len) as usize;
     if len > rest.len() {
+        let have = rest.len();
         *input = &[];
-        return Err(format!(
-            "value of {len} bytes cut short at {} bytes",
-            rest.len()
-        ));
+        return Err(decode_failure(DecodeFailure::Short { len, have }));
     }
     let (body, rest) = rest.split_at(len);
     *input = rest;
     match catch_quiet(|| postcard::from_bytes::<T>(body)) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(crate::executor::explain_postcard(&e)),
-        Err(p) => Err(panic_message(p)),
+        Ok(Err(e)) => Err(decode_failure(DecodeFailure::Postcard(e))),
+        Err(p) => Err(decode_failure(DecodeFailure::Panic(p))),
+    }
+}
+
+/// How [`decode_framed`] failed.
+enum DecodeFailure {
+    Missing,
+    Short { len: usize, have: usize },
+    Postcard(postcard::Error),
+    Panic((String, Option<String>)),
+}
+
+#[cold]
+#[inline(never)]
+fn decode_failure(f: DecodeFailure) -> String {
+    match f {
+        DecodeFailure::Missing => "value missing".into(),
+        DecodeFailure::Short { len, have } => {
+            format!("value of {len} bytes cut short at {have} bytes")
+        }
+        DecodeFailure::Postcard(e) => crate::executor::explain_postcard(&e),
+        DecodeFailure::Panic(p) => panic_message(p),
     }
 }
 

@@ -124,11 +124,17 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if data.len() <= 16 {
-            self.0.reserve(data.len());
-            for &b in data {
-                self.0.push(b);
+        if data.len() <= 8 {
+            // Gathered in a register and written as one 8-byte word, then cut back to the
+            // bytes used: no call, and the `Vec`'s length and capacity are read once
+            // (pushed byte by byte, each byte reloaded them: a `u8` store may alias them).
+            let mut word = 0u64;
+            for (i, &b) in data.iter().enumerate() {
+                word |= u64::from(b) << (8 * i);
             }
+            let len = self.0.len() + data.len();
+            self.0.extend_from_slice(&word.to_le_bytes());
+            self.0.truncate(len);
         } else {
             self.0.extend_from_slice(data);
         }
@@ -176,6 +182,23 @@ mod tests {
         encode_append(&v, &mut out).unwrap();
         assert_eq!(out[0], 0xAA);
         assert_eq!(&out[1..], &postcard::to_stdvec(&v).unwrap()[..]);
+    }
+
+    /// Every short piece size (a varint of 1 to 10 bytes; strings across the 8-byte word),
+    /// appended after bytes already there, at every spare capacity from none up.
+    #[test]
+    fn short_pieces_of_every_size_append_exactly() {
+        let varints: Vec<u64> = (0..10).map(|k| 1u64 << (7 * k).min(63)).collect();
+        let strings: Vec<String> = (0..=17).map(|n| "x".repeat(n)).collect();
+        let v = (&varints, &strings, u64::MAX, 0u8, -1i64);
+        let want = postcard::to_stdvec(&v).unwrap();
+        for spare in 0..12 {
+            let mut out = Vec::with_capacity(3 + spare);
+            out.extend_from_slice(&[1, 2, 3]);
+            encode_append(&v, &mut out).unwrap();
+            assert_eq!(out[..3], [1, 2, 3]);
+            assert_eq!(&out[3..], &want[..], "spare capacity {spare}");
+        }
     }
 
     #[test]
