@@ -55,13 +55,26 @@ pub(crate) struct Ring<M: FrameMemory = SharedMapping> {
     map: Arc<M>,
     base: usize,
     cap: usize,
+    /// The producer's copy of the consumer's `head`, as last loaded: it says there is room
+    /// without a load of the line the consumer writes (a cache miss on every push, on the
+    /// round trip's path, when the consumer has just taken the previous frame). The real
+    /// `head` only moves forward, so this one is never ahead of it: what it calls free is
+    /// free. Only when it finds no room is `head` loaded again. (A ring emptied by
+    /// [`reset`](Self::reset) through another `Ring` starts at tail 0, where any stale copy
+    /// wraps to "more than the capacity is used", so the first push reloads.)
+    seen_head: std::sync::atomic::AtomicU64,
 }
 
 impl<M: FrameMemory> Ring<M> {
     /// A ring whose header is at `base` and whose data (`cap` bytes, a power of two) follows.
     pub(crate) fn new(map: Arc<M>, base: usize, cap: usize) -> Ring<M> {
         assert!(cap.is_power_of_two() && cap >= MIN_CAP);
-        Ring { map, base, cap }
+        Ring {
+            map,
+            base,
+            cap,
+            seen_head: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// The largest payload `try_push` accepts.
@@ -73,6 +86,7 @@ impl<M: FrameMemory> Ring<M> {
     pub(crate) fn reset(&self) {
         self.map.store(self.base + HEAD, 0, Ordering::SeqCst);
         self.map.store(self.base + TAIL, 0, Ordering::SeqCst);
+        self.seen_head.store(0, Ordering::Relaxed);
     }
 
     fn data(&self, pos: u64) -> usize {
@@ -89,7 +103,6 @@ impl<M: FrameMemory> Ring<M> {
             "the wrap marker's kind is not a frame kind"
         );
         let total = frame::size(len);
-        let head = self.map.load(self.base + HEAD, Ordering::Acquire);
         let mut tail = self.map.load(self.base + TAIL, Ordering::Relaxed);
         let to_end = self.cap - (tail as usize & (self.cap - 1));
         let need = if total > to_end {
@@ -99,9 +112,18 @@ impl<M: FrameMemory> Ring<M> {
         };
         // The head is the consumer's (another process's) to write: wrapping arithmetic and
         // a bound before the sum, so a corrupt one reads as a full ring, never a panic.
-        let used = tail.wrapping_sub(head);
-        if used > self.cap as u64 || used as usize + need > self.cap {
-            return false;
+        let fits = |head: u64| {
+            let used = tail.wrapping_sub(head);
+            used <= self.cap as u64 && used as usize + need <= self.cap
+        };
+        if !fits(self.seen_head.load(Ordering::Relaxed)) {
+            // `Acquire`: the consumer is done with the bytes it gave back (as before the
+            // copy: the happens-before of that load covers every later push using it).
+            let head = self.map.load(self.base + HEAD, Ordering::Acquire);
+            self.seen_head.store(head, Ordering::Relaxed);
+            if !fits(head) {
+                return false;
+            }
         }
         if total > to_end {
             self.map.write(self.data(tail), &frame::WRAP_MARKER);
@@ -223,6 +245,41 @@ mod tests {
             assert_eq!(out, p);
         }
         assert_eq!(r.try_pop(&mut out), Ok(None));
+    }
+
+    /// The producer's copy of `head` (`seen_head`): a full ring stays full until the
+    /// consumer takes a frame, room freed is found, and a ring emptied through another
+    /// `Ring` (as a respawn does) loses no frame and overwrites none.
+    #[test]
+    fn the_producers_copy_of_the_head_never_lets_it_overwrite_a_frame() {
+        let r = ring();
+        let mut out = Vec::new();
+        let (mut pushed, mut popped) = (0u32, 0u32);
+        for round in 0..50 {
+            while r.try_push(3, &[&pushed.to_le_bytes(), &[0; 100]]) {
+                pushed += 1;
+            }
+            assert!(!r.try_push(3, &[&[0; 100]]), "full stays full");
+            for _ in 0..(round % 7 + 1) {
+                assert_eq!(r.try_pop(&mut out), Ok(Some(3)));
+                assert_eq!(out[..4], popped.to_le_bytes());
+                popped += 1;
+            }
+            assert!(
+                r.try_push(3, &[&pushed.to_le_bytes(), &[0; 100]]),
+                "room found"
+            );
+            pushed += 1;
+            if round % 10 == 9 {
+                Ring::new(r.map.clone(), 0, CAP).reset();
+                popped = pushed;
+            }
+        }
+        while let Ok(Some(_)) = r.try_pop(&mut out) {
+            assert_eq!(out[..4], popped.to_le_bytes());
+            popped += 1;
+        }
+        assert_eq!(popped, pushed);
     }
 
     #[test]
