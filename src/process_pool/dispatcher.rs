@@ -287,8 +287,23 @@ impl Dispatcher {
     /// One round of work: messages, results, dispatch, timeouts. Returns whether anything
     /// happened and how long the caller may sleep at most (a task deadline).
     pub(crate) fn round(&mut self) -> (bool, Option<Duration>) {
+        self.round_of(true)
+    }
+
+    /// The round a submitting caller runs to place its job: as [`round`](Self::round)
+    /// without collecting results. Nothing waits on it for those: whoever waits for a
+    /// result collects it or is rung for it (a worker rings unless a caller helps, and a
+    /// helper that stops rings for what it left), and the ring of a worker that just
+    /// answered is a cache miss on the path of every submit.
+    pub(crate) fn place_round(&mut self) -> Option<Duration> {
+        self.round_of(false).1
+    }
+
+    fn round_of(&mut self, collect: bool) -> (bool, Option<Duration>) {
         let mut progress = self.intake();
-        progress |= self.collect();
+        if collect {
+            progress |= self.collect();
+        }
         progress |= self.dispatch();
         let timeout = self.check_timeouts();
         for (i, s) in self.slots.iter().enumerate() {

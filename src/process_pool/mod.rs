@@ -122,16 +122,20 @@ impl PoolLink for Link {
 impl Link {
     /// Runs a dispatcher round on this thread unless another thread is running one,
     /// taking `job` first (after the messages already sent, so order holds; it stays in
-    /// `job` if the round did not run). Returns the round's timeout (`Some` while something
+    /// `job` if the round did not run): then the round only places it, collecting nothing
+    /// (`Dispatcher::place_round`). Returns the round's timeout (`Some` while something
     /// must be watched: task timeouts, closing), or `None` when it did not run.
     fn try_round(&self, job: &mut Option<Job>) -> Option<Option<Duration>> {
         let mut d = self.core.try_lock().ok()?;
         let guard = AbortIfPanic("a process pool's dispatcher round");
-        if let Some(job) = job.take() {
-            d.intake();
-            d.take(Msg::Job(job));
-        }
-        let (_, timeout) = d.round();
+        let timeout = match job.take() {
+            Some(job) => {
+                d.intake();
+                d.take(Msg::Job(job));
+                d.place_round()
+            }
+            None => d.round().1,
+        };
         guard.disarm();
         Some(timeout)
     }
@@ -518,7 +522,9 @@ impl ProcessPool {
         R: Payload,
     {
         self.check_open()?;
-        let mut data = Vec::new();
+        // Room for the frame's length and a small value's encoding (its last short piece
+        // is written as an 8-byte word): one allocation, no growth on the way.
+        let mut data = Vec::with_capacity(4 + std::mem::size_of::<A>().clamp(8, 64) + 8);
         crate::bootstrap::task::encode_framed(&arg, &mut data).map_err(|message| {
             Error::Serialize {
                 type_name: std::any::type_name::<A>(),

@@ -24,6 +24,7 @@ pub(crate) trait ByteSink: Send + Sync {
 }
 
 /// The outcomes of `count` items from `start`, decoded.
+#[cfg_attr(not(any(feature = "mpi", feature = "fuzzing")), allow(dead_code))]
 pub(crate) fn decode<R: DeserializeOwned>(
     start: usize,
     count: usize,
@@ -87,9 +88,10 @@ fn decode_one<R: DeserializeOwned>(
 }
 
 impl<R: DeserializeOwned + Send> ByteSink for FutureState<R> {
-    fn deliver(&self, start: usize, count: usize, bytes: &[u8]) {
-        if let Some(r) = decode::<R>(start, count, bytes, false).pop() {
-            self.complete(r);
+    fn deliver(&self, start: usize, count: usize, mut bytes: &[u8]) {
+        // A future's job is one item: decoded straight into it (no `Vec` of one).
+        if count > 0 {
+            self.complete(decode_one::<R>(start, false, &mut bytes));
         }
     }
 

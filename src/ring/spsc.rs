@@ -23,6 +23,13 @@ pub(crate) trait FrameMemory {
     fn store(&self, off: usize, v: u64, order: Ordering);
     /// Copies `src` to `off`.
     fn write(&self, off: usize, src: &[u8]);
+    /// Writes `parts` one after another at `off` (8-aligned), then zeros to the next
+    /// multiple of 8: bytes the producer owns whole (a frame and its padding).
+    fn write_words(&self, off: usize, parts: &[&[u8]]) {
+        let mut all: Vec<u8> = parts.concat();
+        all.resize(all.len().next_multiple_of(8), 0);
+        self.write(off, &all);
+    }
     /// Copies `dst.len()` bytes at `off` into `dst`.
     fn read(&self, off: usize, dst: &mut [u8]);
     /// Appends `len` bytes at `off` to `dst`.
@@ -38,6 +45,9 @@ impl FrameMemory for SharedMapping {
     }
     fn write(&self, off: usize, src: &[u8]) {
         SharedMapping::write(self, off, src)
+    }
+    fn write_words(&self, off: usize, parts: &[&[u8]]) {
+        SharedMapping::write_words(self, off, parts)
     }
     fn read(&self, off: usize, dst: &mut [u8]) {
         SharedMapping::read(self, off, dst)
@@ -130,13 +140,12 @@ impl<M: FrameMemory> Ring<M> {
             // The counters wrap (a corrupt consumer may leave them anywhere).
             tail = tail.wrapping_add(to_end as u64);
         }
+        // The frame's words are the producer's alone until `tail` says otherwise: whole
+        // words, padding included, with no merge (`SharedMapping::write_words`).
         let at = self.data(tail);
-        self.map.write(at, &frame::header(len as u32, kind));
-        let mut off = at + frame::HEADER;
-        for p in parts {
-            self.map.write(off, p);
-            off += p.len();
-        }
+        self.map
+            .write_words(at, &[&frame::header(len as u32, kind)]);
+        self.map.write_words(at + frame::HEADER, parts);
         self.map.store(
             self.base + TAIL,
             tail.wrapping_add(total as u64),

@@ -300,6 +300,47 @@ impl SharedMapping {
         v
     }
 
+    /// Writes the bytes of `parts`, one after another, at `off` (8-aligned), then zeros up
+    /// to the next multiple of 8: whole-word stores only, for words this writer owns whole
+    /// (a ring's frame, padding included). [`write`](Self::write) merges a part word with
+    /// the bytes around it by a compare-and-swap, since another writer may store those:
+    /// a locked instruction on a line the reader has just read, which waits a cross-core
+    /// round trip, and a frame of a few parts paid it at each part's end. Panics if out of
+    /// bounds or misaligned.
+    pub(crate) fn write_words(&self, off: usize, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        assert!(off.is_multiple_of(8), "write_words at a misaligned offset");
+        self.check(off, len.next_multiple_of(8), 1);
+        let words = &self.atomic_u64s()[off / 8..(off + len).div_ceil(8)];
+        // `word[..fill]` are bytes not yet stored; the rest stay zero (the padding).
+        let (mut next, mut word, mut fill) = (0, [0u8; 8], 0);
+        for part in parts {
+            let mut p = *part;
+            if fill > 0 {
+                let take = (8 - fill).min(p.len());
+                word[fill..fill + take].copy_from_slice(&p[..take]);
+                (fill, p) = (fill + take, &p[take..]);
+                if fill < 8 {
+                    continue;
+                }
+                words[next].store(u64::from_ne_bytes(word), Relaxed);
+                next += 1;
+            }
+            let chunks = p.chunks_exact(8);
+            let rest = chunks.remainder();
+            for (w, c) in words[next..].iter().zip(chunks) {
+                w.store(u64::from_ne_bytes(c.try_into().expect("8")), Relaxed);
+            }
+            next += p.len() / 8;
+            word = [0; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            fill = rest.len();
+        }
+        if fill > 0 {
+            words[next].store(u64::from_ne_bytes(word), Relaxed);
+        }
+    }
+
     /// Copies `src` into the mapping at `off` (panics if out of bounds: for the crate's own
     /// layouts, where that is a bug).
     pub(crate) fn write(&self, off: usize, src: &[u8]) {
@@ -499,6 +540,40 @@ mod tests {
                 assert_eq!(got, &pattern[..len], "read of {len} at {off}");
             }
         }
+    }
+
+    /// Parts of every split of 0 to 27 bytes, at each aligned offset of a 48-byte mapping:
+    /// exactly their bytes, then zeros to the next word, and nothing after that touched.
+    #[test]
+    fn words_of_parts_are_their_bytes_then_zeros_and_nothing_beyond() {
+        const LEN: usize = 48;
+        let fd = memfd("mem-words-test", LEN as u64).unwrap();
+        let map = SharedMapping::map(&fd, LEN).unwrap();
+        let pattern: Vec<u8> = (0..32u8).map(|b| b.wrapping_mul(37) | 1).collect();
+        for off in (0..16).step_by(8) {
+            for len in 0..=27 {
+                for a in 0..=len {
+                    for b in a..=len {
+                        let parts = [&pattern[..a], &pattern[a..b], &pattern[b..len]];
+                        map.write(0, &[0xEE; LEN]);
+                        map.write_words(off, &parts);
+                        let mut all = [0u8; LEN];
+                        map.read(0, &mut all);
+                        let mut want = [0xEE; LEN];
+                        want[off..off + len.next_multiple_of(8)].fill(0);
+                        want[off..off + len].copy_from_slice(&pattern[..len]);
+                        assert_eq!(all, want, "{len} bytes split at {a}, {b}, at {off}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "misaligned")]
+    fn words_are_written_only_at_aligned_offsets() {
+        let fd = memfd("mem-words-test", 64).unwrap();
+        SharedMapping::map(&fd, 64).unwrap().write_words(4, &[&[1]]);
     }
 
     #[test]
