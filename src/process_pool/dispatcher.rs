@@ -602,6 +602,9 @@ impl Dispatcher {
     }
 
     fn dispatch(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return false; // most rounds (a caller collecting its result): nothing to place
+        }
         let mut any = false;
         // Which slots got work this round: only their workers are rung. Ringing an idle,
         // sleeping worker costs a system call here and, on two cores, a CPU taken from the

@@ -14,6 +14,7 @@ use crate::bootstrap::task::set_quiet;
 use crate::bootstrap::unship_task;
 use crate::ring::spsc::Ring;
 use crate::sys::SharedMapping;
+use crate::sys::clock::Stopwatch;
 use crate::sys::fdpass::{recv_with_fds, send_with_fds};
 use crate::sys::wait::{Backoff, Spin};
 
@@ -96,6 +97,9 @@ impl Worker {
         let current = self.map.atomic_u64(self.base + CURRENT_TASK);
         let item = self.map.atomic_u64(self.base + CURRENT_ITEM);
         let started = self.map.atomic_u64(self.base + STARTED_NS);
+        // Times each job (insights, the dispatcher's estimate of an item's cost); the
+        // task-timeout clock stays `now_ns`, which the dispatcher compares with its own.
+        let mut watch = Stopwatch::new();
         loop {
             let kind = loop {
                 if let Some(k) = self.tasks.pop(&mut frame) {
@@ -120,7 +124,7 @@ impl Worker {
             let count = get_u32(hdr, 16) as usize;
             let mut input = body;
             let mut first = 0usize;
-            let mut t0 = now_ns();
+            let mut t0 = watch.now_ns();
             out.clear();
             // The start time is stored before the item (and the task) it belongs to. The
             // dispatcher reads task and item, then the start time, then task and item again;
@@ -141,12 +145,12 @@ impl Worker {
                 let ok = thunk(&mut input, &mut out, &self.ctx);
                 out[tag_at] = ok as u8;
                 if out.len() >= FLUSH_BYTES && i + 1 < count {
-                    self.flush(id, first, i + 1 - first, &mut t0, &out);
+                    self.flush(id, first, i + 1 - first, (&mut watch, &mut t0), &out);
                     out.clear();
                     first = i + 1;
                 }
             }
-            self.flush(id, first, count - first, &mut t0, &out);
+            self.flush(id, first, count - first, (&mut watch, &mut t0), &out);
             current.store(0, Ordering::SeqCst);
             done += count as u64;
             if cfg.max_tasks.is_some_and(|m| done >= m) {
@@ -155,8 +159,17 @@ impl Worker {
         }
     }
 
-    fn flush(&self, id: u64, first: usize, count: usize, t0: &mut u64, out: &[u8]) {
-        let now = now_ns();
+    /// Publishes the results of items `first..first + count` of job `id`, timed since `t0`
+    /// (which becomes now).
+    fn flush(
+        &self,
+        id: u64,
+        first: usize,
+        count: usize,
+        (watch, t0): (&mut Stopwatch, &mut u64),
+        out: &[u8],
+    ) {
+        let now = watch.now_ns();
         let mut h = [0u8; RESULTS_HDR];
         put_u64(&mut h, 0, id);
         put_u32(&mut h, 8, first as u32);

@@ -26,5 +26,6 @@ pub use mem::SharedMapping;
 pub use ndarray_view::Element;
 pub(crate) use wait::{EventCount, Spin};
 pub(crate) mod atexit;
+pub(crate) mod clock;
 pub(crate) mod ring_memory;
 pub(crate) mod wait;
