@@ -334,13 +334,14 @@ impl<R, J: Attached + ?Sized> FutureState<R, J> {
         let link = self.job.link().and_then(|(l, _)| l.upgrade());
         let helping = link.as_deref().map(Helping::new);
         loop {
-            if self.is_done() {
-                return true;
-            }
             // Each round: `help` first looks whether the pool has anything to collect (a
-            // few loads), and runs a round only then.
+            // few loads), and runs a round only then; the look at the state right after it
+            // (a round that collected this result returns at once, with no hint between).
             if let Some(l) = &link {
                 l.help();
+            }
+            if self.is_done() {
+                return true;
             }
             if !backoff.snooze() {
                 break;
