@@ -290,18 +290,20 @@ impl Dispatcher {
         self.round_of(true)
     }
 
-    /// The round a submitting caller runs to place its job: as [`round`](Self::round)
-    /// without collecting results. Nothing waits on it for those: whoever waits for a
-    /// result collects it or is rung for it (a worker rings unless a caller helps, and a
-    /// helper that stops rings for what it left), and the ring of a worker that just
-    /// answered is a cache miss on the path of every submit.
+    /// The round a submitting caller runs to place its job, once it has taken the messages
+    /// before it and the job: as [`round`](Self::round) without another look at the
+    /// channel and without collecting results. Nothing waits on it for those: whoever
+    /// waits for a result collects it or is rung for it (a worker rings unless a caller
+    /// helps, and a helper that stops rings for what it left), and the ring of a worker
+    /// that just answered is a cache miss on the path of every submit.
     pub(crate) fn place_round(&mut self) -> Option<Duration> {
         self.round_of(false).1
     }
 
-    fn round_of(&mut self, collect: bool) -> (bool, Option<Duration>) {
-        let mut progress = self.intake();
-        if collect {
+    fn round_of(&mut self, full: bool) -> (bool, Option<Duration>) {
+        let mut progress = false;
+        if full {
+            progress |= self.intake();
             progress |= self.collect();
         }
         progress |= self.dispatch();
