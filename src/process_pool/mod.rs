@@ -595,26 +595,25 @@ impl ProcessPool {
                 );
             }
         };
-        for (k, a) in items.iter().enumerate() {
-            let at = data.len();
-            offsets.push(at as u32);
-            let encoded = crate::bootstrap::task::encode_framed(a, &mut data).and_then(|()| {
-                crate::executor::debug_check_decodes::<A>(&data[at + 4..]).map_or(Ok(()), Err)
-            });
-            if let Err(message) = encoded {
-                data.truncate(at);
-                offsets.pop();
-                flush(&mut data, &mut offsets, run_start);
-                sink.deliver(
-                    start + k,
-                    vec![Err(TaskError::Serialize {
-                        index: Some(start + k),
-                        type_name: std::any::type_name::<A>().into(),
-                        message,
-                    })],
-                );
-                run_start = start + k + 1;
-            }
+        // Runs of items under one panic guard each; an item that fails to encode is its
+        // own error, and the job so far goes before it.
+        let check = |b: &[u8]| crate::executor::debug_check_decodes::<A>(b);
+        let mut k = 0;
+        while let Err((j, message)) =
+            crate::bootstrap::task::encode_run(&items[k..], &mut data, &mut offsets, check)
+        {
+            let failed = k + j;
+            flush(&mut data, &mut offsets, run_start);
+            sink.deliver(
+                start + failed,
+                vec![Err(TaskError::Serialize {
+                    index: Some(start + failed),
+                    type_name: std::any::type_name::<A>().into(),
+                    message,
+                })],
+            );
+            run_start = start + failed + 1;
+            k = failed + 1;
         }
         flush(&mut data, &mut offsets, run_start);
         self.inner.bell.ring();

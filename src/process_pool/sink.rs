@@ -2,6 +2,7 @@
 
 use serde::de::DeserializeOwned;
 
+use crate::bootstrap::task::{Each, Guard, Held};
 use crate::error::TaskError;
 use crate::executor::{Batch, Decoders, MapState};
 use crate::future::FutureState;
@@ -40,12 +41,24 @@ pub(crate) fn decode<R: DeserializeOwned>(
 fn map_decoders<R: DeserializeOwned>() -> Decoders<R> {
     Decoders {
         one: |idx, bytes| decode_one(idx, true, bytes),
+        // One panic guard for the batch: `map` stops at the first error anyway.
         into: |start, count, mut bytes, out| {
             out.reserve(count);
-            for idx in start..start + count {
-                out.push(decode_one(idx, true, &mut bytes)?);
-            }
-            Ok(())
+            let mut idx = start;
+            let r = crate::bootstrap::task::catch_quiet(|| {
+                while idx < start + count {
+                    out.push(decode_one_with::<Held, R>(idx, true, &mut bytes)?);
+                    idx += 1;
+                }
+                Ok(())
+            });
+            r.unwrap_or_else(|p| {
+                Err(TaskError::Deserialize {
+                    index: Some(idx),
+                    type_name: std::any::type_name::<R>().into(),
+                    message: crate::bootstrap::task::panic_message(p),
+                })
+            })
         },
     }
 }
@@ -55,6 +68,16 @@ fn map_decoders<R: DeserializeOwned>() -> Decoders<R> {
 /// length cannot be trusted the rest of the bytes are dropped, so the following items say
 /// "result missing" rather than decode garbage.
 fn decode_one<R: DeserializeOwned>(
+    idx: usize,
+    indexed: bool,
+    bytes: &mut &[u8],
+) -> Result<R, TaskError> {
+    decode_one_with::<Each, R>(idx, indexed, bytes)
+}
+
+/// [`decode_one`], with the result's `Deserialize` guarded by `G`.
+#[inline]
+fn decode_one_with<G: Guard, R: DeserializeOwned>(
     idx: usize,
     indexed: bool,
     bytes: &mut &[u8],
@@ -71,7 +94,7 @@ fn decode_one<R: DeserializeOwned>(
         // Framed with its length: a `Deserialize` that fails or panics costs this item
         // only, and the next one starts where it should.
         *bytes = rest;
-        crate::bootstrap::task::decode_framed::<R>(bytes)
+        crate::bootstrap::task::decode_framed_with::<G, R>(bytes)
             .map_err(|e| bad(std::any::type_name::<R>(), e))
     } else {
         match postcard::take_from_bytes::<TaskError>(rest) {
