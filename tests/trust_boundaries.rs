@@ -271,6 +271,51 @@ fn a_result_that_panics_in_deserialize_fails_only_its_item() {
     });
 }
 
+/// A result whose `Drop` panics where it was made (the worker): `armed` does not cross.
+#[derive(Debug, Serialize, Deserialize)]
+struct DropBomb {
+    value: u32,
+    #[serde(skip)]
+    armed: bool,
+}
+
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        if self.armed && !std::thread::panicking() {
+            panic!("drop panics in the worker");
+        }
+    }
+}
+
+fn armed(value: u32) -> DropBomb {
+    DropBomb { value, armed: true }
+}
+
+#[test]
+fn a_result_whose_drop_panics_in_the_worker_still_arrives_and_the_worker_lives() {
+    deadline(60, || {
+        let pool = ProcessPool::new(1).unwrap();
+        let pid = pool.initial_pids()[0];
+        let r = pool.submit(armed, 5).unwrap().result().unwrap();
+        assert_eq!(r.value, 5);
+        let all: Vec<u32> = pool
+            .map(armed, 0..10)
+            .unwrap()
+            .into_iter()
+            .map(|b| b.value)
+            .collect();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        assert_eq!(
+            pool.submit(|_: ()| std::process::id(), ())
+                .unwrap()
+                .result()
+                .unwrap(),
+            pid,
+            "the worker lived on"
+        );
+    });
+}
+
 #[test]
 fn an_argument_that_panics_in_deserialize_in_the_worker_fails_only_its_task() {
     deadline(60, || {
