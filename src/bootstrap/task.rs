@@ -317,10 +317,19 @@ where
     // One guard for the item's calls into user code (three guards were a tenth of a small
     // item's cost in a worker); `stage` says which one a panic came from.
     let (at, stage) = (out.len(), std::cell::Cell::new(Stage::Decode));
+    // The task's own panic is printed where this thread prints panics (a `Process` child
+    // does; a pool worker is quiet): only the (de)serialization is quiet in any case.
+    let loud = !QUIET.with(|q| q.get());
     let r = catch_quiet(|| {
         let arg: A = decode_framed_with::<Held, A>(input).map_err(|m| (Stage::Decode, m))?;
         stage.set(Stage::Call);
+        if loud {
+            QUIET.with(|q| q.set(false));
+        }
         let r = f(arg);
+        if loud {
+            QUIET.with(|q| q.set(true));
+        }
         stage.set(Stage::Encode);
         encode_framed_with::<Held, R>(&r, out).map_err(|m| (Stage::Encode, m))?;
         // The result's `Drop` is user code too; once it is encoded, a panic there costs

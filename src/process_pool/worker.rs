@@ -32,10 +32,9 @@ struct Worker {
     ctx: TaskCtx,
 }
 
-pub(crate) fn now_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
+/// `CLOCK_MONOTONIC` in ns: the clock the worker and the dispatcher share (task timeouts,
+/// readiness).
+pub(crate) use crate::sys::clock::monotonic_ns as now_ns;
 
 impl Worker {
     /// Publishes a frame, waiting for room if the parent is behind; large payloads go in a
