@@ -478,6 +478,46 @@ pub(crate) fn explain_postcard(e: &postcard::Error) -> String {
     }
 }
 
+/// Encodes a chunk of a map for a pool whose workers are other processes (a process pool,
+/// MPI): each run of items that encode goes to `send(bytes, offsets, index of its first
+/// item)` as one job; an item that does not is its own `Serialize` error in `sink`, after
+/// the job before it. One panic guard per run (`bootstrap::task::encode_run`).
+pub(crate) fn encode_chunk<A: Payload, R>(
+    items: &[A],
+    start: usize,
+    sink: &MapState<R>,
+    mut send: impl FnMut(Vec<u8>, Vec<u32>, usize),
+) {
+    // Sized for the usual case (a frame's length, then postcard: at most about the value's
+    // size for plain data), so a chunk's buffer does not grow by copies.
+    let guess = 4 + std::mem::size_of::<A>().clamp(1, 64);
+    let mut data = Vec::with_capacity(items.len() * guess);
+    let mut offsets = Vec::with_capacity(items.len());
+    let check = |b: &[u8]| debug_check_decodes::<A>(b);
+    let mut k = 0;
+    loop {
+        let r = crate::bootstrap::task::encode_run(&items[k..], &mut data, &mut offsets, check);
+        if !offsets.is_empty() {
+            send(
+                std::mem::take(&mut data),
+                std::mem::take(&mut offsets),
+                start + k,
+            );
+        }
+        let Err((j, message)) = r else { return };
+        let failed = start + k + j;
+        sink.deliver(
+            failed,
+            vec![Err(TaskError::Serialize {
+                index: Some(failed),
+                type_name: std::any::type_name::<A>().into(),
+                message,
+            })],
+        );
+        k += j + 1;
+    }
+}
+
 /// In debug builds, whether values of type `A` (given one, encoded) decode again, checked
 /// once per type: a type postcard cannot decode then fails at `submit` with the reason,
 /// not in a worker. `None` when it does (or in release builds).

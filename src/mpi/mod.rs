@@ -389,38 +389,13 @@ impl Executor for MpiPool {
         R: Payload,
     {
         let thunk = crate::bootstrap::ship_task(f);
-        let (mut data, mut offsets, mut run) = (Vec::new(), Vec::new(), start);
-        let flush = |data: &mut Vec<u8>, offsets: &mut Vec<u32>, run: usize| {
-            if offsets.is_empty() {
-                return;
-            }
+        crate::executor::encode_chunk(&items, start, sink, |data, offsets, first| {
             let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
             let to = Arc::new(ToMap {
                 state: sink.clone(),
-                start: run,
+                start: first,
             });
-            self.shared
-                .send_job(id, thunk, std::mem::take(data), std::mem::take(offsets), to);
-        };
-        for (k, a) in items.iter().enumerate() {
-            let at = data.len();
-            offsets.push(at as u32);
-            if let Err(message) = encode_item(a, &mut data) {
-                // This item fails alone; the items around it still run.
-                data.truncate(at);
-                offsets.pop();
-                flush(&mut data, &mut offsets, run);
-                sink.deliver(
-                    start + k,
-                    vec![Err(TaskError::Serialize {
-                        index: Some(start + k),
-                        type_name: std::any::type_name::<A>().into(),
-                        message,
-                    })],
-                );
-                run = start + k + 1;
-            }
-        }
-        flush(&mut data, &mut offsets, run);
+            self.shared.send_job(id, thunk, data, offsets, to);
+        });
     }
 }

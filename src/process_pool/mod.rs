@@ -560,22 +560,13 @@ impl ProcessPool {
         R: Payload,
     {
         let thunk = crate::bootstrap::ship_task(f);
-        // Sized for the usual case (a frame's length, then postcard: at most about the
-        // value's size for plain data), so a chunk's buffer does not grow by copies.
-        let guess = 4 + std::mem::size_of::<A>().clamp(1, 64);
-        let mut data = Vec::with_capacity(items.len() * guess);
-        let mut offsets = Vec::with_capacity(items.len());
-        let mut run_start = start;
-        let flush = |data: &mut Vec<u8>, offsets: &mut Vec<u32>, run_start: usize| {
-            if offsets.is_empty() {
-                return;
-            }
+        crate::executor::encode_chunk(&items, start, sink, |data, offsets, first| {
             let job = Job {
                 id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
                 thunk,
-                data: std::mem::take(data),
-                offsets: std::mem::take(offsets),
-                start: run_start,
+                data,
+                offsets,
+                start: first,
                 sink: sink.clone(),
                 attempts: 0,
             };
@@ -583,39 +574,18 @@ impl ProcessPool {
             if self.check_open().is_err() || self.inner.tx.send(Msg::Job(job)).is_err() {
                 let why = "the pool is shut down".to_string();
                 sink.deliver(
-                    run_start,
+                    first,
                     (0..n)
                         .map(|k| {
                             Err(TaskError::PoolClosed {
-                                index: Some(run_start + k),
+                                index: Some(first + k),
                                 reason: why.clone(),
                             })
                         })
                         .collect(),
                 );
             }
-        };
-        // Runs of items under one panic guard each; an item that fails to encode is its
-        // own error, and the job so far goes before it.
-        let check = |b: &[u8]| crate::executor::debug_check_decodes::<A>(b);
-        let mut k = 0;
-        while let Err((j, message)) =
-            crate::bootstrap::task::encode_run(&items[k..], &mut data, &mut offsets, check)
-        {
-            let failed = k + j;
-            flush(&mut data, &mut offsets, run_start);
-            sink.deliver(
-                start + failed,
-                vec![Err(TaskError::Serialize {
-                    index: Some(start + failed),
-                    type_name: std::any::type_name::<A>().into(),
-                    message,
-                })],
-            );
-            run_start = start + failed + 1;
-            k = failed + 1;
-        }
-        flush(&mut data, &mut offsets, run_start);
+        });
         self.inner.bell.ring();
     }
 
