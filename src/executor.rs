@@ -478,6 +478,13 @@ pub(crate) fn explain_postcard(e: &postcard::Error) -> String {
     }
 }
 
+/// Bytes to reserve for `n` framed values of `A`, so the buffer is allocated once: a
+/// frame's length, then postcard (at most about the value's size for plain data), and 8
+/// bytes of slack (the encoder writes a value's last short piece as one 8-byte word).
+pub(crate) fn encoded_room<A>(n: usize) -> usize {
+    n * (4 + std::mem::size_of::<A>().clamp(1, 64)) + 8
+}
+
 /// Encodes a chunk of a map for a pool whose workers are other processes (a process pool,
 /// MPI): each run of items that encode goes to `send(bytes, offsets, index of its first
 /// item)` as one job; an item that does not is its own `Serialize` error in `sink`, after
@@ -488,10 +495,7 @@ pub(crate) fn encode_chunk<A: Payload, R>(
     sink: &MapState<R>,
     mut send: impl FnMut(Vec<u8>, Vec<u32>, usize),
 ) {
-    // Sized for the usual case (a frame's length, then postcard: at most about the value's
-    // size for plain data), so a chunk's buffer does not grow by copies.
-    let guess = 4 + std::mem::size_of::<A>().clamp(1, 64);
-    let mut data = Vec::with_capacity(items.len() * guess);
+    let mut data = Vec::with_capacity(encoded_room::<A>(items.len()));
     let mut offsets = Vec::with_capacity(items.len());
     let check = |b: &[u8]| debug_check_decodes::<A>(b);
     let mut k = 0;

@@ -522,9 +522,7 @@ impl ProcessPool {
         R: Payload,
     {
         self.check_open()?;
-        // Room for the frame's length and a small value's encoding (its last short piece
-        // is written as an 8-byte word): one allocation, no growth on the way.
-        let mut data = Vec::with_capacity(4 + std::mem::size_of::<A>().clamp(8, 64) + 8);
+        let mut data = Vec::with_capacity(crate::executor::encoded_room::<A>(1));
         crate::bootstrap::task::encode_framed(&arg, &mut data).map_err(|message| {
             Error::Serialize {
                 type_name: std::any::type_name::<A>(),
