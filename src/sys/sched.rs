@@ -94,9 +94,49 @@ pub(crate) fn current_cpu() -> u32 {
     rustix::thread::sched_getcpu() as u32
 }
 
+/// The size of one core's private unified (level 2) cache, from sysfs (CPU 0's), if
+/// the kernel says.
+pub(crate) fn l2_cache_bytes() -> Option<u64> {
+    let dir = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
+    (0..8).find_map(|i| {
+        let read = |f: &str| std::fs::read_to_string(dir.join(format!("index{i}/{f}"))).ok();
+        let level = read("level")?;
+        let kind = read("type")?;
+        if level.trim() != "2" || kind.trim() == "Instruction" {
+            return None;
+        }
+        parse_cache_size(&read("size")?)
+    })
+}
+
+/// A sysfs cache size: `512K`, `2M` or bytes.
+fn parse_cache_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, unit) = match s.as_bytes().last()? {
+        b'K' => (&s[..s.len() - 1], 1 << 10),
+        b'M' => (&s[..s.len() - 1], 1 << 20),
+        b'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(unit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_sizes_parse_as_sysfs_writes_them() {
+        assert_eq!(parse_cache_size("512K\n"), Some(512 << 10));
+        assert_eq!(parse_cache_size("2M"), Some(2 << 20));
+        assert_eq!(parse_cache_size("4096"), Some(4096));
+        assert_eq!(parse_cache_size("K"), None);
+        assert_eq!(parse_cache_size("x1K"), None);
+        // Where sysfs has it (it does on Linux hosts and most VMs), it is a sane size.
+        if let Some(l2) = l2_cache_bytes() {
+            assert!((64 << 10..=64 << 20).contains(&l2), "{l2}");
+        }
+    }
 
     /// The slice the kernel reports for this thread (`/proc/thread-self/sched`), where it
     /// reports one (kernels built with scheduler debugging).
