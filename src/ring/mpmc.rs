@@ -26,12 +26,13 @@ use serde::de::DeserializeOwned;
 
 use super::frame::{self, Corrupt};
 use crate::error::{Error, Result};
-use crate::sys::lock::{Held, RawError};
+use crate::sys::biased_lock::{BiasError, BiasedHeld, BiasedLock};
+use crate::sys::lock::RawError;
 use crate::sys::ring_memory::{RingMemory, Side};
 use crate::sys::wait::Backoff;
 use crate::sys::{EventCount, SharedMapping, Spin};
 
-pub(crate) const MAGIC: u64 = 0x6d70_7175_6575_6531; // "mpqueue1"
+pub(crate) const MAGIC: u64 = 0x6d70_7175_6575_6532; // "mpqueue2"
 pub(crate) const HEADER: usize = 4096;
 
 // Header offsets: each group on its own 128-byte line (no false sharing between the
@@ -42,9 +43,12 @@ pub(crate) const OFF_MAXSIZE: usize = 16;
 pub(crate) const OFF_CLOSED: usize = 24;
 pub(crate) const OFF_PROD_LOCK: usize = 128;
 const OFF_PROD_CACHED_C: usize = 136;
+/// The producer lock's `bias` and `busy` words (`sys::biased_lock`).
+const OFF_PROD_BIAS: usize = 144;
 pub(crate) const OFF_P: usize = 256;
 pub(crate) const OFF_CONS_LOCK: usize = 384;
 pub(crate) const OFF_CONS_CACHED_P: usize = 392;
+const OFF_CONS_BIAS: usize = 400;
 pub(crate) const OFF_C: usize = 512;
 /// Event counts (seq, sleepers): items arrived; room freed.
 const OFF_NOT_EMPTY: usize = 640;
@@ -199,18 +203,30 @@ impl Undecodable {
     }
 }
 
-/// Takes the lock word `word` (the robust lock word of `sys::lock`), taking it over from a
-/// holder that died: the ring needs no repair after a death, since each side commits with
-/// one atomic store (see the module docs), so that is not reported.
+/// Takes a side's lock (the robust lock word of `sys::lock`, biased to the side's first
+/// thread: `sys::biased_lock`), taking it over from a holder that died: the ring needs no
+/// repair after a death, since each side commits with one atomic store (see the module
+/// docs), so that is not reported.
 #[inline]
-fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Result<Held<'_>> {
-    match crate::sys::lock::lock_until(word, deadline) {
-        Ok((held, _owner_died)) => Ok(held),
-        Err(RawError::Timeout) => Err(Error::Timeout(Duration::ZERO)),
+fn lock(side: BiasedLock<'_>, deadline: Option<Instant>) -> Result<BiasedHeld<'_>> {
+    match side.lock(deadline) {
+        Ok(held) => Ok(held),
+        Err(e) => Err(lock_error(e)),
+    }
+}
+
+#[cold]
+fn lock_error(e: BiasError) -> Error {
+    match e {
+        BiasError::Raw(RawError::Timeout) => Error::Timeout(Duration::ZERO),
         // Nothing in a queue marks its locks unrecoverable: only foreign bytes can.
-        Err(RawError::NotRecoverable) => Err(Error::Protocol(
+        BiasError::Raw(RawError::NotRecoverable) => Error::Protocol(
             "the queue's shared memory is corrupted (a lock word is unusable)".into(),
-        )),
+        ),
+        BiasError::Barrier(errno) => Error::Io {
+            context: "revoking the bias of a queue's lock (membarrier)".into(),
+            source: errno.into(),
+        },
     }
 }
 
@@ -334,6 +350,26 @@ impl Ring {
     #[inline]
     fn word(&self, off: usize) -> &AtomicU32 {
         self.mem.header_u32(off)
+    }
+
+    /// The producers' lock.
+    #[inline]
+    fn producer_lock(&self) -> BiasedLock<'_> {
+        BiasedLock::new(
+            self.word(OFF_PROD_LOCK),
+            self.word(OFF_PROD_BIAS),
+            self.word(OFF_PROD_BIAS + 4),
+        )
+    }
+
+    /// The consumers' lock.
+    #[inline]
+    fn consumer_lock(&self) -> BiasedLock<'_> {
+        BiasedLock::new(
+            self.word(OFF_CONS_LOCK),
+            self.word(OFF_CONS_BIAS),
+            self.word(OFF_CONS_BIAS + 4),
+        )
     }
 
     /// The event count at header offset `off` (`seq`, then `sleepers`).
@@ -482,7 +518,7 @@ impl Ring {
             )));
         }
         loop {
-            let guard = lock(self.word(OFF_PROD_LOCK), deadline)?;
+            let guard = lock(self.producer_lock(), deadline)?;
             if self.is_closed() {
                 return Err(Error::Closed("the queue is closed".into()));
             }
@@ -605,7 +641,7 @@ impl Ring {
     /// queue is closed and empty.
     pub(crate) fn get<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T> {
         loop {
-            let guard = lock(self.word(OFF_CONS_LOCK), deadline)?;
+            let guard = lock(self.consumer_lock(), deadline)?;
             let (gets, h) = unpack(self.word64(OFF_C).load(Relaxed));
             let cached = self.word64(OFF_CONS_CACHED_P);
             let mut p = cached.load(Relaxed);
@@ -788,7 +824,9 @@ mod tests {
     fn a_ring_lock_is_released_only_if_still_ours() {
         let r = Ring::create(1 << 16, 0).unwrap();
         let word = r.lock_words().0;
-        let held = lock(word, None).unwrap();
+        // The first hold goes through the lock word (and biases the lock to this thread).
+        let held = r.producer_lock().lock(None).unwrap();
+        assert!(matches!(held, BiasedHeld::Locked(_)));
         // A waiter (wrongly) judged us dead and took the lock over: our release must not
         // undo its hold.
         let other = (1 << 22) + 9;
@@ -800,22 +838,109 @@ mod tests {
     #[test]
     fn a_forked_child_that_dies_holding_a_ring_lock_is_detected() {
         let r = Ring::create(1 << 16, 0).unwrap();
-        let word = r.lock_words().0;
-        // Cache this thread's id before the fork, as a busy queue would have.
-        drop(lock(word, None).unwrap());
+        // Cache this thread's id before the fork, as a busy queue would have (and bias the
+        // lock to it: the child revokes that first).
+        drop(r.producer_lock().lock(None).unwrap());
         let code = crate::sys::lock::in_forked_child(|| {
-            std::mem::forget(lock(word, None).unwrap());
-            0
+            let held = r.producer_lock().lock(None).unwrap();
+            let through_word = matches!(held, BiasedHeld::Locked(_));
+            std::mem::forget(held);
+            if through_word { 0 } else { 1 }
         });
-        assert_eq!(code, 0);
+        assert_eq!(code, 0, "the child took the parent's bias");
         let t0 = Instant::now();
-        let got = lock(word, Some(Instant::now() + Duration::from_secs(3)));
+        let got = r
+            .producer_lock()
+            .lock(Some(Instant::now() + Duration::from_secs(3)));
         assert!(
             got.is_ok(),
             "the dead child's hold was not detected: {:?}",
             got.err()
         );
         assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    }
+
+    /// The bias (`sys::biased_lock`): the first thread's later holds are plain stores; a
+    /// second thread revokes it and waits for a hold in progress; items stay exact.
+    #[test]
+    fn a_side_is_biased_to_its_first_thread_until_a_second_one_comes() {
+        let r = std::sync::Arc::new(Ring::create(1 << 16, 0).unwrap());
+        r.put(&1u32, None).unwrap();
+        let me = crate::sys::shm::current_tid();
+        if !crate::sys::biased_lock::registered() {
+            // A process that may not use `membarrier` never biases: every hold is the
+            // lock word's, and the queue works as before.
+            assert_eq!(r.producer_lock().biased_to(), None);
+            let held = r.producer_lock().lock(None).unwrap();
+            assert!(matches!(held, BiasedHeld::Locked(_)));
+            drop(held);
+            assert_eq!(r.get::<u32>(None).unwrap(), 1);
+            return;
+        }
+        assert_eq!(r.producer_lock().biased_to(), Some(me));
+        let held = r.producer_lock().lock(None).unwrap();
+        assert!(
+            matches!(held, BiasedHeld::Biased(..)),
+            "the fast path was not taken"
+        );
+        // A second thread must wait while the biased hold lasts...
+        let other = {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                r.put(&2u32, Some(Instant::now() + Duration::from_secs(5)))
+                    .unwrap();
+                t0.elapsed()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            r.len(),
+            1,
+            "the second producer did not wait for the biased hold"
+        );
+        drop(held);
+        let waited = other.join().unwrap();
+        assert!(waited >= Duration::from_millis(90), "{waited:?}");
+        // ...and then the bias is gone for good: this thread takes the word too.
+        assert_eq!(r.producer_lock().biased_to(), None);
+        let held = r.producer_lock().lock(None).unwrap();
+        assert!(matches!(held, BiasedHeld::Locked(_)));
+        drop(held);
+        r.put(&3u32, None).unwrap();
+        let got: Vec<u32> = (0..3).map(|_| r.get(None).unwrap()).collect();
+        assert_eq!(got, [1, 2, 3]);
+    }
+
+    /// A biased thread killed inside its critical section (`busy` left at 1) holds nobody
+    /// up for long: the revoker sees that it is gone.
+    #[test]
+    fn a_biased_holder_that_died_inside_is_detected() {
+        let r = Ring::create(1 << 16, 0).unwrap();
+        // A tid that cannot exist (above pid_max's hard limit of 2^22), biased and busy.
+        r.word(OFF_PROD_BIAS).store((1 << 22) + 7, Relaxed);
+        r.word(OFF_PROD_BIAS + 4).store(1, Relaxed);
+        let t0 = Instant::now();
+        r.put(&7u32, Some(Instant::now() + Duration::from_secs(5)))
+            .unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        assert_eq!(r.get::<u32>(None).unwrap(), 7);
+        // A live biased holder (a thread id of this process: the main thread's) inside its
+        // critical section is waited for, up to the deadline.
+        r.word(OFF_CONS_BIAS).store(std::process::id(), Relaxed);
+        r.word(OFF_CONS_BIAS + 4).store(1, Relaxed);
+        r.put(&8u32, None).unwrap();
+        let t0 = Instant::now();
+        let e = r.get::<u32>(Some(Instant::now() + Duration::from_millis(100)));
+        assert!(matches!(e, Err(Error::Timeout(_))), "{e:?}");
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+        // Out of it: the revocation completes and the item is there.
+        r.word(OFF_CONS_BIAS + 4).store(0, Release);
+        assert_eq!(
+            r.get::<u32>(Some(Instant::now() + Duration::from_secs(5)))
+                .unwrap(),
+            8
+        );
     }
 
     #[test]

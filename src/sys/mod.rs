@@ -6,6 +6,7 @@
 //! shared mappings.
 
 pub(crate) mod abort;
+pub(crate) mod biased_lock;
 pub(crate) mod code;
 pub(crate) mod fdpass;
 pub(crate) mod futex;

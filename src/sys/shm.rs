@@ -130,6 +130,13 @@ fn watch_forks() {
     });
 }
 
+/// How many times this process image has been forked into (0 in the original process):
+/// caches of per-process state compare it with what they were filled under.
+pub(crate) fn fork_generation() -> u32 {
+    watch_forks();
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
 #[cold]
 fn current_tid_slow() -> u32 {
     watch_forks();
