@@ -355,21 +355,19 @@ impl Ring {
     /// The producers' lock.
     #[inline]
     fn producer_lock(&self) -> BiasedLock<'_> {
-        BiasedLock::new(
-            self.word(OFF_PROD_LOCK),
-            self.word(OFF_PROD_BIAS),
-            self.word(OFF_PROD_BIAS + 4),
-        )
+        self.side_lock(OFF_PROD_LOCK, OFF_PROD_BIAS)
     }
 
     /// The consumers' lock.
     #[inline]
     fn consumer_lock(&self) -> BiasedLock<'_> {
-        BiasedLock::new(
-            self.word(OFF_CONS_LOCK),
-            self.word(OFF_CONS_BIAS),
-            self.word(OFF_CONS_BIAS + 4),
-        )
+        self.side_lock(OFF_CONS_LOCK, OFF_CONS_BIAS)
+    }
+
+    /// A side's biased lock: its lock word at `lock`, `bias` and `busy` at `bias`.
+    #[inline]
+    fn side_lock(&self, lock: usize, bias: usize) -> BiasedLock<'_> {
+        BiasedLock::new(self.word(lock), self.word(bias), self.word(bias + 4))
     }
 
     /// The event count at header offset `off` (`seq`, then `sleepers`).

@@ -33,7 +33,8 @@
 //! the lock's one user (the queue commits with single stores). A revoker killed before it
 //! stored `REVOKED` leaves `REVOKING`: the next holder of the lock word revokes again (the
 //! barrier and the wait are idempotent). A biased thread that exits normally leaves
-//! `busy = 0`; its id may be reused by a new thread, which then simply is the biased one.
+//! `busy = 0`; its id may be reused by a new thread, which then simply is the biased one
+//! (once its own process has registered: the fast path asks).
 //!
 //! Not modelled by loom (it has no `membarrier`); `ring::mpmc`'s tests run the revocation
 //! with threads and processes racing, and with a dead biased holder.
@@ -102,7 +103,10 @@ impl<'a> BiasedLock<'a> {
     #[inline]
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<BiasedHeld<'a>, BiasError> {
         let me = current_tid();
-        if self.bias.load(Relaxed) == me {
+        // `registered()` too: a thread that has the biased thread's id without being it
+        // (the id reused by another process, or this image after an `exec`) registers
+        // before it may hold the lock this way, so a revoker's barrier reaches it.
+        if self.bias.load(Relaxed) == me && registered() {
             self.busy.store(1, Relaxed);
             // Only the compiler is kept from swapping the store and the load: a revoker's
             // `membarrier` orders them on the CPU (see the module docs).
