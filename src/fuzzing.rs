@@ -246,14 +246,15 @@ pub fn pool_frames(bytes: &[u8]) -> Tally {
 /// then `get`): the region is built in a memfd from the input, then opened and drained.
 ///
 /// Input: flags (u8: bit 0 takes magic and capacity from the input, else they are right;
-/// bits 1-2 pick the capacity), `P`, `C`, the consumer's cached `P` (u64 each), the two
-/// lock words and `closed` (u32 each), `maxsize` (u64), [magic, capacity (u64 each)], then
-/// the data area.
+/// bits 1-6 pick the capacity; bit 7 takes the side locks' bias words from the input, else
+/// they are 0), `P`, `C`, the consumer's cached `P` (u64 each), the two lock words and
+/// `closed` (u32 each), `maxsize` (u64), [the producer's and the consumer's `bias` and
+/// `busy` (u32 each)], [magic, capacity (u64 each)], then the data area.
 pub fn queue_ring(bytes: &[u8]) -> Tally {
     use crate::ring::mpmc::{self as ring, HEADER, MAGIC};
     let mut input = Input(bytes);
     let flags = input.u8();
-    let cap = 4096u64 << ((flags >> 1) % 3);
+    let cap = 4096u64 << (((flags & 0x7f) >> 1) % 3);
     let mut header = vec![0u8; HEADER];
     let mut put = |off: usize, v: &[u8]| header[off..off + v.len()].copy_from_slice(v);
     put(ring::OFF_P, &input.array::<8>());
@@ -263,6 +264,12 @@ pub fn queue_ring(bytes: &[u8]) -> Tally {
     put(ring::OFF_CONS_LOCK, &input.array::<4>());
     put(ring::OFF_CLOSED, &input.array::<4>());
     put(ring::OFF_MAXSIZE, &input.array::<8>());
+    if flags & 0x80 != 0 {
+        for side in [ring::OFF_PROD_BIAS, ring::OFF_CONS_BIAS] {
+            put(side, &input.array::<4>());
+            put(side + 4, &input.array::<4>());
+        }
+    }
     if flags & 1 != 0 {
         put(ring::OFF_MAGIC, &input.array::<8>());
         put(ring::OFF_CAP, &input.array::<8>());

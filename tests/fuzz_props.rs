@@ -241,7 +241,9 @@ fn queue_ring_foreign_memory_reads_or_fails_typed() {
         0x9003,
         1500,
         |r| {
-            let flags = (r.below(6) as u8) << 1 | u8::from(r.below(8) == 0);
+            let biased = r.below(4) == 0;
+            let flags =
+                (r.below(6) as u8) << 1 | u8::from(r.below(8) == 0) | if biased { 0x80 } else { 0 };
             let cap = 4096u64 << ((flags >> 1) % 3);
             // Frames of postcard byte strings from 0, then the state naming some of them.
             let mut data = Vec::new();
@@ -289,10 +291,30 @@ fn queue_ring_foreign_memory_reads_or_fails_typed() {
             b.extend([le(lock(r) as u64, 4), le(lock(r) as u64, 4)].concat());
             b.extend(le(r.below(2), 4));
             b.extend(le(r.below(3), 8));
+            if biased {
+                // Each side's `bias` and `busy`: never biased, biased to a thread id that
+                // cannot exist (its revoker must not wait for it past the deadline),
+                // marked revoking or revoked, or foreign; `busy` 0 or 1, or foreign.
+                for _ in 0..2 {
+                    let bias = match r.below(5) {
+                        0 => 0,
+                        1 => (1 << 22) + 3,
+                        2 => (1 << 31) | ((1 << 22) + 3),
+                        3 => (1 << 30) | 77,
+                        _ => r.next() as u32,
+                    };
+                    let busy = match r.below(3) {
+                        0 => 0,
+                        1 => 1,
+                        _ => r.next() as u32,
+                    };
+                    b.extend([le(bias as u64, 4), le(busy as u64, 4)].concat());
+                }
+            }
             if flags & 1 != 0 {
                 b.extend(le(
                     if r.below(2) == 0 {
-                        0x6d70_7175_6575_6531
+                        0x6d70_7175_6575_6532
                     } else {
                         r.next()
                     },

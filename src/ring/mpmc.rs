@@ -44,11 +44,11 @@ pub(crate) const OFF_CLOSED: usize = 24;
 pub(crate) const OFF_PROD_LOCK: usize = 128;
 const OFF_PROD_CACHED_C: usize = 136;
 /// The producer lock's `bias` and `busy` words (`sys::biased_lock`).
-const OFF_PROD_BIAS: usize = 144;
+pub(crate) const OFF_PROD_BIAS: usize = 144;
 pub(crate) const OFF_P: usize = 256;
 pub(crate) const OFF_CONS_LOCK: usize = 384;
 pub(crate) const OFF_CONS_CACHED_P: usize = 392;
-const OFF_CONS_BIAS: usize = 400;
+pub(crate) const OFF_CONS_BIAS: usize = 400;
 pub(crate) const OFF_C: usize = 512;
 /// Event counts (seq, sleepers): items arrived; room freed.
 const OFF_NOT_EMPTY: usize = 640;
