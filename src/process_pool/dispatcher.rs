@@ -309,7 +309,18 @@ impl Dispatcher {
         progress |= self.dispatch();
         let timeout = self.check_timeouts();
         for (i, s) in self.slots.iter().enumerate() {
-            self.inner.awaiting[i].store(!s.ready && s.child.is_some(), Ordering::Relaxed);
+            let awaiting = !s.ready && s.child.is_some();
+            // A worker rings the pool bell once it is ready; the dispatcher thread's sleep
+            // condition looks at its state only while it is awaited. A round run by a
+            // caller can start awaiting a worker that was ready (and rang) before, while
+            // the dispatcher thread is asleep on a check that did not await it: ring, so it
+            // checks again (a pool with pending work slept for good: `worker_faults`'s
+            // cancel test, about one run in eight).
+            if awaiting && !self.inner.awaiting[i].swap(awaiting, Ordering::SeqCst) {
+                self.inner.bell.ring();
+            } else if !awaiting {
+                self.inner.awaiting[i].store(false, Ordering::Relaxed);
+            }
         }
         let timeout = if self.closing {
             Some(timeout.unwrap_or(Duration::from_millis(50)))
