@@ -316,10 +316,15 @@ impl Dispatcher {
             // the dispatcher thread is asleep on a check that did not await it: ring, so it
             // checks again (a pool with pending work slept for good: `worker_faults`'s
             // cancel test, about one run in eight).
-            if awaiting && !self.inner.awaiting[i].swap(awaiting, Ordering::SeqCst) {
-                self.inner.bell.ring();
-            } else if !awaiting {
-                self.inner.awaiting[i].store(false, Ordering::Relaxed);
+            // Written only under the dispatcher's lock, so a plain look first: a round
+            // changes it only at a respawn, and a locked instruction per slot per round
+            // was on every map's path.
+            let flag = &self.inner.awaiting[i];
+            if flag.load(Ordering::Relaxed) != awaiting {
+                flag.store(awaiting, Ordering::SeqCst);
+                if awaiting {
+                    self.inner.bell.ring();
+                }
             }
         }
         let timeout = if self.closing {
