@@ -86,23 +86,59 @@ pub(crate) struct Encoded<R> {
     bytes: Vec<u8>,
     /// Where in `bytes` the next item starts.
     at: usize,
+    /// Where each later part begins: its first item's index and first byte. The parts are
+    /// the frames of a dispatcher round, perhaps from different workers, so an outcome
+    /// whose length cannot be trusted stops only its own part: an item's bytes end where
+    /// its part does.
+    parts: VecDeque<(usize, usize)>,
     decode: Decoders<R>,
 }
 
 impl<R> Encoded<R> {
+    /// The bytes left in the current part.
     fn rest(&self) -> &[u8] {
-        self.bytes.get(self.at..).unwrap_or_default()
+        let end = self.parts.front().map_or(self.bytes.len(), |&(_, at)| at);
+        self.bytes.get(self.at..end).unwrap_or_default()
+    }
+
+    /// Items left in the current part.
+    fn part_len(&self) -> usize {
+        self.parts
+            .front()
+            .map_or(self.left, |&(first, _)| first - self.index)
+    }
+
+    /// Moves on to the next part once the current one's items are taken.
+    fn next_part(&mut self) {
+        if let Some(&(first, at)) = self.parts.front()
+            && first == self.index
+        {
+            self.at = at;
+            self.parts.pop_front();
+        }
     }
 }
 
 impl<R> Batch<R> {
     /// The encoded outcomes of `count` items from `start` (`decode` reads each).
     pub(crate) fn encoded(start: usize, count: usize, bytes: Vec<u8>, decode: Decoders<R>) -> Self {
+        Self::encoded_parts(start, count, bytes, VecDeque::new(), decode)
+    }
+
+    /// As [`encoded`](Self::encoded), the bytes made of parts (see [`Encoded::parts`]).
+    pub(crate) fn encoded_parts(
+        start: usize,
+        count: usize,
+        bytes: Vec<u8>,
+        parts: VecDeque<(usize, usize)>,
+        decode: Decoders<R>,
+    ) -> Self {
         Batch::Encoded(Encoded {
             index: start,
             left: count,
             bytes,
             at: 0,
+            parts,
             decode,
         })
     }
@@ -124,7 +160,16 @@ impl<R> Batch<R> {
                 }
                 Ok(())
             }
-            Batch::Encoded(e) => (e.decode.into)(e.index, e.left, e.rest(), out),
+            Batch::Encoded(mut e) => loop {
+                let n = e.part_len();
+                (e.decode.into)(e.index, n, e.rest(), out)?;
+                e.index += n;
+                e.left -= n;
+                if e.left == 0 {
+                    return Ok(());
+                }
+                e.next_part();
+            },
         }
     }
 }
@@ -141,6 +186,7 @@ impl<R> Iterator for Batch<R> {
         if e.left == 0 {
             return None;
         }
+        e.next_part();
         let mut rest = e.rest();
         let before = rest.len();
         let r = (e.decode.one)(e.index, &mut rest);
@@ -189,14 +235,28 @@ impl<R> MapState<R> {
 
     /// Hands over the outcomes of items `start..start + results.len()`.
     pub(crate) fn deliver_batch(&self, start: usize, results: Batch<R>) {
-        if results.len() == 0 {
-            return;
-        }
+        self.deliver_batches([(start, results)]);
+    }
+
+    /// Hands over several batches (each with its first index) under one lock: the lock's
+    /// line and `delivered`'s, which the consumer has just read, are each one cache miss
+    /// however many come (a dispatcher round's, from every worker).
+    pub(crate) fn deliver_batches(&self, batches: impl IntoIterator<Item = (usize, Batch<R>)>) {
         let mut g = self.inner.lock().unwrap();
-        if self.ordered {
-            g.by_index.insert(start, results);
-        } else {
-            g.fifo.push_back((start, results));
+        let mut any = false;
+        for (start, results) in batches {
+            if results.len() == 0 {
+                continue;
+            }
+            any = true;
+            if self.ordered {
+                g.by_index.insert(start, results);
+            } else {
+                g.fifo.push_back((start, results));
+            }
+        }
+        if !any {
+            return;
         }
         self.delivered.fetch_add(1, Ordering::Release);
         if g.waiting {
@@ -216,7 +276,7 @@ impl<R> MapState<R> {
     }
 
     /// Blocks until the batch starting at `next` (ordered) or any batch (unordered) is in.
-    fn take(&self, next: usize) -> (usize, Batch<R>) {
+    pub(crate) fn take(&self, next: usize) -> (usize, Batch<R>) {
         let mut g = self.inner.lock().unwrap();
         // One spin per sleep: it goes on across batches that arrive while it lasts.
         let (mut backoff, mut spent) = (Backoff::new(COLLECT_SPIN, None), false);
@@ -493,7 +553,7 @@ pub(crate) fn encode_chunk<A: Payload, R>(
     items: &[A],
     start: usize,
     sink: &MapState<R>,
-    mut send: impl FnMut(Vec<u8>, Vec<u32>, usize),
+    mut send: impl FnMut(Vec<u8>, &[u32], usize),
 ) {
     let mut data = Vec::with_capacity(encoded_room::<A>(items.len()));
     let mut offsets = Vec::with_capacity(items.len());
@@ -502,11 +562,8 @@ pub(crate) fn encode_chunk<A: Payload, R>(
     loop {
         let r = crate::bootstrap::task::encode_run(&items[k..], &mut data, &mut offsets, check);
         if !offsets.is_empty() {
-            send(
-                std::mem::take(&mut data),
-                std::mem::take(&mut offsets),
-                start + k,
-            );
+            send(std::mem::take(&mut data), &offsets, start + k);
+            offsets.clear();
         }
         let Err((j, message)) = r else { return };
         let failed = start + k + j;
@@ -707,10 +764,17 @@ pub trait Executor {
         Ok(self.submit(f, arg)?.result()?)
     }
 
-    /// Sends one chunk: the first `n` items of `items`, the first having index `start`.
+    /// Sends one chunk, `items`, the first having index `start`. The pool takes what it
+    /// keeps (a thread pool, the items) and leaves the rest: the caller reuses the `Vec`
+    /// for the next chunk, so a map of chunk size 1 allocates none per item.
     #[doc(hidden)]
-    fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
-    where
+    fn dispatch_chunk<F, A, R>(
+        &self,
+        f: F,
+        start: usize,
+        items: &mut Vec<A>,
+        sink: &Arc<MapState<R>>,
+    ) where
         F: PoolFn<A, R>,
         A: Payload,
         R: Payload;
@@ -852,9 +916,9 @@ pub trait Executor {
         let mut items = items.into_iter();
         let mut start = 0;
         while start < n {
-            let chunk: Vec<A> = items.by_ref().take(cs).collect();
+            let mut chunk: Vec<A> = items.by_ref().take(cs).collect();
             let k = chunk.len();
-            self.dispatch_chunk(f, start, chunk, &sink);
+            self.dispatch_chunk(f, start, &mut chunk, &sink);
             start += k;
         }
         Ok(TaskFuture::from_state(state))
@@ -986,16 +1050,20 @@ pub(crate) fn lazy_imap<'a, A: 'a, R: 'a>(
     ordered: bool,
     workers: usize,
     progress: bool,
-    mut dispatch: impl FnMut(usize, Vec<A>, &Arc<MapState<R>>) + 'a,
+    mut dispatch: impl FnMut(usize, &mut Vec<A>, &Arc<MapState<R>>) + 'a,
 ) -> Imap<'a, R> {
     let total = exact_len(&iter);
     let cs = chunksize.resolve(total, workers);
+    let mut items = Vec::new();
     let feeder: Feeder<'a, R> = Box::new(move |start, sink| {
-        let items: Vec<A> = iter.by_ref().take(cs).collect();
+        items.extend(iter.by_ref().take(cs));
         let n = items.len();
         if n > 0 {
-            dispatch(start, items, sink);
+            dispatch(start, &mut items, sink);
         }
+        // Dropped now (a process pool has encoded them; a thread pool took them), its
+        // room kept for the next chunk: one `Vec` for every chunk.
+        items.clear();
         n
     });
     Imap::new(feeder, ordered, cs, workers, total, progress)

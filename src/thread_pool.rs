@@ -428,13 +428,19 @@ impl ThreadPool {
         Ok(TaskFuture::from_state(state))
     }
 
-    fn dispatch<F, A, R>(&self, f: &Arc<F>, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
-    where
+    fn dispatch<F, A, R>(
+        &self,
+        f: &Arc<F>,
+        start: usize,
+        items: &mut Vec<A>,
+        sink: &Arc<MapState<R>>,
+    ) where
         F: Fn(A) -> R + Send + Sync + 'static,
         A: Send + 'static,
         R: Send + 'static,
     {
         let (f, sink2) = (f.clone(), sink.clone());
+        let items = std::mem::take(items);
         let n = items.len();
         let job = Box::new(move |cancelled: bool, ran: &Ran<'_>| {
             let out = if cancelled || sink2.is_cancelled() {
@@ -615,8 +621,13 @@ impl Executor for ThreadPool {
         ThreadPool::submit(self, f, arg)
     }
 
-    fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
-    where
+    fn dispatch_chunk<F, A, R>(
+        &self,
+        f: F,
+        start: usize,
+        items: &mut Vec<A>,
+        sink: &Arc<MapState<R>>,
+    ) where
         F: PoolFn<A, R>,
         A: Payload,
         R: Payload,

@@ -122,7 +122,7 @@ impl Server {
             return;
         }
         let sent = match &self.local {
-            Local::Procs(p) => p.submit_encoded(thunk, data, offsets, sink.clone()),
+            Local::Procs(p) => p.submit_encoded(thunk, data, offsets.len(), sink.clone()),
             Local::Threads(t) => run_on_threads(t, thunk, data, offsets, sink.clone()),
         };
         if sent.is_err() {

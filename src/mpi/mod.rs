@@ -382,20 +382,25 @@ impl Executor for MpiPool {
         Ok(TaskFuture::from_state(state))
     }
 
-    fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
-    where
+    fn dispatch_chunk<F, A, R>(
+        &self,
+        f: F,
+        start: usize,
+        items: &mut Vec<A>,
+        sink: &Arc<MapState<R>>,
+    ) where
         F: PoolFn<A, R>,
         A: Payload,
         R: Payload,
     {
         let thunk = crate::bootstrap::ship_task(f);
-        crate::executor::encode_chunk(&items, start, sink, |data, offsets, first| {
+        crate::executor::encode_chunk(items, start, sink, |data, offsets, first| {
             let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
             let to = Arc::new(ToMap {
                 state: sink.clone(),
                 start: first,
             });
-            self.shared.send_job(id, thunk, data, offsets, to);
+            self.shared.send_job(id, thunk, data, offsets.to_vec(), to);
         });
     }
 }

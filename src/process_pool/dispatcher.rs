@@ -15,7 +15,7 @@ use crossbeam_channel::Sender;
 
 use super::bell::Bell;
 use super::layout::*;
-use super::sink::ByteSink;
+use super::sink::{ByteSink, Part};
 use super::worker::now_ns;
 use super::{Config, Inner};
 use crate::bootstrap::{Child, ChildSpec, start_child};
@@ -29,10 +29,11 @@ use crate::sys::fdpass::{recv_with_fds_nowait, send_with_fds};
 pub(crate) struct Job {
     pub id: u64,
     pub thunk: i64,
-    /// Concatenated encoded arguments.
+    /// Concatenated encoded arguments, each framed with its length (what the worker walks).
     pub data: Vec<u8>,
-    /// Where each item starts in `data`.
-    pub offsets: Vec<u32>,
+    /// How many: the frames of `data` say where each starts, so no list of offsets is
+    /// allocated per job (a chunk of one is most jobs: every `submit`).
+    pub count: usize,
     /// Index (in its map) of the first item.
     pub start: usize,
     pub sink: Arc<dyn ByteSink>,
@@ -42,7 +43,22 @@ pub(crate) struct Job {
 
 impl Job {
     fn len(&self) -> usize {
-        self.offsets.len()
+        self.count
+    }
+
+    /// Where item `k` starts in `data` (`data.len()` for `k == len()`), found by walking the
+    /// frames: only a retry after a worker died needs it. Clamped to `data`, whose frames
+    /// may have come from another MPI rank.
+    fn offset(&self, k: usize) -> usize {
+        let mut at = 0;
+        for _ in 0..k {
+            let len = self
+                .data
+                .get(at..at + 4)
+                .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
+            at = at.saturating_add(4 + len as usize).min(self.data.len());
+        }
+        at
     }
 
     /// Fails items `from..` with the error `err()` makes.
@@ -58,20 +74,17 @@ impl Job {
     }
 
     fn slice(&self, from: usize, to: usize, id: u64) -> Job {
-        let b = self.offsets[from] as usize;
+        let b = self.offset(from);
         let e = if to == self.len() {
             self.data.len()
         } else {
-            self.offsets[to] as usize
+            self.offset(to)
         };
         Job {
             id,
             thunk: self.thunk,
             data: self.data[b..e].to_vec(),
-            offsets: self.offsets[from..to]
-                .iter()
-                .map(|o| o - b as u32)
-                .collect(),
+            count: to - from,
             start: self.start + from,
             sink: self.sink.clone(),
             attempts: self.attempts,
@@ -139,7 +152,57 @@ pub(crate) struct Dispatcher {
     slowest: Slowest,
     /// `dispatch`'s scratch: per slot, whether it was given a job (kept to not allocate).
     given: Vec<bool>,
+    /// Results a `collect` holds back for one delivery at its end.
+    gathered: Gathered,
 }
+
+/// The results of one `collect` for a sink that [`gathers`](ByteSink::gathers): handed
+/// over at its end in one `deliver_parts` (a map of small tasks delivered every frame
+/// under its own lock, three cache misses on lines its consumer had just touched).
+#[derive(Default)]
+struct Gathered {
+    sink: Option<Arc<dyn ByteSink>>,
+    parts: Vec<Part>,
+    bytes: Vec<u8>,
+}
+
+impl Gathered {
+    /// Items `start..start + count`, encoded in `body`, for `sink`: delivered now unless
+    /// it gathers; then after the others gathered for it (those for another sink go first).
+    fn add(&mut self, sink: &Arc<dyn ByteSink>, start: usize, count: usize, body: &[u8]) {
+        // A large body is delivered as it is: gathering it would be one more copy of it,
+        // and a buffer that big kept.
+        if !sink.gathers() || body.len() > GATHER_MAX {
+            return sink.deliver(start, count, body);
+        }
+        if count == 0 {
+            return;
+        }
+        let same = |s: &Arc<dyn ByteSink>| std::ptr::addr_eq(Arc::as_ptr(s), Arc::as_ptr(sink));
+        if !self.sink.as_ref().is_some_and(same) {
+            self.flush();
+            self.sink = Some(sink.clone());
+        }
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(body);
+        self.parts.push((start, count, at..self.bytes.len()));
+    }
+
+    /// Delivers what was gathered.
+    fn flush(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            sink.deliver_parts(&mut self.parts, &self.bytes);
+            self.parts.clear();
+            self.bytes.clear();
+            if self.bytes.capacity() > 4 * GATHER_MAX {
+                self.bytes = Vec::new();
+            }
+        }
+    }
+}
+
+/// The largest frame body [`Gathered`] holds back.
+const GATHER_MAX: usize = 16 << 10;
 
 fn base(slot: usize) -> usize {
     slot_base(slot)
@@ -261,6 +324,7 @@ impl Dispatcher {
             terminating: false,
             broken: None,
             buf: Vec::new(),
+            gathered: Gathered::default(),
             slowest: Slowest::default(),
             given: Vec::new(),
         }
@@ -451,6 +515,7 @@ impl Dispatcher {
         for i in 0..self.slots.len() {
             any |= self.collect_slot(i);
         }
+        self.gathered.flush();
         any
     }
 
@@ -551,7 +616,8 @@ impl Dispatcher {
                     let pid = s.log.pids.last().copied().unwrap_or(0);
                     self.slowest.offer(elapsed_ns, index, count, i, pid);
                 }
-                front.job.sink.deliver(front.job.start + first, count, body);
+                let start = front.job.start + first;
+                self.gathered.add(&front.job.sink, start, count, body);
                 front.done += count;
                 s.inflight_items -= count;
                 if front.done >= front.job.len() {
@@ -747,6 +813,7 @@ impl Dispatcher {
         }
         // Results published before the death are good.
         self.collect_slot(i);
+        self.gathered.flush();
         let map = self.inner.map.clone();
         let b = base(i);
         let kill = self.slots[i].kill.take();
@@ -911,5 +978,65 @@ impl Dispatcher {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bootstrap::task::encode_framed;
+
+    /// A sink that only counts what it is given.
+    struct Nothing;
+
+    impl ByteSink for Nothing {
+        fn deliver(&self, _: usize, _: usize, _: &[u8]) {}
+        fn fail(&self, _: usize, _: TaskError) {}
+        fn is_cancelled(&self) -> bool {
+            false
+        }
+    }
+
+    fn job(items: &[&str]) -> Job {
+        let mut data = Vec::new();
+        for it in items {
+            encode_framed(*it, &mut data).unwrap();
+        }
+        Job {
+            id: 1,
+            thunk: 0,
+            data,
+            count: items.len(),
+            start: 10,
+            sink: Arc::new(Nothing),
+            attempts: 2,
+        }
+    }
+
+    #[test]
+    fn a_jobs_slices_are_found_by_walking_its_frames() {
+        let j = job(&["a", "bcd", "", "efghij"]);
+        let whole = j.slice(0, 4, 7);
+        assert_eq!((whole.data.as_slice(), whole.count), (j.data.as_slice(), 4));
+        let mid = j.slice(1, 3, 8);
+        assert_eq!(mid.data, job(&["bcd", ""]).data);
+        assert_eq!((mid.count, mid.start, mid.attempts, mid.id), (2, 11, 2, 8));
+        let tail = j.tail(3, 9);
+        assert_eq!(tail.data, job(&["efghij"]).data);
+        assert_eq!((tail.count, tail.start), (1, 13));
+        assert!(j.tail(4, 9).data.is_empty());
+    }
+
+    #[test]
+    fn frames_that_claim_more_than_the_data_are_clamped() {
+        // Another MPI rank's bytes: a length past the end, and a cut-off length.
+        let mut j = job(&["a"]);
+        j.data = vec![0xff, 0xff, 0xff, 0x7f, 1, 2];
+        j.count = 3;
+        assert_eq!(j.offset(1), 6);
+        assert_eq!(j.offset(3), 6);
+        assert!(j.slice(1, 3, 2).data.is_empty());
+        j.data.truncate(2);
+        assert_eq!(j.offset(2), 2);
     }
 }

@@ -542,7 +542,7 @@ impl ProcessPool {
             id,
             thunk: crate::bootstrap::ship_task(f),
             data,
-            offsets: vec![0],
+            count: 1,
             start: 0,
             sink: state.clone(),
             attempts: 0,
@@ -551,24 +551,24 @@ impl ProcessPool {
         Ok(TaskFuture::from_state(state))
     }
 
-    fn dispatch<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
+    fn dispatch<F, A, R>(&self, f: F, start: usize, items: &[A], sink: &Arc<MapState<R>>)
     where
         F: PoolFn<A, R>,
         A: Payload,
         R: Payload,
     {
         let thunk = crate::bootstrap::ship_task(f);
-        crate::executor::encode_chunk(&items, start, sink, |data, offsets, first| {
+        crate::executor::encode_chunk(items, start, sink, |data, offsets, first| {
             let job = Job {
                 id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
                 thunk,
                 data,
-                offsets,
+                count: offsets.len(),
                 start: first,
                 sink: sink.clone(),
                 attempts: 0,
             };
-            let n = job.offsets.len();
+            let n = job.count;
             if self.check_open().is_err() || self.inner.tx.send(Msg::Job(job)).is_err() {
                 let why = "the pool is shut down".to_string();
                 sink.deliver(
@@ -587,14 +587,15 @@ impl ProcessPool {
         self.inner.bell.ring();
     }
 
-    /// Queues a job whose function and arguments are already encoded (items at `offsets`
-    /// in `data`, numbered from 0): how an MPI rank runs the work another rank shipped.
+    /// Queues a job whose function and arguments are already encoded (`count` items, each
+    /// framed with its length, in `data`, numbered from 0): how an MPI rank runs the work
+    /// another rank shipped.
     #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub(crate) fn submit_encoded(
         &self,
         thunk: i64,
         data: Vec<u8>,
-        offsets: Vec<u32>,
+        count: usize,
         sink: Arc<dyn sink::ByteSink>,
     ) -> Result<()> {
         self.check_open()?;
@@ -604,7 +605,7 @@ impl ProcessPool {
             id,
             thunk,
             data,
-            offsets,
+            count,
             start,
             sink,
             attempts,
@@ -722,8 +723,13 @@ impl Executor for ProcessPool {
         self.submit_one(f, arg)
     }
 
-    fn dispatch_chunk<F, A, R>(&self, f: F, start: usize, items: Vec<A>, sink: &Arc<MapState<R>>)
-    where
+    fn dispatch_chunk<F, A, R>(
+        &self,
+        f: F,
+        start: usize,
+        items: &mut Vec<A>,
+        sink: &Arc<MapState<R>>,
+    ) where
         F: PoolFn<A, R>,
         A: Payload,
         R: Payload,

@@ -22,7 +22,22 @@ pub(crate) trait ByteSink: Send + Sync {
     fn indexed(&self) -> bool {
         false
     }
+    /// Whether results may wait for the end of the dispatcher's collection and come in
+    /// one [`deliver_parts`](Self::deliver_parts) (a map's: nobody waits for one item).
+    fn gathers(&self) -> bool {
+        false
+    }
+    /// The outcomes of several frames: part `(start, count, range)` holds items
+    /// `start..start + count` in `bytes[range]`.
+    fn deliver_parts(&self, parts: &mut [Part], bytes: &[u8]) {
+        for (start, count, range) in parts.iter() {
+            self.deliver(*start, *count, &bytes[range.clone()]);
+        }
+    }
 }
+
+/// One frame's outcomes in a [`ByteSink::deliver_parts`]: first item, items, bytes.
+pub(crate) type Part = (usize, usize, std::ops::Range<usize>);
 
 /// The outcomes of `count` items from `start`, decoded.
 #[cfg_attr(not(any(feature = "mpi", feature = "fuzzing")), allow(dead_code))]
@@ -149,12 +164,46 @@ impl<R: DeserializeOwned + Send> ByteSink for MapState<R> {
     fn indexed(&self) -> bool {
         true
     }
+
+    fn gathers(&self) -> bool {
+        true
+    }
+
+    /// Runs of parts whose items follow each other become one batch each (the rounds of a
+    /// map of small tasks bring the frames of both workers, items interleaved), handed over
+    /// under one lock.
+    fn deliver_parts(&self, parts: &mut [Part], bytes: &[u8]) {
+        parts.sort_unstable_by_key(|p| p.0);
+        let mut batches = Vec::new();
+        let mut rest = &*parts;
+        while let Some((first, _, _)) = rest.first() {
+            let run = 1 + rest
+                .windows(2)
+                .take_while(|w| w[1].0 == w[0].0 + w[0].1)
+                .count();
+            let (run, after) = rest.split_at(run);
+            rest = after;
+            let mut buf = Vec::with_capacity(run.iter().map(|p| p.2.len()).sum());
+            let mut starts = std::collections::VecDeque::new();
+            for (k, (start, _, range)) in run.iter().enumerate() {
+                if k > 0 {
+                    starts.push_back((*start, buf.len()));
+                }
+                buf.extend_from_slice(&bytes[range.clone()]);
+            }
+            let count = run.iter().map(|p| p.1).sum();
+            let batch = Batch::encoded_parts(*first, count, buf, starts, map_decoders::<R>());
+            batches.push((*first, batch));
+        }
+        self.deliver_batches(batches);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bootstrap::task::encode_framed;
+    use std::collections::VecDeque;
 
     /// Outcomes as a worker writes them: a value, a task error, a value.
     fn three() -> Vec<u8> {
@@ -198,6 +247,77 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, TaskError::Panicked { index: Some(1), .. }));
         assert_eq!(out, vec![1, 10]);
+    }
+
+    /// One item's outcome as a worker writes it.
+    fn value(v: u64) -> Vec<u8> {
+        let mut b = vec![1];
+        encode_framed(&v, &mut b).unwrap();
+        b
+    }
+
+    #[test]
+    fn an_untrustworthy_outcome_stops_only_its_own_part() {
+        // Part one, items 2..5: a value, then a task error that does not decode (so its
+        // length cannot be trusted: the rest of its part is dropped, and item 4 is missing).
+        // Part two, from another frame: item 5.
+        let mut bytes = value(1);
+        bytes.extend([0, 0xff, 0xff, 0xff]);
+        let second = bytes.len();
+        bytes.extend(value(5));
+        let parts: VecDeque<_> = [(5, second)].into_iter().collect();
+        let batch = || Batch::encoded_parts(2, 4, bytes.clone(), parts.clone(), map_decoders());
+        let got: Vec<_> = batch().collect::<Vec<Result<u64, _>>>();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0], Ok(1));
+        assert!(matches!(
+            got[1],
+            Err(TaskError::Deserialize { index: Some(3), .. })
+        ));
+        assert!(
+            matches!(&got[2], Err(TaskError::Deserialize { index: Some(4), message, .. }) if message.contains("missing"))
+        );
+        assert_eq!(got[3..], [Ok(5)]);
+        // Drained, the same: the first error is the first part's.
+        let mut out = Vec::new();
+        let e = batch().drain_into(&mut out).unwrap_err();
+        assert!(matches!(e, TaskError::Deserialize { index: Some(3), .. }));
+        assert_eq!(out, [1]);
+    }
+
+    #[test]
+    fn a_batch_of_parts_drains_part_by_part() {
+        let mut bytes = value(7);
+        let second = bytes.len();
+        bytes.extend(value(8));
+        bytes.extend(value(9));
+        let third = bytes.len();
+        bytes.extend(value(10));
+        let parts: VecDeque<_> = [(1, second), (3, third)].into_iter().collect();
+        let mut out = vec![];
+        Batch::encoded_parts(0, 4, bytes, parts, map_decoders::<u64>())
+            .drain_into(&mut out)
+            .unwrap();
+        assert_eq!(out, [7, 8, 9, 10]);
+    }
+
+    #[test]
+    fn parts_whose_items_follow_each_other_become_one_batch() {
+        let state = MapState::<u64>::new(true);
+        // A round's frames: worker 0 had items 0 and 2, worker 1 items 1 and 5.
+        let mut bytes = Vec::new();
+        let mut parts = Vec::new();
+        for i in [0u64, 2, 1, 5] {
+            let at = bytes.len();
+            bytes.extend(value(100 + i));
+            parts.push((i as usize, 1, at..bytes.len()));
+        }
+        state.deliver_parts(&mut parts, &bytes);
+        let (start, first) = state.take(0);
+        assert_eq!((start, first.len()), (0, 3));
+        assert_eq!(first.collect::<Vec<_>>(), [Ok(100), Ok(101), Ok(102)]);
+        let (start, second) = state.take(5);
+        assert_eq!((start, second.collect::<Vec<_>>()), (5, vec![Ok(105)]));
     }
 
     #[test]
