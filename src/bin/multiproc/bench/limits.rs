@@ -140,24 +140,14 @@ pub(super) fn bare_thread_pool(n: u64) -> f64 {
     us
 }
 
-/// Round trip between two threads passing a counter through one atomic (µs). With `cpu`,
-/// both run on that one CPU and yield instead of spinning (spinning there would only burn
-/// the other's time slice).
-pub(super) fn atomic_pingpong(n: u64, cpu: Option<usize>) -> f64 {
+/// Round trip between two threads passing a counter through one atomic, spinning (µs).
+pub(super) fn atomic_pingpong(n: u64) -> f64 {
     let a = Arc::new(AtomicU64::new(0));
     let b = a.clone();
-    let wait = move || {
-        if cpu.is_some() {
-            std::thread::yield_now()
-        } else {
-            std::hint::spin_loop()
-        }
-    };
-    super::pin(cpu);
     let h = std::thread::spawn(move || {
         for i in 0..n {
             while b.load(Ordering::Acquire) != 2 * i + 1 {
-                wait();
+                std::hint::spin_loop();
             }
             b.store(2 * i + 2, Ordering::Release);
         }
@@ -166,13 +156,48 @@ pub(super) fn atomic_pingpong(n: u64, cpu: Option<usize>) -> f64 {
     for i in 0..n {
         a.store(2 * i + 1, Ordering::Release);
         while a.load(Ordering::Acquire) != 2 * i + 2 {
-            wait();
+            std::hint::spin_loop();
         }
     }
     let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
     h.join().unwrap();
-    super::pin(None);
     us
+}
+
+fn pingpong_partner((shm, n, cpu, go): (SharedMemory, u64, usize, Connection)) {
+    super::pin(Some(cpu));
+    let a = &sys::atomics(&shm, 1)[0];
+    let _: u8 = go.recv().expect("go");
+    for i in 0..n {
+        while a.load(Ordering::Acquire) != 2 * i + 1 {
+            std::thread::yield_now();
+        }
+        a.store(2 * i + 2, Ordering::Release);
+    }
+}
+
+/// [`atomic_pingpong`] pinned to `cpu` and yielding (spinning there would only burn the
+/// other's time slice), between two *processes* (a counter in shared memory): the limit of a process pool's pinned round trip, two switches between address
+/// spaces (on a VM that virtualizes page tables each costs about a microsecond more than a
+/// switch between threads of one process). µs per round trip.
+pub(super) fn process_pingpong(n: u64, cpu: usize) -> multiproc::Result<f64> {
+    let shm = SharedMemory::create(4096)?;
+    let (go, theirs) = Pipe::duplex()?;
+    let p = Process::start(pingpong_partner, (shm.clone_handle()?, n, cpu, theirs))?;
+    super::pin(Some(cpu));
+    let a = &sys::atomics(&shm, 1)[0];
+    go.send(&1u8)?;
+    let t = Instant::now();
+    for i in 0..n {
+        a.store(2 * i + 1, Ordering::Release);
+        while a.load(Ordering::Acquire) != 2 * i + 2 {
+            std::thread::yield_now();
+        }
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    p.join();
+    super::pin(None);
+    Ok(us)
 }
 
 fn bare_echo((c, cpu): (Connection, Option<usize>)) {
