@@ -260,6 +260,19 @@ fn make_loose(x: i64) -> Loose {
     Loose::Int(x)
 }
 
+/// A `Loose` that did not decode: the error names the type and why.
+fn names_loose_and_why<T: std::fmt::Debug>(r: Result<T, TaskError>) {
+    match r {
+        Err(TaskError::Deserialize {
+            type_name, message, ..
+        }) => {
+            assert!(type_name.contains("Loose"), "{type_name}");
+            assert!(message.contains("deserialize_any"), "{message}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 #[test]
 fn a_type_postcard_cannot_decode_is_named_with_the_reason_and_the_fix() {
     deadline(60, || {
@@ -286,30 +299,14 @@ fn a_type_postcard_cannot_decode_is_named_with_the_reason_and_the_fix() {
         } else {
             // Release builds do not: the worker's decode of the argument fails, in the
             // same words, and fails that task only.
-            match submitted.unwrap().result() {
-                Err(TaskError::Deserialize {
-                    type_name, message, ..
-                }) => {
-                    assert!(type_name.contains("Loose"), "{type_name}");
-                    assert!(message.contains("deserialize_any"), "{message}");
-                }
-                other => panic!("unexpected {other:?}"),
-            }
+            names_loose_and_why(submitted.unwrap().result());
             assert!(
                 matches!(&out[0], Err(TaskError::Deserialize { index: Some(0), message, .. }) if message.contains("deserialize_any")),
                 "{out:?}"
             );
         }
         // A result of such a type: the error says the same.
-        match pool.submit(make_loose, 3).unwrap().result() {
-            Err(TaskError::Deserialize {
-                type_name, message, ..
-            }) => {
-                assert!(type_name.contains("Loose"), "{type_name}");
-                assert!(message.contains("deserialize_any"), "{message}");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        names_loose_and_why(pool.submit(make_loose, 3).unwrap().result());
         // Threads encode nothing: the same call works there.
         let tp = ThreadPool::new(1).unwrap();
         assert_eq!(
