@@ -123,9 +123,13 @@ impl crate::ring::spsc::FrameMemory for HeapRing {
         let at = Self::data_off(off);
         self.bytes()[at..at + src.len()].copy_from_slice(src);
     }
-    fn read(&self, off: usize, dst: &mut [u8]) {
+    fn load_word(&self, off: usize, _: Ordering) -> u64 {
         let at = Self::data_off(off);
-        dst.copy_from_slice(&self.bytes()[at..at + dst.len()]);
+        u64::from_ne_bytes(self.bytes()[at..at + 8].try_into().expect("8 bytes"))
+    }
+    fn store_word(&self, off: usize, v: u64, _: Ordering) {
+        let at = Self::data_off(off);
+        self.bytes()[at..at + 8].copy_from_slice(&v.to_ne_bytes());
     }
     fn read_into_vec(&self, off: usize, len: usize, dst: &mut Vec<u8>) {
         let at = Self::data_off(off);
@@ -134,8 +138,10 @@ impl crate::ring::spsc::FrameMemory for HeapRing {
 }
 
 /// The dispatcher's read of a worker's result ring (`process_pool::ring::Ring::try_pop`):
-/// `head` (u64), `tail` (u64), a capacity choice (u8), then the data area (zero-padded).
-/// Every frame popped is checked to lie inside the published bytes and the payload limit.
+/// `head` (u64), `tail` (u64: the producer's, which the consumer never reads), a capacity
+/// choice (u8), then the data area (zero-padded). Every frame popped is checked to lie
+/// inside the data area (`HeapRing` panics on any access outside it), within the payload
+/// limit, and of a kind a producer publishes.
 pub fn pool_ring(bytes: &[u8]) -> Tally {
     use crate::ring::{frame::Corrupt, spsc::Ring};
     let mut input = Input(bytes);
@@ -151,18 +157,22 @@ pub fn pool_ring(bytes: &[u8]) -> Tally {
     let ring = Ring::new(mem.clone(), 0, cap);
     let mut tally = Tally::default();
     let mut out = Vec::new();
-    // Each pop consumes at least 8 bytes of what was published, so this ends.
+    // A ring's worth of pops: each consumes at least 8 bytes.
     for _ in 0..cap / 8 + 1 {
         let before = mem.head.load(Ordering::Relaxed);
         match ring.try_pop(&mut out) {
-            Ok(Some(_kind)) => {
+            Ok(Some(kind)) => {
                 tally.ok += 1;
                 let after = mem.head.load(Ordering::Relaxed);
                 assert!(out.len() <= ring.max_payload(), "payload past the limit");
                 assert!(
-                    after.wrapping_sub(before) <= cap as u64
-                        && after.wrapping_sub(head) <= tail.wrapping_sub(head),
-                    "head moved past the published tail"
+                    kind != 0 && kind != crate::ring::frame::WRAP,
+                    "kind {kind:#x}"
+                );
+                assert!(
+                    (8..=cap as u64).contains(&after.wrapping_sub(before)),
+                    "a pop moved the head by {} bytes in a ring of {cap}",
+                    after.wrapping_sub(before)
                 );
             }
             Ok(None) => break,

@@ -180,7 +180,7 @@ pub type ThreadPoolExecutor = ThreadPool;
 pub mod manager;
 pub use manager::{Manager, ManagerBuilder};
 
-/// Inside a pool task: breaks the worker's frame protocol (0 bad ring tail, 1 unknown
+/// Inside a pool task: breaks the worker's frame protocol (0 oversized header, 1 unknown
 /// frame kind, 2 absurd out-of-band size). For fault-injection tests.
 #[doc(hidden)]
 pub fn __test_corrupt_result_ring(how: u32) {

@@ -77,7 +77,7 @@ impl Inner {
     fn has_work(&self) -> bool {
         !self.rx.is_empty()
             || (0..self.cfg.workers).any(|i| {
-                crate::ring::spsc::has_data_at(&self.map, result_ring(i))
+                crate::ring::spsc::has_data_at(&*self.map, result_ring(i), RING_CAP)
                     || (self.awaiting[i].load(Ordering::Relaxed)
                         && self
                             .map

@@ -183,13 +183,13 @@ impl Worker {
 static RESULT_RING: std::sync::OnceLock<Ring> = std::sync::OnceLock::new();
 
 /// Breaks the frame protocol from inside a task, as a task that scribbles on its worker's
-/// memory would: 0 sets an impossible ring tail, 1 publishes a frame of unknown kind, 2
+/// memory would: 0 publishes a header longer than the ring, 1 a frame of unknown kind, 2
 /// announces an out-of-band payload of 1 TiB. For fault-injection tests; does nothing
 /// outside a pool worker.
 pub(crate) fn test_corrupt_result_ring(how: u32) {
     let Some(r) = RESULT_RING.get() else { return };
     match how {
-        0 => r.scribble_tail(),
+        0 => r.scribble_header(),
         1 => {
             let _ = r.try_push(77, &[&[0u8; 24]]);
         }

@@ -1,5 +1,6 @@
 //! The single-producer single-consumer flavour (the process pool's task and result rings):
-//! two byte counters, no locks, every byte from the producer checked before use.
+//! no locks; a frame is published by its own header, and every byte from the producer is
+//! checked before use.
 //!
 //! See `README.md` beside this file for the protocol.
 
@@ -21,6 +22,10 @@ pub(crate) trait FrameMemory {
     fn load(&self, off: usize, order: Ordering) -> u64;
     /// Stores the 64-bit counter at `off`.
     fn store(&self, off: usize, v: u64, order: Ordering);
+    /// Loads the data word at `off` (8-aligned): a frame header, which publishes its frame.
+    fn load_word(&self, off: usize, order: Ordering) -> u64;
+    /// Stores the data word at `off` (8-aligned).
+    fn store_word(&self, off: usize, v: u64, order: Ordering);
     /// Copies `src` to `off`.
     fn write(&self, off: usize, src: &[u8]);
     /// Writes `parts` one after another at `off` (8-aligned), then zeros to the next
@@ -30,8 +35,6 @@ pub(crate) trait FrameMemory {
         all.resize(all.len().next_multiple_of(8), 0);
         self.write(off, &all);
     }
-    /// Copies `dst.len()` bytes at `off` into `dst`.
-    fn read(&self, off: usize, dst: &mut [u8]);
     /// Appends `len` bytes at `off` to `dst`.
     fn read_into_vec(&self, off: usize, len: usize, dst: &mut Vec<u8>);
 }
@@ -43,14 +46,17 @@ impl FrameMemory for SharedMapping {
     fn store(&self, off: usize, v: u64, order: Ordering) {
         self.atomic_u64(off).store(v, order)
     }
+    fn load_word(&self, off: usize, order: Ordering) -> u64 {
+        self.atomic_u64(off).load(order)
+    }
+    fn store_word(&self, off: usize, v: u64, order: Ordering) {
+        self.atomic_u64(off).store(v, order)
+    }
     fn write(&self, off: usize, src: &[u8]) {
         SharedMapping::write(self, off, src)
     }
     fn write_words(&self, off: usize, parts: &[&[u8]]) {
         SharedMapping::write_words(self, off, parts)
-    }
-    fn read(&self, off: usize, dst: &mut [u8]) {
-        SharedMapping::read(self, off, dst)
     }
     fn read_into_vec(&self, off: usize, len: usize, dst: &mut Vec<u8>) {
         SharedMapping::read_into_vec(self, off, len, dst)
@@ -94,6 +100,8 @@ impl<M: FrameMemory> Ring<M> {
 
     /// Empties the ring. Only while no other process uses it.
     pub(crate) fn reset(&self) {
+        // The slot at the tail is always zero (unpublished): see `try_push`.
+        self.map.store_word(self.data(0), 0, Ordering::SeqCst);
         self.map.store(self.base + HEAD, 0, Ordering::SeqCst);
         self.map.store(self.base + TAIL, 0, Ordering::SeqCst);
         self.seen_head.store(0, Ordering::Relaxed);
@@ -104,22 +112,24 @@ impl<M: FrameMemory> Ring<M> {
     }
 
     /// Appends one frame made of `parts`. Returns false if there is no room now.
+    ///
+    /// The frame's own header publishes it: the consumer polls the header word at its
+    /// position, never `tail` (one cache line per frame crosses to it, not two). So the
+    /// slot after each frame is zeroed before the frame is published: the consumer reaches
+    /// it only through that frame, and must find "nothing yet" there, not older bytes.
     pub(crate) fn try_push(&self, kind: u32, parts: &[&[u8]]) -> bool {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         assert!(len <= self.max_payload(), "frame too large for the ring");
-        assert_ne!(
-            kind,
-            frame::WRAP,
-            "the wrap marker's kind is not a frame kind"
+        assert!(
+            kind != frame::WRAP && kind != 0,
+            "kind {kind:#x} is not a frame kind"
         );
         let total = frame::size(len);
         let mut tail = self.map.load(self.base + TAIL, Ordering::Relaxed);
         let to_end = self.cap - (tail as usize & (self.cap - 1));
-        let need = if total > to_end {
-            to_end + total
-        } else {
-            total
-        };
+        let wraps = total > to_end;
+        // The bytes this frame takes from `tail`, and the zeroed header slot after them.
+        let need = if wraps { to_end + total } else { total } + frame::HEADER;
         // The head is the consumer's (another process's) to write: wrapping arithmetic and
         // a bound before the sum, so a corrupt one reads as a full ring, never a panic.
         let fits = |head: u64| {
@@ -135,39 +145,50 @@ impl<M: FrameMemory> Ring<M> {
                 return false;
             }
         }
-        if total > to_end {
-            self.map.write(self.data(tail), &frame::WRAP_MARKER);
+        // A wrap marker goes where this frame did not fit, once the frame at the start is
+        // written: the marker is then the publication.
+        let marker = wraps.then(|| self.data(tail));
+        if wraps {
             // The counters wrap (a corrupt consumer may leave them anywhere).
             tail = tail.wrapping_add(to_end as u64);
         }
-        // The frame's words are the producer's alone until `tail` says otherwise: whole
-        // words, padding included, with no merge (`SharedMapping::write_words`).
+        // The frame's words are the producer's alone until its header says otherwise:
+        // whole words, padding included, with no merge (`SharedMapping::write_words`).
         let at = self.data(tail);
-        self.map
-            .write_words(at, &[&frame::header(len as u32, kind)]);
         self.map.write_words(at + frame::HEADER, parts);
-        self.map.store(
-            self.base + TAIL,
-            tail.wrapping_add(total as u64),
-            Ordering::Release,
-        );
+        let end = tail.wrapping_add(total as u64);
+        self.map
+            .store_word(self.data(end), UNPUBLISHED, Ordering::Relaxed);
+        // `Release`: whoever sees the header (or the marker) sees the frame and the zeroed
+        // slot after it.
+        let header = u64::from_ne_bytes(frame::header(len as u32, kind));
+        match marker {
+            None => self.map.store_word(at, header, Ordering::Release),
+            Some(m) => {
+                self.map.store_word(at, header, Ordering::Relaxed);
+                let wrap = u64::from_ne_bytes(frame::WRAP_MARKER);
+                self.map.store_word(m, wrap, Ordering::Release);
+            }
+        }
+        // Only the producer reads `tail` (after a respawn's reset, from a new `Ring`).
+        self.map.store(self.base + TAIL, end, Ordering::Relaxed);
         true
     }
 
-    /// Sets the tail far past the head, as a corrupted producer might (fault injection).
-    pub(crate) fn scribble_tail(&self) {
-        let head = self.map.load(self.base + HEAD, Ordering::Relaxed);
-        self.map.store(
-            self.base + TAIL,
-            head + 3 * self.cap as u64,
-            Ordering::Release,
-        );
+    /// Publishes a header longer than the ring admits, as a corrupted producer might
+    /// (fault injection).
+    pub(crate) fn scribble_header(&self) {
+        let tail = self.map.load(self.base + TAIL, Ordering::Relaxed);
+        let h = u64::from_ne_bytes(frame::header(self.cap as u32, 3));
+        self.map.store_word(self.data(tail), h, Ordering::Release);
+        // Past it, so that the next push does not overwrite it.
+        self.map
+            .store(self.base + TAIL, tail.wrapping_add(8), Ordering::Relaxed);
     }
 
-    /// Whether a frame is waiting.
+    /// Whether a frame is waiting (or the ring is corrupt: [`Ring::try_pop`] says which).
     pub(crate) fn has_data(&self) -> bool {
-        let head = self.map.load(self.base + HEAD, Ordering::Relaxed);
-        self.map.load(self.base + TAIL, Ordering::Acquire) != head
+        has_data_at(&*self.map, self.base, self.cap)
     }
 
     /// Takes the next frame: its kind, with its payload appended to `out` (cleared first).
@@ -177,40 +198,43 @@ impl<M: FrameMemory> Ring<M> {
     }
 
     /// Takes the next frame, checking everything the producer wrote before using it: the
-    /// producer may be a worker that corrupted its own memory, so `head`, `tail`, every
-    /// frame length and every wrap marker are untrusted ([`frame::next`] checks the frame).
+    /// producer may be a worker that corrupted its own memory, so `head`, every header
+    /// and every wrap marker are untrusted ([`frame::next`] checks the frame).
     /// Nothing is read outside the ring's data and nothing larger than
     /// [`Ring::max_payload`] is allocated. On a violation the ring is left as it is (the
     /// caller kills the producer and resets the ring).
     pub(crate) fn try_pop(&self, out: &mut Vec<u8>) -> Result<Option<u32>, Corrupt> {
         let head = self.map.load(self.base + HEAD, Ordering::Relaxed);
-        let tail = self.map.load(self.base + TAIL, Ordering::Acquire);
-        // Frames and wrap markers are 8-aligned, so both counters always are.
-        if !head.is_multiple_of(8) || !tail.is_multiple_of(8) {
-            return Err(Corrupt(format!("misaligned ring counters {head}/{tail}")));
-        }
-        let used = tail.wrapping_sub(head);
-        if used > self.cap as u64 {
-            return Err(Corrupt(format!(
-                "ring tail {tail} is not within {} bytes after head {head}",
-                self.cap
-            )));
+        // Frames and wrap markers are 8-aligned, so the head always is.
+        if !head.is_multiple_of(8) {
+            return Err(Corrupt(format!("misaligned ring head {head}")));
         }
         let at = head as usize & (self.cap - 1);
-        let found = frame::next(
-            at,
-            self.cap - at,
-            used as usize,
-            self.max_payload(),
-            |off| {
-                let mut h = [0u8; frame::HEADER];
-                self.map.read(self.base + RING_HEADER + off, &mut h);
-                h
-            },
-        )?;
+        // `Acquire`: the publication (see `try_push`).
+        let first = self.map.load_word(self.data(head), Ordering::Acquire);
+        if first == UNPUBLISHED {
+            return Ok(None);
+        }
+        // Everything may count as published (nothing tells how much): the checks that
+        // remain are the header's own, and the frame inside the data area.
+        let mut first = Some(first);
+        let found = frame::next(at, self.cap - at, self.cap, self.max_payload(), |off| {
+            let w = match first.take() {
+                Some(w) if off == at => w,
+                _ => self
+                    .map
+                    .load_word(self.base + RING_HEADER + off, Ordering::Acquire),
+            };
+            w.to_ne_bytes()
+        })?;
         let Some(f) = found else {
             return Ok(None);
         };
+        if f.kind == 0 {
+            // No producer publishes kind 0 (`try_push`): this is a wrap marker with nothing
+            // published behind it, or foreign bytes.
+            return Err(Corrupt("a frame of kind 0 (not published)".into()));
+        }
         out.clear();
         self.map
             .read_into_vec(self.base + RING_HEADER + f.at + frame::HEADER, f.len, out);
@@ -224,10 +248,18 @@ impl<M: FrameMemory> Ring<M> {
     }
 }
 
-/// Whether the ring whose header is at `base` holds a frame.
-pub(crate) fn has_data_at(map: &SharedMapping, base: usize) -> bool {
-    let head = map.atomic_u64(base + HEAD).load(Ordering::Relaxed);
-    map.atomic_u64(base + TAIL).load(Ordering::Acquire) != head
+/// The header word of a slot no frame is published in yet (no frame has kind 0).
+const UNPUBLISHED: u64 = 0;
+
+/// Whether the ring whose header is at `base` (with `cap` data bytes) holds a frame, or
+/// is corrupt (a misaligned head).
+pub(crate) fn has_data_at<M: FrameMemory + ?Sized>(map: &M, base: usize, cap: usize) -> bool {
+    let head = map.load(base + HEAD, Ordering::Relaxed);
+    !head.is_multiple_of(8)
+        || map.load_word(
+            base + RING_HEADER + (head as usize & (cap - 1)),
+            Ordering::Relaxed,
+        ) != UNPUBLISHED
 }
 
 #[cfg(test)]
@@ -250,8 +282,12 @@ mod tests {
         for i in 0..1000u32 {
             let p = vec![i as u8; (i as usize * 37) % 900];
             assert!(r.try_push(3, &[&p]));
+            assert!(r.has_data());
             assert_eq!(r.try_pop(&mut out), Ok(Some(3)));
             assert_eq!(out, p);
+            // Where the consumer looks next, an older frame's header may lie in the bytes:
+            // the producer zeroed that slot before it published the frame just taken.
+            assert!(!r.has_data(), "a stale frame after push {i}");
         }
         assert_eq!(r.try_pop(&mut out), Ok(None));
     }
@@ -269,7 +305,9 @@ mod tests {
                 pushed += 1;
             }
             assert!(!r.try_push(3, &[&[0; 100]]), "full stays full");
-            for _ in 0..(round % 7 + 1) {
+            // Two frames at least: the one to push may need the bytes to the end (it wraps)
+            // and 8 more (the slot after it).
+            for _ in 0..(round % 7 + 2) {
                 assert_eq!(r.try_pop(&mut out), Ok(Some(3)));
                 assert_eq!(out[..4], popped.to_le_bytes());
                 popped += 1;
@@ -311,23 +349,25 @@ mod tests {
                     data[at + 4..at + 8].copy_from_slice(&kind.to_le_bytes());
                 }
             }
+            if case % 5 == 0 {
+                // Unpublished slots here and there, so pops also end in "nothing yet".
+                for at in (0..CAP).step_by(8 * (1 + rng.below(8) as usize)) {
+                    data[at..at + 8].fill(0);
+                }
+            }
             r.map.write(RING_HEADER, &data);
             let head = match case % 3 {
                 0 => rng.next(),
                 _ => rng.below(1 << 20) * 8,
             };
-            let tail = match case % 4 {
-                0 => rng.next(),
-                _ => head.wrapping_add(rng.below(CAP as u64 / 8 + 2) * 8),
-            };
             r.map.atomic_u64(HEAD).store(head, Ordering::SeqCst);
-            r.map.atomic_u64(TAIL).store(tail, Ordering::SeqCst);
             let mut out = Vec::new();
             // Each pop consumes at least 8 bytes, so this ends on any input.
             for _ in 0..CAP / 8 + 1 {
                 match r.try_pop(&mut out) {
-                    Ok(Some(_)) => {
+                    Ok(Some(kind)) => {
                         frames += 1;
+                        assert!(kind != 0 && kind != frame::WRAP);
                         assert!(out.len() <= r.max_payload());
                         assert!(out.capacity() <= 2 * r.max_payload());
                     }
@@ -346,11 +386,15 @@ mod tests {
 
 /// A loom model of the ring: one producer pushing frames (one wraps, with a marker) while
 /// one consumer pops them, every interleaving and every value the memory model allows.
-/// The data area is loom atomics accessed `Relaxed`, so only the ring's own `Release` of
-/// `tail` and `Acquire` of it make a frame's bytes visible: with a `Relaxed` tail the model
-/// reads stale bytes and fails. (The other direction, a producer overwriting bytes the
-/// consumer is still reading after a `Relaxed` head, is load buffering, which loom does not
-/// model.)
+/// The data area is loom atomics accessed `Relaxed`, so only the `Release` store of a
+/// frame's header (or of its wrap marker) and the consumer's `Acquire` load of it make the
+/// frame's bytes visible: with a `Relaxed` header the model reads stale bytes and fails.
+/// The third frame lands on the first one's bytes, so the consumer, after it, finds the
+/// second one's old header in the slot where it looks next, unless the producer zeroed
+/// that slot before publishing (`try_push`): without the zeroing, or with it after the
+/// header, the model pops a stale frame and fails. (The other direction, a producer
+/// overwriting bytes the consumer is still reading after a `Relaxed` head, is load
+/// buffering, which loom does not model.)
 #[cfg(test)]
 mod loom_tests {
     use super::*;
@@ -406,23 +450,29 @@ mod loom_tests {
                 );
             }
         }
-        fn read(&self, off: usize, dst: &mut [u8]) {
-            for (i, b) in dst.iter_mut().enumerate() {
-                let (w, shift) = self.byte(off + i);
-                *b = (w.load(Ordering::Relaxed) >> shift) as u8;
-            }
+        fn load_word(&self, off: usize, order: Ordering) -> u64 {
+            let (w, shift) = self.byte(off);
+            assert_eq!(shift, 0, "a misaligned word at {off}");
+            w.load(order)
+        }
+        fn store_word(&self, off: usize, v: u64, order: Ordering) {
+            let (w, shift) = self.byte(off);
+            assert_eq!(shift, 0, "a misaligned word at {off}");
+            w.store(v, order)
         }
         fn read_into_vec(&self, off: usize, len: usize, dst: &mut Vec<u8>) {
-            let start = dst.len();
-            dst.resize(start + len, 0);
-            self.read(off, &mut dst[start..]);
+            for i in 0..len {
+                let (w, shift) = self.byte(off + i);
+                dst.push((w.load(Ordering::Relaxed) >> shift) as u8);
+            }
         }
     }
 
     #[test]
     fn loom_frames_cross_the_ring_whole_and_in_order() {
         // Three 24-byte frames through 64 bytes: the third wraps behind a marker, into the
-        // bytes of the first, which the consumer must have finished reading.
+        // bytes of the first, which the consumer must have finished reading; after it, the
+        // consumer looks at offset 24, where the second frame's header was.
         const FRAMES: u32 = 3;
         let payload = |k: u32| vec![k as u8 + 1; 12];
         crate::sys::wait::loom_tests::model(move || {
@@ -431,7 +481,7 @@ mod loom_tests {
                 let ring = ring.clone();
                 loom::thread::spawn(move || {
                     for k in 0..FRAMES {
-                        while !ring.try_push(k, &[&payload(k)]) {
+                        while !ring.try_push(k + 1, &[&payload(k)]) {
                             loom::thread::yield_now();
                         }
                     }
@@ -442,7 +492,7 @@ mod loom_tests {
                 loop {
                     match ring.try_pop(&mut out) {
                         Ok(Some(kind)) => {
-                            assert_eq!(kind, k);
+                            assert_eq!(kind, k + 1);
                             assert_eq!(out, payload(k));
                             break;
                         }
