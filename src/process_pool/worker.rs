@@ -133,7 +133,11 @@ impl Worker {
                 started.store(now_ns(), Ordering::Release);
             }
             item.store(0, Ordering::Release);
-            current.store(id, Ordering::SeqCst);
+            // `Release`, as for every word here: the dispatcher only reads them (the
+            // timeout check, a cancel, the blame after a death) and this thread reads
+            // nothing it writes, so there is no store-then-load to order. A `SeqCst` store
+            // was a locked instruction between taking each task and running it.
+            current.store(id, Ordering::Release);
             for i in 0..count {
                 if cfg.timed {
                     started.store(now_ns(), Ordering::Release);
@@ -150,7 +154,7 @@ impl Worker {
                 }
             }
             self.flush(id, first, count - first, (&mut watch, &mut t0), &out);
-            current.store(0, Ordering::SeqCst);
+            current.store(0, Ordering::Release);
             done += count as u64;
             if cfg.max_tasks.is_some_and(|m| done >= m) {
                 return 0; // retire: the parent starts a fresh worker
